@@ -1,0 +1,114 @@
+use std::io::Write as _;
+use std::path::Path;
+
+use crate::commands::Context;
+use crate::error::Error;
+
+/// Write release.yaml, the default runbooks of each stage, and `.release/` in .gitignore.
+/// Never overwrites a file: what exists is left as it is, and said so.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {}
+
+/// The files `init` writes, embedded from the repository's own `release.yaml` and
+/// `runbooks/` so that what ships is what is tested.
+pub const FILES: &[(&str, &str)] = &[
+    ("release.yaml", include_str!("../../release.yaml")),
+    (
+        "runbooks/development/rollback.yaml",
+        include_str!("../../runbooks/development/rollback.yaml"),
+    ),
+    (
+        "runbooks/development/promote.yaml",
+        include_str!("../../runbooks/development/promote.yaml"),
+    ),
+    (
+        "runbooks/staging/rollback.yaml",
+        include_str!("../../runbooks/staging/rollback.yaml"),
+    ),
+    (
+        "runbooks/staging/promote.yaml",
+        include_str!("../../runbooks/staging/promote.yaml"),
+    ),
+    (
+        "runbooks/production/rollback.yaml",
+        include_str!("../../runbooks/production/rollback.yaml"),
+    ),
+    (
+        "runbooks/production/promote.yaml",
+        include_str!("../../runbooks/production/promote.yaml"),
+    ),
+];
+
+const GITIGNORE_LINE: &str = ".release/";
+
+pub fn cmd_init(ctx: &Context<'_>, _args: &InitArgs) -> Result<i32, Error> {
+    let mut wrote = 0;
+    for (relative, content) in FILES {
+        let path = ctx.cwd.join(relative);
+        if path.exists() {
+            ctx.output
+                .result(&format!("kept   {relative} (exists; not overwritten)"));
+            continue;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        write_new(&path, content)?;
+        ctx.output.result(&format!("wrote  {relative}"));
+        wrote += 1;
+    }
+    if add_to_gitignore(&ctx.cwd.join(".gitignore"))? {
+        ctx.output.result(&format!(
+            "added  {GITIGNORE_LINE} to .gitignore (the audit log and locks stay out of git)"
+        ));
+    } else {
+        ctx.output.result(&format!(
+            "kept   .gitignore (already lists {GITIGNORE_LINE})"
+        ));
+    }
+    if wrote > 0 {
+        ctx.output.result("next:  edit release.yaml (components, channels, gates), then run `release runbook validate`");
+    }
+    Ok(0)
+}
+
+/// Creates the file, failing rather than overwriting if it appeared meanwhile.
+fn write_new(path: &Path, content: &str) -> Result<(), Error> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+    file.write_all(content.as_bytes())
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+/// Appends `.release/` to .gitignore unless a line already ignores it. True if it wrote.
+fn add_to_gitignore(path: &Path) -> Result<bool, Error> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+    };
+    let listed = existing
+        .lines()
+        .map(str::trim)
+        .any(|l| matches!(l, ".release" | ".release/" | "/.release" | "/.release/"));
+    if listed {
+        return Ok(false);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let separator = if existing.is_empty() || existing.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    write!(file, "{separator}{GITIGNORE_LINE}\n")
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    Ok(true)
+}

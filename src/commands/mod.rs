@@ -1,0 +1,52 @@
+//! One file per subcommand, and the one `match` that dispatches to them.
+
+pub mod completions;
+pub mod init;
+pub mod man;
+pub mod runbook;
+pub mod schema;
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::error::Error;
+use crate::output::Output;
+
+/// What every command gets: the folder it runs in (after `-C`), the global flags, output.
+pub struct Context<'a> {
+    pub cwd: PathBuf,
+    pub global: &'a GlobalArgs,
+    pub output: &'a Output,
+}
+
+/// Runs the command; the `Ok` value is the exit code of a command that finished (a failed
+/// check is not an error of the program).
+pub fn dispatch(cli: Cli, output: &Output) -> Result<i32, Error> {
+    let cwd =
+        std::env::current_dir().map_err(|e| Error::io("cannot read the current folder", e))?;
+    let cwd = match &cli.global.directory {
+        Some(dir) => {
+            let dir = cwd.join(dir);
+            if !dir.is_dir() {
+                return Err(Error::InvalidInput {
+                    message: format!("-C {}: no such folder", dir.display()),
+                    hint: None,
+                });
+            }
+            dir
+        }
+        None => cwd,
+    };
+    let ctx = Context {
+        cwd,
+        global: &cli.global,
+        output,
+    };
+    match cli.command {
+        Command::Init(args) => init::cmd_init(&ctx, &args),
+        Command::Runbook(args) => runbook::cmd_runbook(&ctx, &args),
+        Command::Schema(args) => schema::cmd_schema(&ctx, &args),
+        Command::Completions(args) => completions::cmd_completions(&args),
+        Command::Man(args) => man::cmd_man(&args),
+    }
+}

@@ -1,0 +1,233 @@
+//! Problems found in `release.yaml` and runbooks: where (file, line, column), what, and how
+//! to fix it. Rendered with miette (the source line and a caret; colour only on a terminal)
+//! or as JSON objects.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode};
+use serde::Serialize;
+
+use super::yaml::Span;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A file's text, shared by the diagnostics that point into it.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: Arc<str>,
+}
+
+impl SourceFile {
+    pub fn new(path: &Path, text: &str) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            text: Arc::from(text),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    #[serde(serialize_with = "serialize_path")]
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is about the whole file.
+    pub line: u32,
+    pub column: u32,
+    pub message: String,
+    pub hint: Option<String>,
+    #[serde(skip)]
+    offset: usize,
+    #[serde(skip)]
+    len: usize,
+    #[serde(skip)]
+    source: Option<Arc<str>>,
+}
+
+fn serialize_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&path.display())
+}
+
+impl Diagnostic {
+    pub fn error(file: &SourceFile, span: Span, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            file: file.path.clone(),
+            line: span.line,
+            column: span.column,
+            message: message.into(),
+            hint: None,
+            offset: span.offset,
+            len: span.len,
+            source: Some(file.text.clone()),
+        }
+    }
+
+    pub fn warning(file: &SourceFile, span: Span, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(file, span, message)
+        }
+    }
+
+    /// A problem about a file as a whole (missing, unreadable).
+    pub fn about_file(path: &Path, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+            hint: None,
+            offset: 0,
+            len: 0,
+            source: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_optional_hint(mut self, hint: Option<String>) -> Self {
+        self.hint = hint;
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// `file:line:column`, the way editors and terminals link to a place.
+    pub fn location(&self) -> String {
+        if self.line == 0 {
+            self.file.display().to_string()
+        } else {
+            format!("{}:{}:{}", self.file.display(), self.line, self.column)
+        }
+    }
+}
+
+/// The miette view of a diagnostic.
+struct Report<'a> {
+    diagnostic: &'a Diagnostic,
+    source: Option<NamedSource<Arc<str>>>,
+    heading: String,
+}
+
+impl fmt::Debug for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.heading)
+    }
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.heading)
+    }
+}
+
+impl std::error::Error for Report<'_> {}
+
+impl miette::Diagnostic for Report<'_> {
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diagnostic.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.diagnostic
+            .hint
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.source.as_ref()?;
+        let span = LabeledSpan::new(None, self.diagnostic.offset, self.diagnostic.len);
+        Some(Box::new(std::iter::once(span)))
+    }
+}
+
+/// Renders diagnostics for a person: each with its location, source line, caret and hint,
+/// then a one-line summary.
+pub fn render(diagnostics: &[Diagnostic], color: bool) -> String {
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::none()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(120)
+        .with_wrap_lines(false)
+        .with_context_lines(1);
+    let mut out = String::new();
+    for diagnostic in diagnostics {
+        let kind = match diagnostic.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let heading = format!("{kind}: {}: {}", diagnostic.location(), diagnostic.message);
+        let source = diagnostic
+            .source
+            .as_ref()
+            .filter(|_| diagnostic.line > 0)
+            .map(|text| NamedSource::new(diagnostic.file.display().to_string(), text.clone()));
+        let report = Report {
+            diagnostic,
+            source,
+            heading,
+        };
+        if handler.render_report(&mut out, &report).is_err() {
+            out.push_str(&report.heading);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    if errors > 0 {
+        let files = {
+            let mut files: Vec<_> = diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| &d.file)
+                .collect();
+            files.sort();
+            files.dedup();
+            files.len()
+        };
+        out.push_str(&format!(
+            "{errors} {} in {files} {}{}: nothing was run\n",
+            plural(errors, "error", "errors"),
+            plural(files, "file", "files"),
+            if warnings > 0 {
+                format!(", {warnings} {}", plural(warnings, "warning", "warnings"))
+            } else {
+                String::new()
+            }
+        ));
+    }
+    out
+}
+
+pub fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}

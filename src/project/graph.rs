@@ -1,0 +1,208 @@
+//! The step graph of a runbook: which step waits for which, cycles, a stable order, and the
+//! set of steps sure to have finished before a given one.
+
+/// Steps by index (their order in the file) and, for each, the indices it needs.
+#[derive(Clone, Debug, Default)]
+pub struct StepGraph {
+    needs: Vec<Vec<usize>>,
+}
+
+impl StepGraph {
+    /// `needs[i]` lists the steps step `i` waits for; every index must be in range.
+    pub fn new(needs: Vec<Vec<usize>>) -> Self {
+        debug_assert!(needs.iter().flatten().all(|&n| n < needs.len()));
+        Self { needs }
+    }
+
+    pub fn len(&self) -> usize {
+        self.needs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.needs.is_empty()
+    }
+
+    pub fn needs(&self, step: usize) -> &[usize] {
+        &self.needs[step]
+    }
+
+    /// The first cycle found, as its steps in running order (each is needed by the one after
+    /// it, and the last by the first), or `None` for a DAG.
+    pub fn find_cycle(&self) -> Option<Vec<usize>> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            OnPath,
+            Done,
+        }
+        let mut marks = vec![Mark::New; self.len()];
+        for start in 0..self.len() {
+            if marks[start] != Mark::New {
+                continue;
+            }
+            // Iterative DFS: (node, index of the next need to look at).
+            let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+            marks[start] = Mark::OnPath;
+            while let Some(&mut (node, ref mut next)) = path.last_mut() {
+                if let Some(&need) = self.needs[node].get(*next) {
+                    *next += 1;
+                    match marks[need] {
+                        Mark::New => {
+                            marks[need] = Mark::OnPath;
+                            path.push((need, 0));
+                        }
+                        Mark::OnPath => {
+                            let from = path.iter().position(|&(n, _)| n == need).unwrap_or(0);
+                            // path[from..] goes need -> ... -> node, each waiting for the next;
+                            // reverse so the cycle reads in running order.
+                            let mut cycle: Vec<usize> =
+                                path[from..].iter().map(|&(n, _)| n).collect();
+                            cycle.reverse();
+                            return Some(cycle);
+                        }
+                        Mark::Done => {}
+                    }
+                } else {
+                    marks[node] = Mark::Done;
+                    path.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Steps in an order where each comes after all it needs; ties keep file order.
+    /// Steps on a cycle are left out.
+    pub fn topological_order(&self) -> Vec<usize> {
+        let mut waiting: Vec<usize> = self.needs.iter().map(Vec::len).collect();
+        let mut dependents = vec![Vec::new(); self.len()];
+        for (step, needs) in self.needs.iter().enumerate() {
+            for &need in needs {
+                dependents[need].push(step);
+            }
+        }
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..self.len()).filter(|&s| waiting[s] == 0).collect();
+        let mut order = Vec::with_capacity(self.len());
+        while let Some(step) = ready.pop_first() {
+            order.push(step);
+            for &dependent in &dependents[step] {
+                waiting[dependent] -= 1;
+                if waiting[dependent] == 0 {
+                    ready.insert(dependent);
+                }
+            }
+        }
+        order
+    }
+
+    /// Every step that `step` waits for, directly or not.
+    pub fn ancestors(&self, step: usize) -> Vec<bool> {
+        let mut seen = vec![false; self.len()];
+        let mut stack: Vec<usize> = self.needs[step].clone();
+        while let Some(s) = stack.pop() {
+            if !std::mem::replace(&mut seen[s], true) {
+                stack.extend(&self.needs[s]);
+            }
+        }
+        seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn finds_a_cycle_in_running_order() {
+        // 0 <- 1 <- 2 <- 1 (1 needs 2, 2 needs 1)
+        let g = StepGraph::new(vec![vec![], vec![0, 2], vec![1]]);
+        let cycle = g.find_cycle().unwrap();
+        assert_eq!(cycle.len(), 2);
+        assert!(cycle.contains(&1) && cycle.contains(&2));
+        assert!(
+            StepGraph::new(vec![vec![], vec![0], vec![0, 1]])
+                .find_cycle()
+                .is_none()
+        );
+        assert_eq!(StepGraph::new(vec![vec![0]]).find_cycle(), Some(vec![0]));
+    }
+
+    #[test]
+    fn cycle_reads_in_running_order() {
+        // a needs c, b needs a, c needs b: running order a -> b -> c -> a.
+        let g = StepGraph::new(vec![vec![2], vec![0], vec![1]]);
+        let cycle = g.find_cycle().unwrap();
+        // every element is needed by the next one
+        for w in 0..cycle.len() {
+            let (a, b) = (cycle[w], cycle[(w + 1) % cycle.len()]);
+            assert!(g.needs(b).contains(&a), "{cycle:?}");
+        }
+    }
+
+    #[test]
+    fn order_respects_needs_and_file_order() {
+        let g = StepGraph::new(vec![vec![], vec![], vec![0], vec![1, 2]]);
+        assert_eq!(g.topological_order(), vec![0, 1, 2, 3]);
+        let a = g.ancestors(3);
+        assert_eq!(a, vec![true, true, true, false]);
+    }
+
+    fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
+        (1usize..30)
+            .prop_flat_map(|n| {
+                (0..n)
+                    .map(|i| proptest::collection::vec(0..i.max(1), 0..=i.min(4)))
+                    .collect::<Vec<_>>()
+            })
+            .prop_map(|needs| {
+                needs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, ns)| ns.into_iter().filter(|&n| n < i).collect())
+                    .collect()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn dags_have_no_cycle_and_a_full_order(needs in dag()) {
+            let g = StepGraph::new(needs);
+            prop_assert!(g.find_cycle().is_none());
+            let order = g.topological_order();
+            prop_assert_eq!(order.len(), g.len());
+            let position: Vec<usize> = {
+                let mut p = vec![0; g.len()];
+                for (i, &s) in order.iter().enumerate() { p[s] = i; }
+                p
+            };
+            for s in 0..g.len() {
+                for &n in g.needs(s) {
+                    prop_assert!(position[n] < position[s]);
+                }
+            }
+        }
+
+        #[test]
+        fn a_back_edge_makes_a_cycle(needs in dag(), pick in any::<proptest::sample::Index>()) {
+            let mut needs = needs;
+            let n = needs.len();
+            // find an edge s -> t (s needs t) and add t needs s
+            let edges: Vec<(usize, usize)> = needs.iter().enumerate()
+                .flat_map(|(s, ns)| ns.iter().map(move |&t| (s, t))).collect();
+            prop_assume!(!edges.is_empty());
+            let (s, t) = edges[pick.index(edges.len())];
+            needs[t].push(s);
+            let g = StepGraph::new(needs);
+            let cycle = g.find_cycle();
+            prop_assert!(cycle.is_some());
+            let cycle = cycle.unwrap();
+            for w in 0..cycle.len() {
+                let (a, b) = (cycle[w], cycle[(w + 1) % cycle.len()]);
+                prop_assert!(g.needs(b).contains(&a));
+            }
+            prop_assert!(g.topological_order().len() < n);
+        }
+    }
+}

@@ -1,0 +1,1265 @@
+//! Loading and validating `release.yaml` and runbooks, reporting every problem in one pass.
+//!
+//! Each file is parsed once into a spanned tree. Its header and then each component,
+//! channel, gate and step are deserialized on their own, so that one mistake does not hide
+//! the next; then the cross-references (stages, components, channels, `needs`, template
+//! variables) are checked against what did parse. Every problem becomes a [`Diagnostic`]
+//! with the file, line and column and, wherever one exists, the fix.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use regex::Regex;
+
+use super::config::{
+    Channel, ChannelKind, Component, Config, ConfigHeader, FreezeWindow, GATE_KINDS, GateSpec,
+    IncidentTracker,
+};
+use super::diagnostic::{Diagnostic, SourceFile};
+use super::graph::StepGraph;
+use super::named_map::NamedMap;
+use super::runbook::{ACTIONS, Action, Runbook, RunbookHeader, Step, StepSpec};
+use super::spanned::Spanned;
+use super::yaml::{self, Node, Span, from_node, nearest, suggest};
+use crate::template::{self, Scope, ScopeKind};
+
+/// The top-level keys of `release.yaml`.
+pub const CONFIG_KEYS: &[&str] = &[
+    "version",
+    "stages",
+    "audit",
+    "runbooks",
+    "repository",
+    "incidents",
+    "github",
+    "notify",
+    "components",
+    "gates",
+    "state",
+];
+
+/// The top-level keys of a runbook.
+pub const RUNBOOK_KEYS: &[&str] = &["name", "description", "params", "confirm", "steps"];
+
+/// Fields of a step other than its action.
+const STEP_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "needs",
+    "when",
+    "if",
+    "confirm",
+    "timeout",
+    "retry",
+    "continue_on_error",
+];
+
+/// Collects the diagnostics of one file.
+struct Checker<'a> {
+    file: &'a SourceFile,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(file: &'a SourceFile) -> Self {
+        Self {
+            file,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    fn hint(&mut self, span: Span, message: impl Into<String>, hint: impl Into<String>) {
+        let d = Diagnostic::error(self.file, span, message).with_hint(hint);
+        self.diagnostics.push(d);
+    }
+
+    fn warning(&mut self, span: Span, message: impl Into<String>, hint: impl Into<String>) {
+        let d = Diagnostic::warning(self.file, span, message).with_hint(hint);
+        self.diagnostics.push(d);
+    }
+
+    /// Deserializes `T` from a node, recording the error (with its context) on failure.
+    fn de<'n, T: serde::Deserialize<'n>>(&mut self, node: &'n Node, context: &str) -> Option<T> {
+        match from_node(node) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                let message = if context.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{context}: {e}")
+                };
+                let d = Diagnostic::error(self.file, e.span, message).with_optional_hint(e.hint);
+                self.diagnostics.push(d);
+                None
+            }
+        }
+    }
+
+    fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// Parses the file, or records why it cannot be.
+    fn parse(&mut self) -> Option<Node> {
+        match yaml::parse(&self.file.text) {
+            Ok(node) => Some(node),
+            Err(e) => {
+                let message = format!("invalid YAML: {}", e.message);
+                let d = Diagnostic::error(self.file, e.span, message).with_optional_hint(e.hint);
+                self.diagnostics.push(d);
+                None
+            }
+        }
+    }
+
+    /// Reports keys of a mapping that are not in `valid`, with the nearest valid one.
+    fn unknown_keys(&mut self, node: &Node, valid: &[&str], what: &str) {
+        for (key, _) in node.entries() {
+            let name = key.scalar_text().unwrap_or_default();
+            if !valid.contains(&name) {
+                self.hint(
+                    key.span,
+                    format!("unknown key `{name}` in {what}"),
+                    suggest(name, valid),
+                );
+            }
+        }
+    }
+}
+
+fn read_source(path: &Path, display: &Path) -> Result<SourceFile, Diagnostic> {
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| Diagnostic::about_file(display, format!("cannot read: {e}")))?;
+    if metadata.len() > yaml::MAX_FILE_BYTES as u64 {
+        return Err(Diagnostic::about_file(
+            display,
+            format!(
+                "file is {} bytes, over the limit of {} bytes (1 MiB)",
+                metadata.len(),
+                yaml::MAX_FILE_BYTES
+            ),
+        )
+        .with_hint("configuration and runbooks are meant to be small: split it"));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| Diagnostic::about_file(display, format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Diagnostic::about_file(
+            display,
+            format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+        .with_hint("save the file as UTF-8")
+    })?;
+    Ok(SourceFile::new(display, &text))
+}
+
+fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn is_step_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Loads and validates `release.yaml`, returning every diagnostic (errors and warnings) and
+/// the config as far as it could be read: whoever uses it must check the diagnostics for
+/// errors first (`Project::load` does); `runbook validate` uses a partial config to go on
+/// checking runbooks.
+pub fn load_config(path: &Path, display: &Path) -> (Option<Config>, Vec<Diagnostic>) {
+    let file = match read_source(path, display) {
+        Ok(file) => file,
+        Err(d) => return (None, vec![d]),
+    };
+    let mut c = Checker::new(&file);
+    let Some(root) = c.parse() else {
+        return (None, c.diagnostics);
+    };
+    if !root.is_map() {
+        c.hint(
+            root.span,
+            "release.yaml must be a mapping",
+            "start from `release init`, or write at least `version: 1` and `components:`",
+        );
+        return (None, c.diagnostics);
+    }
+    let config = check_config(&mut c, &root);
+    (config, c.diagnostics)
+}
+
+fn check_config(c: &mut Checker<'_>, root: &Node) -> Option<Config> {
+    c.unknown_keys(root, CONFIG_KEYS, "release.yaml");
+    let header_node = Node::new(
+        root.span,
+        yaml::Value::Map(
+            root.entries()
+                .filter(|(k, _)| {
+                    k.as_str().is_some_and(|k| {
+                        CONFIG_KEYS.contains(&k) && !["notify", "components", "gates"].contains(&k)
+                    })
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+    );
+    let header: Option<ConfigHeader> = c.de(&header_node, "");
+    let notify: NamedMap<Channel> = named_entries(c, root, "notify", "channel");
+    let components: NamedMap<Component> = named_entries(c, root, "components", "component");
+    let gates: NamedMap<Vec<GateSpec>> = gate_entries(c, root);
+
+    let stages: Vec<Spanned<String>> = header
+        .as_ref()
+        .map(|h| h.stages.clone())
+        .unwrap_or_default();
+    if let Some(header) = &header {
+        check_header(c, header, root);
+    }
+    check_channels(c, &notify);
+    check_components(c, &components);
+    let stage_names: Vec<&str> = stages.iter().map(|s| s.value.as_str()).collect();
+    check_gates(c, root, &gates, &stage_names, &components);
+
+    Some(Config {
+        header: header?,
+        notify,
+        components,
+        gates,
+    })
+}
+
+/// Deserializes each entry of the mapping under `key` on its own.
+fn named_entries<T: for<'de> serde::Deserialize<'de>>(
+    c: &mut Checker<'_>,
+    root: &Node,
+    key: &str,
+    what: &str,
+) -> NamedMap<T> {
+    let mut out = NamedMap::default();
+    let Some(node) = root.get(key) else {
+        return out;
+    };
+    if matches!(node.value, yaml::Value::Null) {
+        return out;
+    }
+    if !node.is_map() {
+        c.hint(
+            node.span,
+            format!("`{key}` must be a mapping of {what} names"),
+            format!("write `{key}:` followed by indented `name: …` entries"),
+        );
+        return out;
+    }
+    for (name_node, value) in node.entries() {
+        let name = name_node.scalar_text().unwrap_or_default().to_owned();
+        if let Some(v) = c.de::<T>(value, &format!("{what} `{name}`")) {
+            out.push(
+                Spanned {
+                    span: name_node.span,
+                    value: name,
+                },
+                v,
+            );
+        }
+    }
+    out
+}
+
+fn gate_entries(c: &mut Checker<'_>, root: &Node) -> NamedMap<Vec<GateSpec>> {
+    let mut out = NamedMap::default();
+    let Some(node) = root.get("gates") else {
+        return out;
+    };
+    if matches!(node.value, yaml::Value::Null) {
+        return out;
+    }
+    if !node.is_map() {
+        c.hint(
+            node.span,
+            "`gates` must be a mapping from stage names to lists of gates",
+            "write `gates:` then `  staging:` then `    - { id: tests, run: [make, test] }`",
+        );
+        return out;
+    }
+    for (stage_node, list) in node.entries() {
+        let stage = stage_node.scalar_text().unwrap_or_default().to_owned();
+        if !matches!(list.value, yaml::Value::Seq(_)) {
+            c.hint(
+                list.span,
+                format!("the gates of stage `{stage}` must be a list"),
+                "write each gate as `- { id: …, <kind>: … }`",
+            );
+            continue;
+        }
+        let gates = list
+            .items()
+            .iter()
+            .filter_map(|g| {
+                let id = g.get("id").and_then(Node::scalar_text).unwrap_or("?");
+                c.de::<GateSpec>(g, &format!("gate `{id}` of stage `{stage}`"))
+            })
+            .collect();
+        out.push(
+            Spanned {
+                span: stage_node.span,
+                value: stage,
+            },
+            gates,
+        );
+    }
+    out
+}
+
+fn check_header(c: &mut Checker<'_>, header: &ConfigHeader, root: &Node) {
+    if header.version.value != 1 {
+        c.hint(
+            header.version.span,
+            format!("unsupported version {}", header.version.value),
+            "this release understands `version: 1`",
+        );
+    }
+    if header.stages.is_empty() {
+        c.hint(
+            root.get("stages").map_or(root.span, |n| n.span),
+            "`stages` is empty",
+            "list the stages in promotion order, e.g. [development, staging, production]",
+        );
+    }
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    for stage in &header.stages {
+        if !is_name(&stage.value) {
+            c.hint(
+                stage.span,
+                format!("invalid stage name `{}`", stage.value),
+                "stage names match ^[a-z][a-z0-9_-]*$ (lowercase, digits, `_`, `-`)",
+            );
+        }
+        if let Some(first) = seen.insert(&stage.value, stage.span) {
+            c.hint(
+                stage.span,
+                format!("stage `{}` is listed twice", stage.value),
+                format!("first listed at line {}; remove one", first.line),
+            );
+        }
+    }
+    if header.incidents.value == IncidentTracker::Github && header.github.is_none() {
+        c.hint(
+            header.incidents.span,
+            "`incidents: github` needs a `github:` section",
+            "add `github: { repo: owner/name, token_env: GITHUB_TOKEN }`",
+        );
+    }
+    if let Some(github) = &header.github {
+        let repo = &github.repo;
+        let parts: Vec<&str> = repo.value.split('/').collect();
+        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+            c.hint(
+                repo.span,
+                format!("`{}` is not a repository name", repo.value),
+                "write it as `owner/name`",
+            );
+        }
+        check_env_name(c, &github.token_env);
+        if !(github.api_url.starts_with("http://") || github.api_url.starts_with("https://")) {
+            let span = root
+                .get("github")
+                .and_then(|g| g.get("api_url"))
+                .map_or(root.span, |n| n.span);
+            c.hint(
+                span,
+                format!("`{}` is not an http(s) URL", github.api_url),
+                "write e.g. `https://api.github.com` or `https://github.example.com/api/v3`",
+            );
+        }
+    }
+}
+
+fn check_env_name(c: &mut Checker<'_>, name: &Spanned<String>) {
+    if !is_identifier(&name.value) {
+        c.hint(
+            name.span,
+            format!("`{}` is not an environment variable name", name.value),
+            "name the variable that holds the secret (e.g. `SLACK_WEBHOOK_URL`), never the secret itself",
+        );
+    }
+}
+
+fn check_channels(c: &mut Checker<'_>, notify: &NamedMap<Channel>) {
+    for (name, channel) in notify.iter() {
+        match (channel.kind, &channel.url_env) {
+            (ChannelKind::Slack | ChannelKind::Webhook, None) => c.hint(
+                name.span,
+                format!("channel `{name}` has no `url_env`"),
+                "add `url_env: VARIABLE` naming the environment variable that holds the webhook URL",
+            ),
+            (ChannelKind::Log, Some(env)) => c.hint(
+                env.span,
+                format!("channel `{name}` is `kind: log`: it takes no `url_env`"),
+                "remove `url_env`, or use `kind: webhook`",
+            ),
+            (_, Some(env)) => check_env_name(c, env),
+            (ChannelKind::Log, None) => {}
+        }
+    }
+}
+
+fn check_components(c: &mut Checker<'_>, components: &NamedMap<Component>) {
+    let names: Vec<&str> = components.names().collect();
+    for (name, component) in components.iter() {
+        if !is_name(&name.value) {
+            c.hint(
+                name.span,
+                format!("invalid component name `{name}`"),
+                "component names match ^[a-z][a-z0-9_-]*$ (lowercase letters, digits, `_`, `-`; starting with a letter)",
+            );
+        }
+        for dep in &component.depends_on {
+            if dep.value == name.value {
+                c.hint(
+                    dep.span,
+                    format!("component `{name}` depends on itself"),
+                    "remove it from `depends_on`",
+                );
+            } else if !components.contains(&dep.value) {
+                c.hint(
+                    dep.span,
+                    format!("component `{name}` depends on unknown component `{dep}`"),
+                    suggest(&dep.value, &names),
+                );
+            }
+        }
+    }
+    // Dependency cycles: a component can then never be promoted.
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let needs = components
+        .iter()
+        .map(|(name, comp)| {
+            comp.depends_on
+                .iter()
+                .filter(|d| d.value != name.value)
+                .filter_map(|d| index.get(d.value.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    if let Some(cycle) = StepGraph::new(needs).find_cycle() {
+        let path: Vec<&str> = cycle.iter().map(|&i| names[i]).collect();
+        let first = components
+            .iter()
+            .nth(cycle[0])
+            .map_or(Span::default(), |(n, _)| n.span);
+        c.hint(
+            first,
+            format!(
+                "components depend on each other in a cycle: {} -> {}",
+                path.join(" -> "),
+                path[0]
+            ),
+            "a component may only depend on components that do not depend on it: remove one `depends_on` entry",
+        );
+    }
+}
+
+fn check_gates(
+    c: &mut Checker<'_>,
+    root: &Node,
+    gates: &NamedMap<Vec<GateSpec>>,
+    stages: &[&str],
+    components: &NamedMap<Component>,
+) {
+    let env = template::environment();
+    let component_vars = component_vars(components);
+    let empty = BTreeSet::new();
+    let scope = Scope {
+        kind: ScopeKind::Gate,
+        params: &[],
+        component_vars: &component_vars,
+        steps_before: &empty,
+        all_steps: &[],
+    };
+    let gate_nodes = root.get("gates");
+    for (stage, list) in gates.iter() {
+        if !stages.is_empty() && !stages.contains(&stage.value.as_str()) {
+            c.hint(
+                stage.span,
+                format!("gates for unknown stage `{stage}`"),
+                suggest(&stage.value, stages),
+            );
+        } else if stages.first() == Some(&stage.value.as_str()) {
+            c.warning(
+                stage.span,
+                format!("gates for `{stage}` never run"),
+                format!("`{stage}` is the first stage: nothing is promoted into it. Gates guard entry into a stage."),
+            );
+        }
+        let nodes = gate_nodes
+            .and_then(|g| g.get(&stage.value))
+            .map(Node::items)
+            .unwrap_or_default();
+        let mut ids: HashMap<&str, Span> = HashMap::new();
+        for gate in list {
+            check_gate(c, gate, &mut ids);
+            // Templates in the gate's values.
+            if let Some(node) = nodes
+                .iter()
+                .find(|n| n.get("id").and_then(Node::scalar_text) == Some(&gate.id.value))
+            {
+                check_templates_in(c, &env, node, &scope, &["id"]);
+            }
+        }
+    }
+}
+
+fn check_gate<'g>(c: &mut Checker<'_>, gate: &'g GateSpec, ids: &mut HashMap<&'g str, Span>) {
+    let id = &gate.id;
+    if !is_step_id(&id.value) {
+        c.hint(
+            id.span,
+            format!("invalid gate id `{id}`"),
+            "gate ids match ^[a-z0-9][a-z0-9_-]*$",
+        );
+    }
+    if let Some(first) = ids.insert(&id.value, id.span) {
+        c.hint(
+            id.span,
+            format!("duplicate gate id `{id}`"),
+            format!(
+                "first used at line {}; give each gate of a stage its own id",
+                first.line
+            ),
+        );
+    }
+    let kinds = gate.kinds_set();
+    match kinds.as_slice() {
+        [] => c.hint(
+            id.span,
+            format!("gate `{id}` has no kind"),
+            format!("add exactly one of: {}", GATE_KINDS.join(", ")),
+        ),
+        [_] => {}
+        many => c.hint(
+            id.span,
+            format!("gate `{id}` has {} kinds ({})", many.len(), many.join(", ")),
+            "a gate has exactly one kind: split it into one gate per kind",
+        ),
+    }
+    if let Some(run) = &gate.run
+        && run.is_empty()
+    {
+        c.hint(
+            id.span,
+            format!("gate `{id}`: `run` is an empty command"),
+            "write the program and its arguments, e.g. [make, test]",
+        );
+    }
+    if let Some(coverage) = &gate.coverage
+        && !(0.0..=100.0).contains(&coverage.min.value)
+    {
+        c.hint(
+            coverage.min.span,
+            format!(
+                "gate `{id}`: coverage `min: {}` is not a percentage",
+                coverage.min.value
+            ),
+            "write a percentage between 0 and 100, e.g. `min: 80`",
+        );
+    }
+    if let Some(approvals) = &gate.approvals
+        && approvals.min.value == 0
+    {
+        c.hint(
+            approvals.min.span,
+            format!("gate `{id}`: `min: 0` approvals always passes"),
+            "require at least 1 approval",
+        );
+    }
+    if let Some(paths) = &gate.file_exists
+        && paths.is_empty()
+    {
+        c.hint(
+            id.span,
+            format!("gate `{id}`: `file_exists` lists no path"),
+            "list the paths that must exist",
+        );
+    }
+    if let Some(windows) = &gate.freeze {
+        for window in windows {
+            check_freeze_window(c, id, window);
+        }
+    }
+}
+
+fn check_freeze_window(c: &mut Checker<'_>, id: &Spanned<String>, w: &FreezeWindow) {
+    let absolute = w.from.is_some() || w.to.is_some();
+    match (absolute, &w.weekly) {
+        (true, Some(_)) => c.hint(
+            id.span,
+            format!("gate `{id}`: a freeze window is either absolute (`from`/`to`) or `weekly`, not both"),
+            "split it into two windows",
+        ),
+        (false, None) => c.hint(
+            id.span,
+            format!("gate `{id}`: a freeze window needs `from` and `to`, or `weekly`"),
+            "e.g. `{ from: 2026-12-24T00:00:00Z, to: 2026-12-27T00:00:00Z, reason: holidays }` or `{ weekly: { from: \"fri 16:00\", to: \"mon 08:00\" }, tz: Europe/Paris }`",
+        ),
+        (true, None) => match (&w.from, &w.to) {
+            (Some(from), Some(to)) if from >= to => c.hint(
+                id.span,
+                format!("gate `{id}`: freeze window ends ({}) before it starts ({})", to.0.to_rfc3339(), from.0.to_rfc3339()),
+                "swap `from` and `to`",
+            ),
+            (Some(_), Some(_)) => {
+                if w.tz.is_some() {
+                    c.hint(id.span, format!("gate `{id}`: `tz` applies to weekly windows only"), "RFC 3339 times carry their own offset: remove `tz`");
+                }
+            }
+            _ => c.hint(id.span, format!("gate `{id}`: an absolute freeze window needs both `from` and `to`"), "add the missing bound"),
+        },
+        (false, Some(weekly)) => {
+            if weekly.from == weekly.to {
+                c.hint(id.span, format!("gate `{id}`: weekly freeze window starts and ends at {}", weekly.from), "give it a length");
+            }
+        }
+    }
+}
+
+fn component_vars(components: &NamedMap<Component>) -> Vec<(&str, Vec<&str>)> {
+    components
+        .iter()
+        .map(|(name, comp)| (name.value.as_str(), comp.vars.names().collect()))
+        .collect()
+}
+
+/// Checks every templated string below `node` (skipping the keys in `skip` at its top).
+fn check_templates_in(
+    c: &mut Checker<'_>,
+    env: &minijinja::Environment<'_>,
+    node: &Node,
+    scope: &Scope<'_>,
+    skip: &[&str],
+) {
+    for (key, value) in node.entries() {
+        if key.as_str().is_some_and(|k| skip.contains(&k)) {
+            continue;
+        }
+        value.visit_strings(&mut |string_node, text| {
+            if template::is_template(text) {
+                match template::template_variables(env, text) {
+                    Ok(vars) => check_variables(c, string_node.span, &vars, scope),
+                    Err(e) => template_syntax(c, string_node.span, &e),
+                }
+            }
+        });
+    }
+}
+
+fn template_syntax(c: &mut Checker<'_>, span: Span, e: &template::SyntaxError) {
+    let line = e
+        .line
+        .filter(|&l| l > 1)
+        .map(|l| format!(" (line {l} of the template)"))
+        .unwrap_or_default();
+    c.hint(
+        span,
+        format!("template syntax error{line}: {}", e.message),
+        "templates use minijinja (Jinja2) syntax: `{{ params.commit }}`, `{% if … %}…{% endif %}`",
+    );
+}
+
+fn check_variables(c: &mut Checker<'_>, span: Span, vars: &BTreeSet<String>, scope: &Scope<'_>) {
+    for var in vars {
+        if let Err(e) = scope.check(var) {
+            c.hint(span, e.message, e.hint);
+        }
+    }
+}
+
+/// Loads and validates a runbook against the (valid) configuration.
+pub fn load_runbook(
+    path: &Path,
+    display: &Path,
+    config: &Config,
+) -> (Option<Runbook>, Vec<Diagnostic>) {
+    let file = match read_source(path, display) {
+        Ok(file) => file,
+        Err(d) => return (None, vec![d]),
+    };
+    let mut c = Checker::new(&file);
+    let Some(root) = c.parse() else {
+        return (None, c.diagnostics);
+    };
+    if !root.is_map() {
+        c.hint(
+            root.span,
+            "a runbook must be a mapping with `steps:`",
+            "start from one written by `release init`",
+        );
+        return (None, c.diagnostics);
+    }
+    let runbook = check_runbook(&mut c, &root, config);
+    let runbook = if c.has_errors() { None } else { runbook };
+    (runbook, c.diagnostics)
+}
+
+/// What is known of a step even when it does not deserialize: enough to check the graph.
+struct StepOutline<'n> {
+    id: Option<(&'n str, Span)>,
+    needs: Option<(Vec<(&'n str, Span)>, Span)>,
+}
+
+fn outline(node: &Node) -> StepOutline<'_> {
+    StepOutline {
+        id: node
+            .get("id")
+            .and_then(|n| n.scalar_text().map(|t| (t, n.span))),
+        needs: node.get("needs").map(|n| {
+            let items = n
+                .items()
+                .iter()
+                .filter_map(|i| i.scalar_text().map(|t| (t, i.span)))
+                .collect();
+            (items, n.span)
+        }),
+    }
+}
+
+fn check_runbook(c: &mut Checker<'_>, root: &Node, config: &Config) -> Option<Runbook> {
+    c.unknown_keys(root, RUNBOOK_KEYS, "the runbook");
+    let header_node = Node::new(
+        root.span,
+        yaml::Value::Map(
+            root.entries()
+                .filter(|(k, _)| {
+                    k.as_str()
+                        .is_some_and(|k| RUNBOOK_KEYS.contains(&k) && k != "steps")
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+    );
+    let header: Option<RunbookHeader> = c.de(&header_node, "");
+    if let Some(header) = &header {
+        for (name, param) in header.params.iter() {
+            if !is_identifier(&name.value) {
+                c.hint(
+                    name.span,
+                    format!("invalid parameter name `{name}`"),
+                    "parameter names are identifiers (letters, digits, `_`) so templates can use `{{ params.name }}`",
+                );
+            }
+            if param.required
+                && let Some(default) = &param.default
+            {
+                c.hint(
+                    default.span,
+                    format!("parameter `{name}` is required and has a default"),
+                    "a default makes it optional: remove `required: true` or the default",
+                );
+            }
+        }
+    }
+
+    let Some(steps_node) = root.get("steps") else {
+        c.hint(
+            root.span,
+            "the runbook has no `steps`",
+            "add `steps:` with at least one step",
+        );
+        return None;
+    };
+    let step_nodes = match &steps_node.value {
+        yaml::Value::Seq(items) if !items.is_empty() => items.as_slice(),
+        yaml::Value::Seq(_) => {
+            c.hint(steps_node.span, "`steps` is empty", "add at least one step");
+            return None;
+        }
+        _ => {
+            c.hint(
+                steps_node.span,
+                "`steps` must be a list of steps",
+                "write each step as `- id: …` followed by its action",
+            );
+            return None;
+        }
+    };
+
+    // Each step on its own: fields, and exactly one action.
+    let specs: Vec<Option<StepSpec>> = step_nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| check_step_node(c, node, i))
+        .collect();
+
+    // The graph, from what is known of every step (even those that did not deserialize).
+    let outlines: Vec<StepOutline<'_>> = step_nodes.iter().map(outline).collect();
+    let graph = check_graph(c, &outlines);
+
+    let params: Vec<&str> = header
+        .as_ref()
+        .map(|h| h.params.names().collect())
+        .unwrap_or_default();
+    let component_vars = component_vars(&config.components);
+    let all_steps: Vec<&str> = outlines
+        .iter()
+        .filter_map(|o| o.id.map(|(id, _)| id))
+        .collect();
+    let env = template::environment();
+    for (i, (node, spec)) in step_nodes.iter().zip(&specs).enumerate() {
+        let before: BTreeSet<&str> = graph
+            .as_ref()
+            .map(|g| {
+                g.ancestors(i)
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| **a)
+                    .filter_map(|(j, _)| outlines[j].id.map(|(id, _)| id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let scope = Scope {
+            kind: ScopeKind::Step,
+            params: &params,
+            component_vars: &component_vars,
+            steps_before: &before,
+            all_steps: &all_steps,
+        };
+        check_templates_in(c, &env, node, &scope, &["id", "needs", "when", "if"]);
+        if let Some(condition) = node.get("if").filter(|n| n.as_str().is_some()) {
+            let text = condition.as_str().unwrap_or_default();
+            let expr = text.trim().trim_start_matches("{{").trim_end_matches("}}");
+            match template::expression_variables(&env, expr) {
+                Ok(vars) => check_variables(c, condition.span, &vars, &scope),
+                Err(e) => c.hint(
+                    condition.span,
+                    format!("`if` is not a valid expression: {}", e.message),
+                    "write an expression such as `params.migration` or `params.impact == 'high'`",
+                ),
+            }
+        }
+        if let Some(spec) = spec {
+            check_step_references(c, spec, config);
+        }
+    }
+
+    let header = header?;
+    let graph = graph?;
+    let mut steps = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        let spec = spec?;
+        let action = spec.action()?;
+        steps.push(Step {
+            id: spec.id.value,
+            name: spec.name,
+            needs: graph
+                .needs(i)
+                .iter()
+                .filter_map(|&n| outlines[n].id.map(|(id, _)| id.to_owned()))
+                .collect(),
+            when: spec.when,
+            condition: spec.condition.map(|c| c.value),
+            confirm: spec.confirm,
+            timeout: spec.timeout,
+            retry: spec.retry,
+            continue_on_error: spec.continue_on_error,
+            action,
+        });
+    }
+    Some(Runbook {
+        name: header.name,
+        description: header.description,
+        params: header.params,
+        confirm: header.confirm,
+        steps,
+    })
+}
+
+fn check_step_node(c: &mut Checker<'_>, node: &Node, index: usize) -> Option<StepSpec> {
+    let label = node.get("id").and_then(Node::scalar_text).map_or_else(
+        || format!("step {}", index + 1),
+        |id| format!("step `{id}`"),
+    );
+    if !node.is_map() {
+        c.hint(
+            node.span,
+            format!("{label} must be a mapping"),
+            "write `- id: name` then the action, e.g. `run: [make, deploy]`",
+        );
+        return None;
+    }
+    // Unknown keys are reported here with all the valid ones (fields and actions), so that
+    // a misspelt action gets its suggestion.
+    let valid: Vec<&str> = STEP_FIELDS.iter().chain(ACTIONS).copied().collect();
+    let mut clean = true;
+    for (key, _) in node.entries() {
+        let name = key.scalar_text().unwrap_or_default();
+        if !valid.contains(&name) {
+            clean = false;
+            let hint = match nearest(name, valid.iter().copied()) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!(
+                    "a step has the fields {} and exactly one action: {}",
+                    STEP_FIELDS.join(", "),
+                    ACTIONS.join(", ")
+                ),
+            };
+            c.hint(key.span, format!("{label}: unknown key `{name}`"), hint);
+        }
+    }
+    let known = Node::new(
+        node.span,
+        yaml::Value::Map(
+            node.entries()
+                .filter(|(k, _)| k.as_str().is_some_and(|k| valid.contains(&k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+    );
+    let spec: StepSpec = c.de(&known, &label)?;
+    if !is_step_id(&spec.id.value) {
+        c.hint(
+            spec.id.span,
+            format!("invalid step id `{}`", spec.id.value),
+            "step ids match ^[a-z0-9][a-z0-9_-]*$ (lowercase, digits, `_`, `-`)",
+        );
+    }
+    match spec.actions_set().as_slice() {
+        [] if clean => c.hint(
+            spec.id.span,
+            format!("{label} has no action"),
+            format!("add exactly one of: {}", ACTIONS.join(", ")),
+        ),
+        [] | [_] => {}
+        many => c.hint(
+            spec.id.span,
+            format!("{label} has {} actions ({})", many.len(), many.join(", ")),
+            "a step has exactly one action: split it into one step per action",
+        ),
+    }
+    check_step_values(c, &spec, &label, node);
+    Some(spec)
+}
+
+fn check_step_values(c: &mut Checker<'_>, spec: &StepSpec, label: &str, node: &Node) {
+    let at = |key: &str| node.get(key).map_or(spec.id.span, |n| n.span);
+    if let Some(timeout) = &spec.timeout
+        && timeout.0.is_zero()
+    {
+        c.hint(
+            at("timeout"),
+            format!("{label}: a timeout of 0 always expires"),
+            "write a positive duration, e.g. `5m`",
+        );
+    }
+    if let Some(retry) = &spec.retry {
+        if retry.attempts.value == 0 {
+            c.hint(
+                retry.attempts.span,
+                format!("{label}: `attempts: 0` never runs the step"),
+                "attempts counts the first run too: write at least 1",
+            );
+        }
+        if !(retry.backoff.value >= 1.0 && retry.backoff.value.is_finite()) {
+            c.hint(
+                retry.backoff.span,
+                format!(
+                    "{label}: `backoff: {}` would shrink the delay",
+                    retry.backoff.value
+                ),
+                "write 1.0 (constant delay) or more",
+            );
+        }
+    }
+    let Some(action) = spec.action() else {
+        return;
+    };
+    let action_node = node.get(action.name()).unwrap_or(node);
+    match &action {
+        Action::Run(run) => {
+            let s = run.spec();
+            match (&s.argv, &s.script) {
+                (Some(_), Some(_)) => c.hint(action_node.span, format!("{label}: `run` has both `argv` and `script`"), "keep one: `argv` runs a program directly, `script` runs `sh -c` (with `shell: true`)"),
+                (None, None) => c.hint(action_node.span, format!("{label}: `run` has neither `argv` nor `script`"), "write `run: [program, arg]`, or `run: { argv: [...] }`"),
+                (Some(argv), None) => {
+                    if argv.is_empty() {
+                        c.hint(action_node.span, format!("{label}: `run` is an empty command"), "write the program and its arguments, e.g. [make, deploy]");
+                    }
+                    if s.shell {
+                        c.hint(action_node.span, format!("{label}: `shell: true` goes with `script`, not `argv`"), "remove `shell: true`: argv never goes through a shell");
+                    }
+                }
+                (None, Some(_)) => {
+                    if !s.shell {
+                        c.hint(action_node.span, format!("{label}: `script` runs through a shell only when `shell: true` is written"), "add `shell: true`, or write the command as `argv: [...]`");
+                    }
+                }
+            }
+            if s.plan.as_ref().is_some_and(Vec::is_empty) {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: `plan` is an empty command"),
+                    "remove `plan`, or write the read-only command",
+                );
+            }
+            for name in s.env.keys() {
+                if !is_identifier(name) {
+                    c.hint(
+                        action_node.span,
+                        format!("{label}: `{name}` is not an environment variable name"),
+                        "use letters, digits and `_`",
+                    );
+                }
+            }
+        }
+        Action::GitRevert(g) => {
+            if g.mainline == Some(0) {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: `mainline` counts parents from 1"),
+                    "write `mainline: 1` for the first parent",
+                );
+            }
+            let empty = match &g.commits {
+                super::runbook::Commits::One(s) => s.trim().is_empty(),
+                super::runbook::Commits::List(l) => l.is_empty(),
+            };
+            if empty {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: `commits` is empty"),
+                    "write a sha, a list, a range A..B, or `{{ params.commit }}`",
+                );
+            }
+        }
+        Action::MigrationRollback(m) => {
+            if m.run.is_empty() {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: `run` is an empty command"),
+                    "write the migration tool's rollback command",
+                );
+            }
+            if m.plan.as_ref().is_some_and(Vec::is_empty) {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: `plan` is an empty command"),
+                    "remove `plan`, or write the tool's offline-SQL command",
+                );
+            }
+        }
+        Action::CacheClear(cc) => {
+            let set = [cc.redis.is_some(), cc.http.is_some(), cc.run.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if set != 1 {
+                c.hint(action_node.span, format!("{label}: `cache_clear` needs exactly one of `redis`, `http`, `run` ({set} given)"), "e.g. `cache_clear: { redis: { url_env: REDIS_URL, pattern: \"app:*\" } }`");
+            }
+            if let Some(redis) = &cc.redis {
+                check_env_name(c, &redis.url_env);
+                if redis.pattern.trim().is_empty() {
+                    c.hint(
+                        action_node.span,
+                        format!("{label}: the Redis `pattern` is empty"),
+                        "write a SCAN MATCH pattern such as `app:*`",
+                    );
+                }
+            }
+            if let Some(http) = &cc.http {
+                if http.method.value.is_empty()
+                    || !http.method.value.chars().all(|ch| ch.is_ascii_uppercase())
+                {
+                    c.hint(
+                        http.method.span,
+                        format!("{label}: `{}` is not an HTTP method", http.method.value),
+                        "write it in capitals: POST, PURGE, DELETE, GET, PUT, BAN",
+                    );
+                }
+                for var in http.headers_env.values() {
+                    if !is_identifier(var) {
+                        c.hint(
+                            action_node.span,
+                            format!("{label}: `{var}` is not an environment variable name"),
+                            "name the variable holding the header's value",
+                        );
+                    }
+                }
+            }
+            if cc.run.as_ref().is_some_and(Vec::is_empty) {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: `run` is an empty command"),
+                    "write the purge command",
+                );
+            }
+        }
+        Action::HealthCheck(h) => {
+            if !(100..=599).contains(&h.expect_status.value) {
+                c.hint(
+                    h.expect_status.span,
+                    format!("{label}: {} is not an HTTP status", h.expect_status.value),
+                    "write a status between 100 and 599, usually 200",
+                );
+            }
+            if h.attempts.value == 0 {
+                c.hint(
+                    h.attempts.span,
+                    format!("{label}: `attempts: 0` never checks"),
+                    "write at least 1",
+                );
+            }
+            if h.timeout.0.is_zero() {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: a timeout of 0 always expires"),
+                    "write e.g. `timeout: 2s`",
+                );
+            }
+            if let Some(re) = &h.expect_body_regex
+                && !template::is_template(&re.value)
+                && let Err(e) = Regex::new(&re.value)
+            {
+                let first = e.to_string().lines().last().unwrap_or_default().to_owned();
+                c.hint(
+                    re.span,
+                    format!("{label}: invalid `expect_body_regex`: {first}"),
+                    "write a regular expression (Rust regex syntax), e.g. `\"status\":\\s*\"ok\"`",
+                );
+            }
+        }
+        Action::IncidentIssue(i) => {
+            if i.title.trim().is_empty() {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: the incident `title` is empty"),
+                    "write a title, e.g. \"Production rollback: {{ component }}\"",
+                );
+            }
+        }
+        Action::Notify(_) | Action::Verify(_) => {}
+    }
+}
+
+/// References from a step to `release.yaml`: channels and stages.
+fn check_step_references(c: &mut Checker<'_>, spec: &StepSpec, config: &Config) {
+    if let Some(notify) = &spec.notify
+        && !config.notify.contains(&notify.channel.value)
+    {
+        let names: Vec<&str> = config.notify.names().collect();
+        let hint = if names.is_empty() {
+            format!(
+                "release.yaml defines no channels: add `notify: {{ {}: {{ kind: log }} }}`",
+                notify.channel.value
+            )
+        } else {
+            suggest(&notify.channel.value, &names)
+        };
+        c.hint(
+            notify.channel.span,
+            format!("unknown notify channel `{}`", notify.channel.value),
+            hint,
+        );
+    }
+    if let Some(verify) = &spec.verify
+        && !config.has_stage(&verify.stage.value)
+    {
+        let stages: Vec<&str> = config.stages().collect();
+        c.hint(
+            verify.stage.span,
+            format!("unknown stage `{}` in `verify`", verify.stage.value),
+            suggest(&verify.stage.value, &stages),
+        );
+    }
+}
+
+/// Checks ids and `needs`, and builds the graph when they are sound.
+fn check_graph(c: &mut Checker<'_>, outlines: &[StepOutline<'_>]) -> Option<StepGraph> {
+    let mut first_seen: HashMap<&str, (usize, Span)> = HashMap::new();
+    let mut sound = true;
+    for (i, o) in outlines.iter().enumerate() {
+        match o.id {
+            None => sound = false, // reported when the step was deserialized
+            Some((id, span)) => {
+                if let Some((_, first)) = first_seen.get(id) {
+                    c.hint(
+                        span,
+                        format!("duplicate step id `{id}`"),
+                        format!("first used at line {}; step ids must be unique", first.line),
+                    );
+                    sound = false;
+                } else {
+                    first_seen.insert(id, (i, span));
+                }
+            }
+        }
+    }
+    let ids: Vec<&str> = outlines
+        .iter()
+        .filter_map(|o| o.id.map(|(id, _)| id))
+        .collect();
+    let mut needs = Vec::with_capacity(outlines.len());
+    for (i, o) in outlines.iter().enumerate() {
+        let mut mine = Vec::new();
+        match &o.needs {
+            None if i > 0 => mine.push(i - 1),
+            None => {}
+            Some((list, _)) => {
+                for (need, span) in list {
+                    if Some(*need) == o.id.map(|(id, _)| id) {
+                        c.hint(
+                            *span,
+                            format!("step `{need}` needs itself"),
+                            "remove it from `needs`",
+                        );
+                        sound = false;
+                    } else if let Some((index, _)) = first_seen.get(need) {
+                        mine.push(*index);
+                    } else {
+                        let label = o.id.map_or_else(
+                            || format!("step {}", i + 1),
+                            |(id, _)| format!("step `{id}`"),
+                        );
+                        c.hint(
+                            *span,
+                            format!("{label} needs unknown step `{need}`"),
+                            suggest(need, &ids),
+                        );
+                        sound = false;
+                    }
+                }
+            }
+        }
+        needs.push(mine);
+    }
+    let graph = StepGraph::new(needs);
+    if let Some(cycle) = graph.find_cycle() {
+        let names: Vec<&str> = cycle
+            .iter()
+            .map(|&i| outlines[i].id.map_or("?", |(id, _)| id))
+            .collect();
+        let span = outlines[cycle[0]].needs.as_ref().map_or_else(
+            || outlines[cycle[0]].id.map_or(Span::default(), |(_, s)| s),
+            |(_, s)| *s,
+        );
+        c.hint(
+            span,
+            format!("steps wait for each other in a cycle: {} -> {}", names.join(" -> "), names[0]),
+            "each step here waits for the one before it, so none can start: remove one of these `needs`",
+        );
+        sound = false;
+    }
+    sound.then_some(graph)
+}
