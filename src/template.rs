@@ -53,6 +53,58 @@ pub fn expression_variables(
     Ok(expression.undeclared_variables(true).into_iter().collect())
 }
 
+/// Filters, tests and functions a template calls that do not exist. Found by rendering it
+/// once with a placeholder for every variable it reads: a name is looked up when called,
+/// so only the branches this render takes are checked (templates here are short).
+pub fn unknown_callables(
+    env: &Environment<'_>,
+    text: &str,
+    vars: &BTreeSet<String>,
+) -> Option<String> {
+    let mut context = serde_json::Map::new();
+    for path in vars {
+        let mut map = &mut context;
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let entry = map.entry((*part).to_owned()).or_insert_with(|| {
+                if last {
+                    "x".into()
+                } else {
+                    serde_json::Value::Object(serde_json::Map::new())
+                }
+            });
+            if last {
+                break;
+            }
+            if !entry.is_object() {
+                *entry = serde_json::Value::Object(serde_json::Map::new());
+            }
+            let serde_json::Value::Object(next) = entry else {
+                break;
+            };
+            map = next;
+        }
+    }
+    let template = env.template_from_str(text).ok()?;
+    let context =
+        minijinja::Value::from(minijinja::value::Serde(serde_json::Value::Object(context)));
+    let error = template.render(context).err()?;
+    matches!(
+        error.kind(),
+        minijinja::ErrorKind::UnknownFilter
+            | minijinja::ErrorKind::UnknownTest
+            | minijinja::ErrorKind::UnknownFunction
+            | minijinja::ErrorKind::UnknownMethod
+    )
+    .then(|| {
+        error.detail().map_or_else(
+            || error.kind().to_string(),
+            |d| format!("{}: {d}", error.kind()),
+        )
+    })
+}
+
 /// What a template may read where it is written.
 pub struct Scope<'a> {
     pub kind: ScopeKind,
@@ -64,6 +116,8 @@ pub struct Scope<'a> {
     pub steps_before: &'a BTreeSet<&'a str>,
     /// Every step id of the runbook.
     pub all_steps: &'a [&'a str],
+    /// The step the template belongs to.
+    pub current: Option<&'a str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -118,7 +172,6 @@ impl Scope<'_> {
             ));
         }
         match (root, rest) {
-            (_, []) => Ok(()),
             ("component" | "stage" | "spec", [field, ..]) => Err(UnknownVariable {
                 message: format!("`{root}` is a string: it has no field `{field}`"),
                 hint: format!(
@@ -147,10 +200,9 @@ impl Scope<'_> {
                     ))
                 }
             }
-            ("vars", [name, ..]) => self
-                .check_var(name)
-                .and_then(|()| no_deeper_vars(path, rest)),
+            ("vars", [name, ..]) => self.check_var(name),
             ("steps", [id, more @ ..]) => self.check_step(id, more),
+            // `vars` with nothing after it, and any root not listed: nothing more to check.
             _ => Ok(()),
         }
     }
@@ -204,6 +256,12 @@ impl Scope<'_> {
                 "steps:",
             ));
         }
+        if self.current == Some(id) {
+            return Err(UnknownVariable {
+                message: format!("step `{id}` reads its own output"),
+                hint: "a step's outcome and output exist only after it finished: read them in a later step".into(),
+            });
+        }
         if !self.steps_before.contains(id) {
             return Err(UnknownVariable {
                 message: format!(
@@ -254,11 +312,6 @@ fn no_deeper(path: &str, rest: &[&str]) -> Result<(), UnknownVariable> {
     }
 }
 
-/// Component vars may hold nested mappings; deeper lookups are not checked.
-fn no_deeper_vars(_path: &str, _rest: &[&str]) -> Result<(), UnknownVariable> {
-    Ok(())
-}
-
 fn unknown(message: String, given: &str, valid: &[&str], intro: &str) -> UnknownVariable {
     let list = valid
         .iter()
@@ -289,6 +342,7 @@ mod tests {
             component_vars: vars,
             steps_before: before,
             all_steps: all,
+            current: None,
         }
     }
 
@@ -310,6 +364,18 @@ mod tests {
         .unwrap();
         assert!(vars.contains("params.migration"), "{vars:?}");
         assert!(vars.contains("steps.revert.outcome"), "{vars:?}");
+    }
+
+    #[test]
+    fn unknown_filters_are_found() {
+        let env = environment();
+        let vars = BTreeSet::from(["component".to_string(), "params.commit".to_string()]);
+        assert!(
+            unknown_callables(&env, "{{ component | upper }} {{ params.commit }}", &vars).is_none()
+        );
+        let found = unknown_callables(&env, "{{ component | uppercase }}", &vars).unwrap();
+        assert!(found.contains("unknown filter"), "{found}");
+        assert!(unknown_callables(&env, "{{ nope(component) }}", &vars).is_some());
     }
 
     #[test]

@@ -108,7 +108,7 @@ fn add_to_gitignore(path: &Path) -> Result<bool, Error> {
     } else {
         "\n"
     };
-    write!(file, "{separator}{GITIGNORE_LINE}\n")
+    writeln!(file, "{separator}{GITIGNORE_LINE}")
         .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
     Ok(true)
 }

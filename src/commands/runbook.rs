@@ -96,9 +96,9 @@ fn cmd_validate(ctx: &Context<'_>, args: &ValidateArgs) -> Result<i32, Error> {
     if !ctx.output.json {
         let runbooks = checked - 1;
         ctx.output.result(&format!(
-            "ok: {} and {runbooks} {} are valid",
+            "ok: {} and {runbooks} {} valid",
             config_display.display(),
-            plural(runbooks, "runbook", "runbooks")
+            plural(runbooks, "runbook is", "runbooks are")
         ));
     }
     Ok(0)

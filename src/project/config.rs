@@ -210,7 +210,7 @@ pub struct GateSpec {
     /// Passes when enough distinct people approved the promotion (four eyes).
     pub approvals: Option<ApprovalsGate>,
     /// Passes when now is outside every window.
-    pub freeze: Option<Vec<FreezeWindow>>,
+    pub freeze: Option<Vec<Spanned<FreezeWindow>>>,
     /// Passes when the target stage's rollback runbook was rehearsed (unchanged since).
     pub rollback_tested: Option<RollbackTestedGate>,
     /// Passes when every path exists.
@@ -249,7 +249,7 @@ pub enum GateKind {
     Uptime(UptimeGate),
     Attested(AttestedGate),
     Approvals(ApprovalsGate),
-    Freeze(Vec<FreezeWindow>),
+    Freeze(Vec<Spanned<FreezeWindow>>),
     RollbackTested(RollbackTestedGate),
     FileExists(Vec<String>),
     NoOpenIssues(NoOpenIssuesGate),
@@ -326,7 +326,7 @@ pub enum CoverageFormat {
 pub struct UptimeGate {
     /// Prometheus base URL (its `/api/v1/query` is called).
     pub prometheus: String,
-    /// PromQL (templated) whose scalar or vector value is compared with `min`.
+    /// `PromQL` (templated) whose scalar or vector value is compared with `min`.
     pub query: String,
     pub min: f64,
 }

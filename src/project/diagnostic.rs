@@ -2,7 +2,7 @@
 //! to fix it. Rendered with miette (the source line and a caret; colour only on a terminal)
 //! or as JSON objects.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -122,8 +122,43 @@ impl Diagnostic {
 /// The miette view of a diagnostic.
 struct Report<'a> {
     diagnostic: &'a Diagnostic,
-    source: Option<NamedSource<Arc<str>>>,
+    source: Option<CharColumns>,
     heading: String,
+}
+
+/// A named source whose spans report columns in characters, as the heading and `--json`
+/// do (miette counts bytes, which disagrees after any non-ASCII text).
+struct CharColumns(NamedSource<Arc<str>>);
+
+impl SourceCode for CharColumns {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let contents = self
+            .0
+            .read_span(span, context_lines_before, context_lines_after)?;
+        let text = self.0.inner();
+        let start = span.offset().min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let column = text
+            .get(line_start..start)
+            .map_or(contents.column(), |prefix| prefix.chars().count());
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.0.name().to_owned(),
+            contents.data(),
+            *contents.span(),
+            contents.line(),
+            if context_lines_before == 0 && context_lines_after == 0 {
+                column
+            } else {
+                contents.column()
+            },
+            contents.line_count(),
+        )))
+    }
 }
 
 impl fmt::Debug for Report<'_> {
@@ -189,7 +224,12 @@ pub fn render(diagnostics: &[Diagnostic], color: bool) -> String {
             .source
             .as_ref()
             .filter(|_| diagnostic.line > 0)
-            .map(|text| NamedSource::new(diagnostic.file.display().to_string(), text.clone()));
+            .map(|text| {
+                CharColumns(NamedSource::new(
+                    diagnostic.file.display().to_string(),
+                    text.clone(),
+                ))
+            });
         let report = Report {
             diagnostic,
             source,
@@ -214,8 +254,9 @@ pub fn render(diagnostics: &[Diagnostic], color: bool) -> String {
             files.dedup();
             files.len()
         };
-        out.push_str(&format!(
-            "{errors} {} in {files} {}{}: nothing was run\n",
+        let _ = writeln!(
+            out,
+            "{errors} {} in {files} {}{}: nothing was run",
             plural(errors, "error", "errors"),
             plural(files, "file", "files"),
             if warnings > 0 {
@@ -223,7 +264,7 @@ pub fn render(diagnostics: &[Diagnostic], color: bool) -> String {
             } else {
                 String::new()
             }
-        ));
+        );
     }
     out
 }

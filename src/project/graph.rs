@@ -27,7 +27,7 @@ impl StepGraph {
     }
 
     /// The first cycle found, as its steps in running order (each is needed by the one after
-    /// it, and the last by the first), or `None` for a DAG.
+    /// it, and the last by the first) starting from the one written first, or `None`.
     pub fn find_cycle(&self) -> Option<Vec<usize>> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
@@ -58,6 +58,13 @@ impl StepGraph {
                             let mut cycle: Vec<usize> =
                                 path[from..].iter().map(|&(n, _)| n).collect();
                             cycle.reverse();
+                            // Start at the step written first, as a reader would.
+                            let first = cycle
+                                .iter()
+                                .enumerate()
+                                .min_by_key(|(_, s)| **s)
+                                .map_or(0, |(i, _)| i);
+                            cycle.rotate_left(first);
                             return Some(cycle);
                         }
                         Mark::Done => {}

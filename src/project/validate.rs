@@ -18,7 +18,10 @@ use super::config::{
 use super::diagnostic::{Diagnostic, SourceFile};
 use super::graph::StepGraph;
 use super::named_map::NamedMap;
-use super::runbook::{ACTIONS, Action, Runbook, RunbookHeader, Step, StepSpec};
+use super::runbook::{
+    ACTIONS, Action, CacheClearAction, GitRevertAction, HealthCheckAction, IncidentIssueAction,
+    MigrationRollbackAction, RunAction, Runbook, RunbookHeader, Step, StepSpec,
+};
 use super::spanned::Spanned;
 use super::yaml::{self, Node, Span, from_node, nearest, suggest};
 use crate::template::{self, Scope, ScopeKind};
@@ -83,15 +86,109 @@ impl<'a> Checker<'a> {
         match from_node(node) {
             Ok(value) => Some(value),
             Err(e) => {
-                let message = if context.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{context}: {e}")
-                };
-                let d = Diagnostic::error(self.file, e.span, message).with_optional_hint(e.hint);
-                self.diagnostics.push(d);
+                self.push_de_error(e, context);
                 None
             }
+        }
+    }
+
+    fn push_de_error(&mut self, e: yaml::DeError, context: &str) {
+        let message = if context.is_empty() {
+            e.to_string()
+        } else {
+            format!("{context}: {e}")
+        };
+        let d = Diagnostic::error(self.file, e.span, message).with_optional_hint(e.hint);
+        self.diagnostics.push(d);
+    }
+
+    /// Deserializes `T` from a mapping key by key, so that every bad value is reported and
+    /// not only the first serde meets: each key is tried alone (beside the `keep` keys,
+    /// such as a step's `id`), then the whole without the keys that failed. With `partial`,
+    /// that remainder comes back even when some keys failed, so that what is sound can still
+    /// be checked further (the errors are recorded all the same).
+    fn de_fields<T: for<'de> serde::Deserialize<'de>>(
+        &mut self,
+        node: &Node,
+        context: &str,
+        keep: &[&str],
+        partial: bool,
+    ) -> Option<T> {
+        let yaml::Value::Map(entries) = &node.value else {
+            return self.de(node, context);
+        };
+        let is_kept = |k: &Node| k.as_str().is_some_and(|k| keep.contains(&k));
+        let kept: Vec<(Node, Node)> = entries
+            .iter()
+            .filter(|(k, _)| is_kept(k))
+            .cloned()
+            .collect();
+        // An error of the kept keys themselves shows in every probe: report it once, below.
+        let base = from_node::<T>(&Node::new(node.span, yaml::Value::Map(kept.clone())))
+            .err()
+            .map(|e| (e.span, e.message));
+        let mut bad: Vec<&Node> = Vec::new();
+        for (key, value) in entries.iter().filter(|(k, _)| !is_kept(k)) {
+            let mut probe = kept.clone();
+            probe.push((key.clone(), value.clone()));
+            if let Err(e) = from_node::<T>(&Node::new(node.span, yaml::Value::Map(probe))) {
+                let missing_here = e.missing && e.key.is_none();
+                if !missing_here && base.as_ref() != Some(&(e.span, e.message.clone())) {
+                    self.push_de_error(e, context);
+                    bad.push(key);
+                }
+            }
+        }
+        let rest = Node::new(
+            node.span,
+            yaml::Value::Map(
+                entries
+                    .iter()
+                    .filter(|(k, _)| !bad.iter().any(|b| std::ptr::eq(*b, k)))
+                    .cloned()
+                    .collect(),
+            ),
+        );
+        match from_node::<T>(&rest) {
+            Ok(value) if bad.is_empty() || partial => Some(value),
+            Ok(_) => None,
+            Err(e) => {
+                self.push_de_error(e, context);
+                None
+            }
+        }
+    }
+
+    /// Reports every key written twice in a mapping (with where it was first written) and
+    /// keeps the first, so that validation goes on.
+    fn duplicate_keys(&mut self, node: &mut Node) {
+        match &mut node.value {
+            yaml::Value::Map(entries) => {
+                let mut seen: HashMap<String, Span> = HashMap::new();
+                let mut keep = Vec::with_capacity(entries.len());
+                for (key, value) in std::mem::take(entries) {
+                    let name = key.scalar_text().unwrap_or_default().to_owned();
+                    if let Some(first) = seen.get(&name) {
+                        self.hint(
+                            key.span,
+                            format!("duplicate key `{name}`"),
+                            format!(
+                                "`{name}` is already set at line {}; a key may appear once in a mapping: remove or merge one",
+                                first.line
+                            ),
+                        );
+                    } else {
+                        seen.insert(name, key.span);
+                        keep.push((key, value));
+                    }
+                }
+                for (_, value) in &mut keep {
+                    self.duplicate_keys(value);
+                }
+                *entries = keep;
+            }
+            yaml::Value::Seq(items) => items.iter_mut().for_each(|n| self.duplicate_keys(n)),
+            _ => {}
         }
     }
 
@@ -102,7 +199,10 @@ impl<'a> Checker<'a> {
     /// Parses the file, or records why it cannot be.
     fn parse(&mut self) -> Option<Node> {
         match yaml::parse(&self.file.text) {
-            Ok(node) => Some(node),
+            Ok(mut node) => {
+                self.duplicate_keys(&mut node);
+                Some(node)
+            }
             Err(e) => {
                 let message = format!("invalid YAML: {}", e.message);
                 let d = Diagnostic::error(self.file, e.span, message).with_optional_hint(e.hint);
@@ -143,16 +243,30 @@ fn read_source(path: &Path, display: &Path) -> Result<SourceFile, Diagnostic> {
     }
     let bytes = std::fs::read(path)
         .map_err(|e| Diagnostic::about_file(display, format!("cannot read: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        Diagnostic::about_file(
-            display,
-            format!(
-                "not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        )
-        .with_hint("save the file as UTF-8")
-    })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let bytes = e.as_bytes();
+            let at = e.utf8_error().valid_up_to();
+            let valid = String::from_utf8_lossy(&bytes[..at]);
+            let line = valid.matches('\n').count() + 1;
+            let column = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let lossy = String::from_utf8_lossy(bytes).into_owned();
+            let file = SourceFile::new(display, &lossy);
+            let span = Span {
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                column: u32::try_from(column).unwrap_or(u32::MAX),
+                offset: valid.len(),
+                len: 1,
+            };
+            return Err(Diagnostic::error(
+                &file,
+                span,
+                format!("not UTF-8 text: invalid byte 0x{:02x}", bytes[at]),
+            )
+            .with_hint("save the file as UTF-8"));
+        }
+    };
     Ok(SourceFile::new(display, &text))
 }
 
@@ -183,11 +297,15 @@ fn is_identifier(s: &str) -> bool {
 /// errors first (`Project::load` does); `runbook validate` uses a partial config to go on
 /// checking runbooks.
 pub fn load_config(path: &Path, display: &Path) -> (Option<Config>, Vec<Diagnostic>) {
-    let file = match read_source(path, display) {
-        Ok(file) => file,
-        Err(d) => return (None, vec![d]),
-    };
-    let mut c = Checker::new(&file);
+    match read_source(path, display) {
+        Ok(file) => check_config_source(&file),
+        Err(d) => (None, vec![d]),
+    }
+}
+
+/// Validates the text of a `release.yaml` (see [`load_config`]).
+pub fn check_config_source(file: &SourceFile) -> (Option<Config>, Vec<Diagnostic>) {
+    let mut c = Checker::new(file);
     let Some(root) = c.parse() else {
         return (None, c.diagnostics);
     };
@@ -218,7 +336,7 @@ fn check_config(c: &mut Checker<'_>, root: &Node) -> Option<Config> {
                 .collect(),
         ),
     );
-    let header: Option<ConfigHeader> = c.de(&header_node, "");
+    let header: Option<ConfigHeader> = c.de_fields(&header_node, "", &[], true);
     let notify: NamedMap<Channel> = named_entries(c, root, "notify", "channel");
     let components: NamedMap<Component> = named_entries(c, root, "components", "component");
     let gates: NamedMap<Vec<GateSpec>> = gate_entries(c, root);
@@ -267,7 +385,7 @@ fn named_entries<T: for<'de> serde::Deserialize<'de>>(
     }
     for (name_node, value) in node.entries() {
         let name = name_node.scalar_text().unwrap_or_default().to_owned();
-        if let Some(v) = c.de::<T>(value, &format!("{what} `{name}`")) {
+        if let Some(v) = c.de_fields::<T>(value, &format!("{what} `{name}`"), &[], false) {
             out.push(
                 Spanned {
                     span: name_node.span,
@@ -311,7 +429,12 @@ fn gate_entries(c: &mut Checker<'_>, root: &Node) -> NamedMap<Vec<GateSpec>> {
             .iter()
             .filter_map(|g| {
                 let id = g.get("id").and_then(Node::scalar_text).unwrap_or("?");
-                c.de::<GateSpec>(g, &format!("gate `{id}` of stage `{stage}`"))
+                c.de_fields::<GateSpec>(
+                    g,
+                    &format!("gate `{id}` of stage `{stage}`"),
+                    &["id"],
+                    false,
+                )
             })
             .collect();
         out.push(
@@ -456,7 +579,16 @@ fn check_components(c: &mut Checker<'_>, components: &NamedMap<Component>) {
                 .collect()
         })
         .collect();
-    if let Some(cycle) = StepGraph::new(needs).find_cycle() {
+    if let Some(mut cycle) = StepGraph::new(needs).find_cycle() {
+        // The graph gives running order (dependencies first); follow `depends_on` instead,
+        // from the component written first.
+        cycle.reverse();
+        let first = cycle
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, i)| **i)
+            .map_or(0, |(p, _)| p);
+        cycle.rotate_left(first);
         let path: Vec<&str> = cycle.iter().map(|&i| names[i]).collect();
         let first = components
             .iter()
@@ -465,7 +597,7 @@ fn check_components(c: &mut Checker<'_>, components: &NamedMap<Component>) {
         c.hint(
             first,
             format!(
-                "components depend on each other in a cycle: {} -> {}",
+                "components depend on each other in a cycle: {} -> {} (`a -> b`: a depends on b)",
                 path.join(" -> "),
                 path[0]
             ),
@@ -490,6 +622,7 @@ fn check_gates(
         component_vars: &component_vars,
         steps_before: &empty,
         all_steps: &[],
+        current: None,
     };
     let gate_nodes = root.get("gates");
     for (stage, list) in gates.iter() {
@@ -598,40 +731,40 @@ fn check_gate<'g>(c: &mut Checker<'_>, gate: &'g GateSpec, ids: &mut HashMap<&'g
     }
     if let Some(windows) = &gate.freeze {
         for window in windows {
-            check_freeze_window(c, id, window);
+            check_freeze_window(c, id, window.span, window);
         }
     }
 }
 
-fn check_freeze_window(c: &mut Checker<'_>, id: &Spanned<String>, w: &FreezeWindow) {
+fn check_freeze_window(c: &mut Checker<'_>, id: &Spanned<String>, at: Span, w: &FreezeWindow) {
     let absolute = w.from.is_some() || w.to.is_some();
     match (absolute, &w.weekly) {
         (true, Some(_)) => c.hint(
-            id.span,
+            at,
             format!("gate `{id}`: a freeze window is either absolute (`from`/`to`) or `weekly`, not both"),
             "split it into two windows",
         ),
         (false, None) => c.hint(
-            id.span,
+            at,
             format!("gate `{id}`: a freeze window needs `from` and `to`, or `weekly`"),
             "e.g. `{ from: 2026-12-24T00:00:00Z, to: 2026-12-27T00:00:00Z, reason: holidays }` or `{ weekly: { from: \"fri 16:00\", to: \"mon 08:00\" }, tz: Europe/Paris }`",
         ),
         (true, None) => match (&w.from, &w.to) {
             (Some(from), Some(to)) if from >= to => c.hint(
-                id.span,
+                at,
                 format!("gate `{id}`: freeze window ends ({}) before it starts ({})", to.0.to_rfc3339(), from.0.to_rfc3339()),
                 "swap `from` and `to`",
             ),
             (Some(_), Some(_)) => {
                 if w.tz.is_some() {
-                    c.hint(id.span, format!("gate `{id}`: `tz` applies to weekly windows only"), "RFC 3339 times carry their own offset: remove `tz`");
+                    c.hint(at, format!("gate `{id}`: `tz` applies to weekly windows only"), "RFC 3339 times carry their own offset: remove `tz`");
                 }
             }
-            _ => c.hint(id.span, format!("gate `{id}`: an absolute freeze window needs both `from` and `to`"), "add the missing bound"),
+            _ => c.hint(at, format!("gate `{id}`: an absolute freeze window needs both `from` and `to`"), "add the missing bound"),
         },
         (false, Some(weekly)) => {
             if weekly.from == weekly.to {
-                c.hint(id.span, format!("gate `{id}`: weekly freeze window starts and ends at {}", weekly.from), "give it a length");
+                c.hint(at, format!("gate `{id}`: weekly freeze window starts and ends at {}", weekly.from), "give it a length");
             }
         }
     }
@@ -659,7 +792,16 @@ fn check_templates_in(
         value.visit_strings(&mut |string_node, text| {
             if template::is_template(text) {
                 match template::template_variables(env, text) {
-                    Ok(vars) => check_variables(c, string_node.span, &vars, scope),
+                    Ok(vars) => {
+                        check_variables(c, string_node.span, &vars, scope);
+                        if let Some(problem) = template::unknown_callables(env, text, &vars) {
+                            c.hint(
+                                string_node.span,
+                                format!("template calls {problem}"),
+                                "see the filters, tests and functions of minijinja (Jinja2): e.g. `upper`, `lower`, `default`, `join`, `replace`, `trim`",
+                            );
+                        }
+                    }
                     Err(e) => template_syntax(c, string_node.span, &e),
                 }
             }
@@ -694,11 +836,19 @@ pub fn load_runbook(
     display: &Path,
     config: &Config,
 ) -> (Option<Runbook>, Vec<Diagnostic>) {
-    let file = match read_source(path, display) {
-        Ok(file) => file,
-        Err(d) => return (None, vec![d]),
-    };
-    let mut c = Checker::new(&file);
+    match read_source(path, display) {
+        Ok(file) => check_runbook_source(&file, config),
+        Err(d) => (None, vec![d]),
+    }
+}
+
+/// Validates the text of a runbook (see [`load_runbook`]). The runbook comes back only
+/// when it has no error.
+pub fn check_runbook_source(
+    file: &SourceFile,
+    config: &Config,
+) -> (Option<Runbook>, Vec<Diagnostic>) {
+    let mut c = Checker::new(file);
     let Some(root) = c.parse() else {
         return (None, c.diagnostics);
     };
@@ -751,26 +901,9 @@ fn check_runbook(c: &mut Checker<'_>, root: &Node, config: &Config) -> Option<Ru
                 .collect(),
         ),
     );
-    let header: Option<RunbookHeader> = c.de(&header_node, "");
+    let header: Option<RunbookHeader> = c.de_fields(&header_node, "", &[], true);
     if let Some(header) = &header {
-        for (name, param) in header.params.iter() {
-            if !is_identifier(&name.value) {
-                c.hint(
-                    name.span,
-                    format!("invalid parameter name `{name}`"),
-                    "parameter names are identifiers (letters, digits, `_`) so templates can use `{{ params.name }}`",
-                );
-            }
-            if param.required
-                && let Some(default) = &param.default
-            {
-                c.hint(
-                    default.span,
-                    format!("parameter `{name}` is required and has a default"),
-                    "a default makes it optional: remove `required: true` or the default",
-                );
-            }
-        }
+        check_params(c, header);
     }
 
     let Some(steps_node) = root.get("steps") else {
@@ -808,52 +941,15 @@ fn check_runbook(c: &mut Checker<'_>, root: &Node, config: &Config) -> Option<Ru
     let outlines: Vec<StepOutline<'_>> = step_nodes.iter().map(outline).collect();
     let graph = check_graph(c, &outlines);
 
-    let params: Vec<&str> = header
-        .as_ref()
-        .map(|h| h.params.names().collect())
-        .unwrap_or_default();
-    let component_vars = component_vars(&config.components);
-    let all_steps: Vec<&str> = outlines
-        .iter()
-        .filter_map(|o| o.id.map(|(id, _)| id))
-        .collect();
-    let env = template::environment();
-    for (i, (node, spec)) in step_nodes.iter().zip(&specs).enumerate() {
-        let before: BTreeSet<&str> = graph
-            .as_ref()
-            .map(|g| {
-                g.ancestors(i)
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, a)| **a)
-                    .filter_map(|(j, _)| outlines[j].id.map(|(id, _)| id))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let scope = Scope {
-            kind: ScopeKind::Step,
-            params: &params,
-            component_vars: &component_vars,
-            steps_before: &before,
-            all_steps: &all_steps,
-        };
-        check_templates_in(c, &env, node, &scope, &["id", "needs", "when", "if"]);
-        if let Some(condition) = node.get("if").filter(|n| n.as_str().is_some()) {
-            let text = condition.as_str().unwrap_or_default();
-            let expr = text.trim().trim_start_matches("{{").trim_end_matches("}}");
-            match template::expression_variables(&env, expr) {
-                Ok(vars) => check_variables(c, condition.span, &vars, &scope),
-                Err(e) => c.hint(
-                    condition.span,
-                    format!("`if` is not a valid expression: {}", e.message),
-                    "write an expression such as `params.migration` or `params.impact == 'high'`",
-                ),
-            }
-        }
-        if let Some(spec) = spec {
-            check_step_references(c, spec, config);
-        }
-    }
+    check_step_templates(
+        c,
+        config,
+        header.as_ref(),
+        step_nodes,
+        &specs,
+        &outlines,
+        graph.as_ref(),
+    );
 
     let header = header?;
     let graph = graph?;
@@ -885,6 +981,86 @@ fn check_runbook(c: &mut Checker<'_>, root: &Node, config: &Config) -> Option<Ru
         confirm: header.confirm,
         steps,
     })
+}
+
+/// Parameter names are identifiers; a required parameter has no default.
+fn check_params(c: &mut Checker<'_>, header: &RunbookHeader) {
+    for (name, param) in header.params.iter() {
+        if !is_identifier(&name.value) {
+            c.hint(
+                name.span,
+                format!("invalid parameter name `{name}`"),
+                "parameter names are identifiers (letters, digits, `_`) so templates can use `{{ params.name }}`",
+            );
+        }
+        if param.required
+            && let Some(default) = &param.default
+        {
+            c.hint(
+                default.span,
+                format!("parameter `{name}` is required and has a default"),
+                "a default makes it optional: remove `required: true` or the default",
+            );
+        }
+    }
+}
+
+/// Templates, `if` expressions and references to release.yaml, step by step: each step
+/// may read the steps that are sure to have finished before it.
+fn check_step_templates(
+    c: &mut Checker<'_>,
+    config: &Config,
+    header: Option<&RunbookHeader>,
+    step_nodes: &[Node],
+    specs: &[Option<StepSpec>],
+    outlines: &[StepOutline<'_>],
+    graph: Option<&StepGraph>,
+) {
+    let params: Vec<&str> = header
+        .map(|h| h.params.names().collect())
+        .unwrap_or_default();
+    let component_vars = component_vars(&config.components);
+    let all_steps: Vec<&str> = outlines
+        .iter()
+        .filter_map(|o| o.id.map(|(id, _)| id))
+        .collect();
+    let env = template::environment();
+    for (i, (node, spec)) in step_nodes.iter().zip(specs).enumerate() {
+        let before: BTreeSet<&str> = graph
+            .map(|g| {
+                g.ancestors(i)
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| **a)
+                    .filter_map(|(j, _)| outlines[j].id.map(|(id, _)| id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let scope = Scope {
+            kind: ScopeKind::Step,
+            params: &params,
+            component_vars: &component_vars,
+            steps_before: &before,
+            all_steps: &all_steps,
+            current: outlines[i].id.map(|(id, _)| id),
+        };
+        check_templates_in(c, &env, node, &scope, &["id", "needs", "when", "if"]);
+        if let Some(condition) = node.get("if").filter(|n| n.as_str().is_some()) {
+            let text = condition.as_str().unwrap_or_default();
+            let expr = text.trim().trim_start_matches("{{").trim_end_matches("}}");
+            match template::expression_variables(&env, expr) {
+                Ok(vars) => check_variables(c, condition.span, &vars, &scope),
+                Err(e) => c.hint(
+                    condition.span,
+                    format!("`if` is not a valid expression: {}", e.message),
+                    "write an expression such as `params.migration` or `params.impact == 'high'`",
+                ),
+            }
+        }
+        if let Some(spec) = spec {
+            check_step_references(c, spec, config);
+        }
+    }
 }
 
 fn check_step_node(c: &mut Checker<'_>, node: &Node, index: usize) -> Option<StepSpec> {
@@ -928,7 +1104,10 @@ fn check_step_node(c: &mut Checker<'_>, node: &Node, index: usize) -> Option<Ste
                 .collect(),
         ),
     );
-    let spec: StepSpec = c.de(&known, &label)?;
+    let before = c.diagnostics.len();
+    let spec: StepSpec = c.de_fields(&known, &label, &["id"], true)?;
+    // A step whose action value was refused has no action left: say nothing more of it.
+    let clean = clean && c.diagnostics.len() == before;
     if !is_step_id(&spec.id.value) {
         c.hint(
             spec.id.span,
@@ -988,168 +1167,219 @@ fn check_step_values(c: &mut Checker<'_>, spec: &StepSpec, label: &str, node: &N
     };
     let action_node = node.get(action.name()).unwrap_or(node);
     match &action {
-        Action::Run(run) => {
-            let s = run.spec();
-            match (&s.argv, &s.script) {
-                (Some(_), Some(_)) => c.hint(action_node.span, format!("{label}: `run` has both `argv` and `script`"), "keep one: `argv` runs a program directly, `script` runs `sh -c` (with `shell: true`)"),
-                (None, None) => c.hint(action_node.span, format!("{label}: `run` has neither `argv` nor `script`"), "write `run: [program, arg]`, or `run: { argv: [...] }`"),
-                (Some(argv), None) => {
-                    if argv.is_empty() {
-                        c.hint(action_node.span, format!("{label}: `run` is an empty command"), "write the program and its arguments, e.g. [make, deploy]");
-                    }
-                    if s.shell {
-                        c.hint(action_node.span, format!("{label}: `shell: true` goes with `script`, not `argv`"), "remove `shell: true`: argv never goes through a shell");
-                    }
-                }
-                (None, Some(_)) => {
-                    if !s.shell {
-                        c.hint(action_node.span, format!("{label}: `script` runs through a shell only when `shell: true` is written"), "add `shell: true`, or write the command as `argv: [...]`");
-                    }
-                }
-            }
-            if s.plan.as_ref().is_some_and(Vec::is_empty) {
-                c.hint(
-                    action_node.span,
-                    format!("{label}: `plan` is an empty command"),
-                    "remove `plan`, or write the read-only command",
-                );
-            }
-            for name in s.env.keys() {
-                if !is_identifier(name) {
-                    c.hint(
-                        action_node.span,
-                        format!("{label}: `{name}` is not an environment variable name"),
-                        "use letters, digits and `_`",
-                    );
-                }
-            }
-        }
-        Action::GitRevert(g) => {
-            if g.mainline == Some(0) {
-                c.hint(
-                    action_node.span,
-                    format!("{label}: `mainline` counts parents from 1"),
-                    "write `mainline: 1` for the first parent",
-                );
-            }
-            let empty = match &g.commits {
-                super::runbook::Commits::One(s) => s.trim().is_empty(),
-                super::runbook::Commits::List(l) => l.is_empty(),
-            };
-            if empty {
-                c.hint(
-                    action_node.span,
-                    format!("{label}: `commits` is empty"),
-                    "write a sha, a list, a range A..B, or `{{ params.commit }}`",
-                );
-            }
-        }
-        Action::MigrationRollback(m) => {
-            if m.run.is_empty() {
-                c.hint(
-                    action_node.span,
-                    format!("{label}: `run` is an empty command"),
-                    "write the migration tool's rollback command",
-                );
-            }
-            if m.plan.as_ref().is_some_and(Vec::is_empty) {
-                c.hint(
-                    action_node.span,
-                    format!("{label}: `plan` is an empty command"),
-                    "remove `plan`, or write the tool's offline-SQL command",
-                );
-            }
-        }
-        Action::CacheClear(cc) => {
-            let set = [cc.redis.is_some(), cc.http.is_some(), cc.run.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
-            if set != 1 {
-                c.hint(action_node.span, format!("{label}: `cache_clear` needs exactly one of `redis`, `http`, `run` ({set} given)"), "e.g. `cache_clear: { redis: { url_env: REDIS_URL, pattern: \"app:*\" } }`");
-            }
-            if let Some(redis) = &cc.redis {
-                check_env_name(c, &redis.url_env);
-                if redis.pattern.trim().is_empty() {
-                    c.hint(
-                        action_node.span,
-                        format!("{label}: the Redis `pattern` is empty"),
-                        "write a SCAN MATCH pattern such as `app:*`",
-                    );
-                }
-            }
-            if let Some(http) = &cc.http {
-                if http.method.value.is_empty()
-                    || !http.method.value.chars().all(|ch| ch.is_ascii_uppercase())
-                {
-                    c.hint(
-                        http.method.span,
-                        format!("{label}: `{}` is not an HTTP method", http.method.value),
-                        "write it in capitals: POST, PURGE, DELETE, GET, PUT, BAN",
-                    );
-                }
-                for var in http.headers_env.values() {
-                    if !is_identifier(var) {
-                        c.hint(
-                            action_node.span,
-                            format!("{label}: `{var}` is not an environment variable name"),
-                            "name the variable holding the header's value",
-                        );
-                    }
-                }
-            }
-            if cc.run.as_ref().is_some_and(Vec::is_empty) {
-                c.hint(
-                    action_node.span,
-                    format!("{label}: `run` is an empty command"),
-                    "write the purge command",
-                );
-            }
-        }
-        Action::HealthCheck(h) => {
-            if !(100..=599).contains(&h.expect_status.value) {
-                c.hint(
-                    h.expect_status.span,
-                    format!("{label}: {} is not an HTTP status", h.expect_status.value),
-                    "write a status between 100 and 599, usually 200",
-                );
-            }
-            if h.attempts.value == 0 {
-                c.hint(
-                    h.attempts.span,
-                    format!("{label}: `attempts: 0` never checks"),
-                    "write at least 1",
-                );
-            }
-            if h.timeout.0.is_zero() {
-                c.hint(
-                    action_node.span,
-                    format!("{label}: a timeout of 0 always expires"),
-                    "write e.g. `timeout: 2s`",
-                );
-            }
-            if let Some(re) = &h.expect_body_regex
-                && !template::is_template(&re.value)
-                && let Err(e) = Regex::new(&re.value)
-            {
-                let first = e.to_string().lines().last().unwrap_or_default().to_owned();
-                c.hint(
-                    re.span,
-                    format!("{label}: invalid `expect_body_regex`: {first}"),
-                    "write a regular expression (Rust regex syntax), e.g. `\"status\":\\s*\"ok\"`",
-                );
-            }
-        }
-        Action::IncidentIssue(i) => {
-            if i.title.trim().is_empty() {
-                c.hint(
-                    action_node.span,
-                    format!("{label}: the incident `title` is empty"),
-                    "write a title, e.g. \"Production rollback: {{ component }}\"",
-                );
-            }
-        }
+        Action::Run(run) => check_run_action(c, run, label, action_node),
+        Action::GitRevert(g) => check_git_revert(c, g, label, action_node),
+        Action::MigrationRollback(m) => check_migration_rollback(c, m, label, action_node),
+        Action::CacheClear(cc) => check_cache_clear(c, cc, label, action_node),
+        Action::HealthCheck(h) => check_health_check(c, h, label, action_node),
+        Action::IncidentIssue(i) => check_incident_issue(c, i, label, action_node),
+        // Their references to release.yaml are checked by `check_step_references`.
         Action::Notify(_) | Action::Verify(_) => {}
+    }
+}
+
+fn check_run_action(c: &mut Checker<'_>, run: &RunAction, label: &str, action_node: &Node) {
+    let s = run.spec();
+    match (&s.argv, &s.script) {
+        (Some(_), Some(_)) => c.hint(
+            action_node.span,
+            format!("{label}: `run` has both `argv` and `script`"),
+            "keep one: `argv` runs a program directly, `script` runs `sh -c` (with `shell: true`)",
+        ),
+        (None, None) => c.hint(
+            action_node.span,
+            format!("{label}: `run` has neither `argv` nor `script`"),
+            "write `run: [program, arg]`, or `run: { argv: [...] }`",
+        ),
+        (Some(argv), None) => {
+            if argv.is_empty() {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: `run` is an empty command"),
+                    "write the program and its arguments, e.g. [make, deploy]",
+                );
+            }
+            if s.shell {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: `shell: true` goes with `script`, not `argv`"),
+                    "remove `shell: true`: argv never goes through a shell",
+                );
+            }
+        }
+        (None, Some(_)) => {
+            if !s.shell {
+                c.hint(
+                    action_node.span,
+                    format!(
+                        "{label}: `script` runs through a shell only when `shell: true` is written"
+                    ),
+                    "add `shell: true`, or write the command as `argv: [...]`",
+                );
+            }
+        }
+    }
+    if s.plan.as_ref().is_some_and(Vec::is_empty) {
+        c.hint(
+            action_node.span,
+            format!("{label}: `plan` is an empty command"),
+            "remove `plan`, or write the read-only command",
+        );
+    }
+    for name in s.env.keys() {
+        if !is_identifier(name) {
+            c.hint(
+                action_node.span,
+                format!("{label}: `{name}` is not an environment variable name"),
+                "use letters, digits and `_`",
+            );
+        }
+    }
+}
+
+fn check_git_revert(c: &mut Checker<'_>, g: &GitRevertAction, label: &str, action_node: &Node) {
+    if g.mainline == Some(0) {
+        c.hint(
+            action_node.span,
+            format!("{label}: `mainline` counts parents from 1"),
+            "write `mainline: 1` for the first parent",
+        );
+    }
+    let empty = match &g.commits {
+        super::runbook::Commits::One(s) => s.trim().is_empty(),
+        super::runbook::Commits::List(l) => l.is_empty(),
+    };
+    if empty {
+        c.hint(
+            action_node.span,
+            format!("{label}: `commits` is empty"),
+            "write a sha, a list, a range A..B, or `{{ params.commit }}`",
+        );
+    }
+}
+
+fn check_migration_rollback(
+    c: &mut Checker<'_>,
+    m: &MigrationRollbackAction,
+    label: &str,
+    action_node: &Node,
+) {
+    if m.run.is_empty() {
+        c.hint(
+            action_node.span,
+            format!("{label}: `run` is an empty command"),
+            "write the migration tool's rollback command",
+        );
+    }
+    if m.plan.as_ref().is_some_and(Vec::is_empty) {
+        c.hint(
+            action_node.span,
+            format!("{label}: `plan` is an empty command"),
+            "remove `plan`, or write the tool's offline-SQL command",
+        );
+    }
+}
+
+fn check_cache_clear(c: &mut Checker<'_>, cc: &CacheClearAction, label: &str, action_node: &Node) {
+    let set = [cc.redis.is_some(), cc.http.is_some(), cc.run.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if set != 1 {
+        c.hint(
+            action_node.span,
+            format!(
+                "{label}: `cache_clear` needs exactly one of `redis`, `http`, `run` ({set} given)"
+            ),
+            "e.g. `cache_clear: { redis: { url_env: REDIS_URL, pattern: \"app:*\" } }`",
+        );
+    }
+    if let Some(redis) = &cc.redis {
+        check_env_name(c, &redis.url_env);
+        if redis.pattern.trim().is_empty() {
+            c.hint(
+                action_node.span,
+                format!("{label}: the Redis `pattern` is empty"),
+                "write a SCAN MATCH pattern such as `app:*`",
+            );
+        }
+    }
+    if let Some(http) = &cc.http {
+        if http.method.value.is_empty()
+            || !http.method.value.chars().all(|ch| ch.is_ascii_uppercase())
+        {
+            c.hint(
+                http.method.span,
+                format!("{label}: `{}` is not an HTTP method", http.method.value),
+                "write it in capitals: POST, PURGE, DELETE, GET, PUT, BAN",
+            );
+        }
+        for var in http.headers_env.values() {
+            if !is_identifier(var) {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: `{var}` is not an environment variable name"),
+                    "name the variable holding the header's value",
+                );
+            }
+        }
+    }
+    if cc.run.as_ref().is_some_and(Vec::is_empty) {
+        c.hint(
+            action_node.span,
+            format!("{label}: `run` is an empty command"),
+            "write the purge command",
+        );
+    }
+}
+
+fn check_health_check(c: &mut Checker<'_>, h: &HealthCheckAction, label: &str, action_node: &Node) {
+    if !(100..=599).contains(&h.expect_status.value) {
+        c.hint(
+            h.expect_status.span,
+            format!("{label}: {} is not an HTTP status", h.expect_status.value),
+            "write a status between 100 and 599, usually 200",
+        );
+    }
+    if h.attempts.value == 0 {
+        c.hint(
+            h.attempts.span,
+            format!("{label}: `attempts: 0` never checks"),
+            "write at least 1",
+        );
+    }
+    if h.timeout.0.is_zero() {
+        c.hint(
+            action_node.span,
+            format!("{label}: a timeout of 0 always expires"),
+            "write e.g. `timeout: 2s`",
+        );
+    }
+    if let Some(re) = &h.expect_body_regex
+        && !template::is_template(&re.value)
+        && let Err(e) = Regex::new(&re.value)
+    {
+        let first = e.to_string().lines().last().unwrap_or_default().to_owned();
+        c.hint(
+            re.span,
+            format!("{label}: invalid `expect_body_regex`: {first}"),
+            "write a regular expression (Rust regex syntax), e.g. `\"status\":\\s*\"ok\"`",
+        );
+    }
+}
+
+fn check_incident_issue(
+    c: &mut Checker<'_>,
+    i: &IncidentIssueAction,
+    label: &str,
+    action_node: &Node,
+) {
+    if i.title.trim().is_empty() {
+        c.hint(
+            action_node.span,
+            format!("{label}: the incident `title` is empty"),
+            "write a title, e.g. \"Production rollback: {{ component }}\"",
+        );
     }
 }
 
@@ -1262,4 +1492,149 @@ fn check_graph(c: &mut Checker<'_>, outlines: &[StepOutline<'_>]) -> Option<Step
         sound = false;
     }
     sound.then_some(graph)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CONFIG: &str = include_str!("../../release.yaml");
+    const ROLLBACK: &str = include_str!("../../runbooks/production/rollback.yaml");
+
+    fn config() -> Config {
+        let (config, diagnostics) =
+            check_config_source(&SourceFile::new(Path::new("release.yaml"), CONFIG));
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        config.expect("config")
+    }
+
+    fn runbook(text: &str) -> (Option<Runbook>, Vec<Diagnostic>) {
+        check_runbook_source(&SourceFile::new(Path::new("r.yaml"), text), &config())
+    }
+
+    #[test]
+    fn the_shipped_files_are_valid() {
+        let (rb, diagnostics) = runbook(ROLLBACK);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let rb = rb.unwrap();
+        let caches = rb.steps.iter().find(|s| s.id == "caches").unwrap();
+        assert_eq!(caches.needs, vec!["revert"]);
+        let health = rb.steps.iter().find(|s| s.id == "health").unwrap();
+        assert_eq!(
+            health.needs,
+            vec!["verify"],
+            "omitted needs = the step above"
+        );
+        assert_eq!(rb.steps[0].needs, Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_reported() {
+        let (rb, d) = runbook(
+            "steps:\n  - id: a\n    nedds: [b]\n    run: [x]\n  - id: b\n    run: [y]\n    notify: { channel: console, message: m }\n  - id: c\n    needs: [zz]\n    run: [z]\n",
+        );
+        assert!(rb.is_none());
+        assert_eq!(d.len(), 3, "{d:#?}");
+        assert_eq!((d[0].line, d[0].column), (3, 5));
+    }
+
+    /// Valid-looking YAML shapes built from the words the loaders know, so that the
+    /// generated documents reach deep into validation instead of failing at parse time.
+    fn yaml_value() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            Just("id".to_string()),
+            Just("run".to_string()),
+            Just("needs".to_string()),
+            Just("steps".to_string()),
+            Just("when".to_string()),
+            Just("version".to_string()),
+            Just("components".to_string()),
+            Just("gates".to_string()),
+            Just("notify".to_string()),
+            Just("depends_on".to_string()),
+            Just("{{ params.x }}".to_string()),
+            Just("1".to_string()),
+            Just("7d".to_string()),
+            Just("true".to_string()),
+            Just("null".to_string()),
+            "[a-z_]{1,8}",
+        ];
+        let leaf = word.prop_map(|w| format!("\"{}\"", w.replace('"', "")));
+        leaf.prop_recursive(5, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5)
+                    .prop_map(|v| format!("[{}]", v.join(", "))),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("id"),
+                            Just("run"),
+                            Just("needs"),
+                            Just("steps"),
+                            Just("when"),
+                            Just("version"),
+                            Just("components"),
+                            Just("gates"),
+                            Just("notify"),
+                            Just("staging"),
+                            Just("coverage"),
+                            Just("params"),
+                            Just("confirm"),
+                            Just("freeze"),
+                            Just("vars"),
+                            Just("if"),
+                            Just("git_revert"),
+                            Just("timeout"),
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|v| format!(
+                    "{{{}}}",
+                    v.iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn arbitrary_bytes_end_in_a_model_or_diagnostics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let file = SourceFile::new(Path::new("x.yaml"), &text);
+            let (cfg, d) = check_config_source(&file);
+            prop_assert!(cfg.is_some() || !d.is_empty());
+            let (rb, d) = check_runbook_source(&file, &config());
+            prop_assert!(rb.is_some() != d.iter().any(Diagnostic::is_error));
+        }
+
+        #[test]
+        fn arbitrary_documents_end_in_a_model_or_diagnostics(doc in yaml_value()) {
+            let file = SourceFile::new(Path::new("x.yaml"), &doc);
+            let (cfg, d) = check_config_source(&file);
+            prop_assert!(cfg.is_some() || !d.is_empty());
+            let (rb, d) = check_runbook_source(&file, &config());
+            prop_assert!(rb.is_some() != d.iter().any(Diagnostic::is_error));
+            for diagnostic in &d {
+                prop_assert!(!diagnostic.message.is_empty());
+            }
+        }
+
+        #[test]
+        fn mutated_default_runbook_never_panics(cut in 0usize..2000, insert in "[ -~\n]{0,12}") {
+            let mut text = ROLLBACK.to_string();
+            let at = cut.min(text.len());
+            let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            text.insert_str(at, &insert);
+            let (rb, d) = runbook(&text);
+            prop_assert!(rb.is_some() != d.iter().any(Diagnostic::is_error));
+        }
+    }
 }

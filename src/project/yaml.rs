@@ -111,24 +111,6 @@ impl Node {
         matches!(self.value, Value::Map(_))
     }
 
-    /// A copy of this mapping without the given keys (used to deserialize a header apart
-    /// from the entries that are checked one by one).
-    pub fn without_keys(&self, keys: &[&str]) -> Node {
-        match &self.value {
-            Value::Map(entries) => Node::new(
-                self.span,
-                Value::Map(
-                    entries
-                        .iter()
-                        .filter(|(k, _)| !k.as_str().is_some_and(|k| keys.contains(&k)))
-                        .cloned()
-                        .collect(),
-                ),
-            ),
-            _ => self.clone(),
-        }
-    }
-
     /// Calls `visit` on every string scalar below this node (keys excluded), depth first.
     pub fn visit_strings<'a>(&'a self, visit: &mut impl FnMut(&'a Node, &'a str)) {
         match &self.value {
@@ -143,8 +125,7 @@ impl Node {
         match &self.value {
             Value::Null => "nothing (null)",
             Value::Bool(..) => "a boolean",
-            Value::Int(..) | Value::UInt(..) => "a number",
-            Value::Float(..) => "a number",
+            Value::Int(..) | Value::UInt(..) | Value::Float(..) => "a number",
             Value::Str(_) => "a string",
             Value::Seq(_) => "a list",
             Value::Map(_) => "a mapping",
@@ -211,6 +192,8 @@ fn parse_on_this_thread(source: &str) -> Result<Node, ParseError> {
             max_documents: 1,
         },
         strict_booleans: true,
+        // Duplicates reach the tree, where validation reports each with both places.
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
         non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
         leading_zero_numbers_as_strings: true,
         underscored_numbers_as_strings: true,
@@ -225,24 +208,35 @@ fn parse_on_this_thread(source: &str) -> Result<Node, ParseError> {
 fn parse_error(source: &str, error: &serde_saphyr::Error) -> ParseError {
     use serde_saphyr::MessageFormatter;
     let inner = error.without_snippet();
-    let mut message = serde_saphyr::DefaultMessageFormatter
+    let raw = serde_saphyr::DefaultMessageFormatter
         .format_message(inner)
         .into_owned();
-    let mut hint = None;
-    if message.contains("budget breached") {
-        hint = Some(if message.contains("Depth") {
-            format!("nesting deeper than {MAX_DEPTH} levels is refused")
-        } else {
-            "this file expands to far more nodes than a configuration needs (an alias bomb?); \
-             use fewer anchors and aliases"
-                .to_string()
-        });
-        message = format!("refused: {message}");
-    } else if message.contains("duplicate") {
-        hint = Some("each key may appear once in a mapping; remove or rename one".into());
-    } else if message.contains("tab") {
-        hint = Some("YAML indentation must use spaces, not tabs".into());
-    }
+    let (message, hint) = if raw.contains("budget breached") && raw.contains("Depth") {
+        (
+            format!("refused: nesting deeper than {MAX_DEPTH} levels"),
+            Some(
+                "configuration and runbooks need a few levels: flatten this structure".to_string(),
+            ),
+        )
+    } else if raw.contains("budget breached") {
+        (
+            "refused: this file expands to far more values than a configuration holds (anchors and aliases that multiply: an alias bomb?)".to_string(),
+            Some("write the values out, or use fewer anchors and aliases".to_string()),
+        )
+    } else if raw.contains("tab") {
+        (
+            raw,
+            Some("YAML indentation must use spaces, not tabs".to_string()),
+        )
+    } else {
+        let hint = unclosed_flow(
+            source,
+            error
+                .location()
+                .map_or(0, |l| u32::try_from(l.line()).unwrap_or(u32::MAX)),
+        );
+        (raw, hint)
+    };
     let span = error
         .location()
         .map(|l| {
@@ -267,6 +261,33 @@ fn parse_error(source: &str, error: &serde_saphyr::Error) -> ParseError {
         span,
         hint,
     }
+}
+
+/// When a parse error follows a `[` or `{` that was never closed, names where it opened:
+/// the parser itself only notices on a later line.
+fn unclosed_flow(source: &str, error_line: u32) -> Option<String> {
+    let mut open: Vec<(char, usize, usize)> = Vec::new();
+    for (index, line) in source.lines().enumerate().take(error_line as usize) {
+        let mut quote: Option<char> = None;
+        for (column, ch) in line.chars().enumerate() {
+            match (quote, ch) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(ch),
+                (None, '#') => break,
+                (None, '[' | '{') => open.push((ch, index + 1, column + 1)),
+                (None, ']' | '}') => {
+                    open.pop();
+                }
+                _ => {}
+            }
+        }
+    }
+    let (ch, line, column) = open.first()?;
+    let close = if *ch == '[' { ']' } else { '}' };
+    Some(format!(
+        "the `{ch}` opened at line {line}, column {column} is never closed: add `{close}`"
+    ))
 }
 
 /// Maps (line, char column) back to byte offsets for parser errors that lack them.
@@ -407,9 +428,9 @@ fn raw_to_node(source: &str, index: &LineIndex, raw: serde_saphyr::Spanned<RawNo
     let value = match raw.value {
         RawNode::Null => Value::Null,
         RawNode::Bool(b) => Value::Bool(b, spelling()),
-        RawNode::Int(i) => Value::Int(i, non_empty(spelling(), || i.to_string())),
-        RawNode::UInt(u) => Value::UInt(u, non_empty(spelling(), || u.to_string())),
-        RawNode::Float(f) => Value::Float(f, non_empty(spelling(), || f.to_string())),
+        RawNode::Int(i) => Value::Int(i, non_empty(&spelling(), || i.to_string())),
+        RawNode::UInt(u) => Value::UInt(u, non_empty(&spelling(), || u.to_string())),
+        RawNode::Float(f) => Value::Float(f, non_empty(&spelling(), || f.to_string())),
         RawNode::Str(s) => Value::Str(s),
         RawNode::Seq(items) => Value::Seq(
             items
@@ -440,7 +461,7 @@ fn raw_to_node(source: &str, index: &LineIndex, raw: serde_saphyr::Spanned<RawNo
     Node::new(span, value)
 }
 
-fn non_empty(s: String, fallback: impl FnOnce() -> String) -> String {
+fn non_empty(s: &str, fallback: impl FnOnce() -> String) -> String {
     if s.trim().is_empty() {
         fallback()
     } else {
@@ -459,6 +480,8 @@ pub struct DeError {
     pub hint: Option<String>,
     /// The key whose value the error is about (the innermost).
     pub key: Option<String>,
+    /// A required key is missing.
+    pub missing: bool,
 }
 
 impl DeError {
@@ -488,6 +511,7 @@ impl de::Error for DeError {
             span: Span::default(),
             hint: None,
             key: None,
+            missing: false,
         }
     }
 
@@ -497,6 +521,7 @@ impl de::Error for DeError {
             span: Span::default(),
             hint: Some(suggest(field, expected)),
             key: None,
+            missing: false,
         }
     }
 
@@ -506,6 +531,7 @@ impl de::Error for DeError {
             span: Span::default(),
             hint: Some(suggest(variant, expected)),
             key: None,
+            missing: false,
         }
     }
 
@@ -515,22 +541,44 @@ impl de::Error for DeError {
             span: Span::default(),
             hint: Some(format!("add `{field}:` here")),
             key: None,
+            missing: true,
         }
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::custom(format_args!("expected {exp}, found {}", describe(&unexp)))
+        Self::custom(format_args!(
+            "expected {}, found {}",
+            for_people(exp),
+            describe(&unexp)
+        ))
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
         Self::custom(format_args!(
-            "invalid value {}: expected {exp}",
-            describe(&unexp)
+            "invalid value {}: expected {}",
+            describe(&unexp),
+            for_people(exp)
         ))
     }
 
     fn duplicate_field(field: &'static str) -> Self {
         Self::custom(format_args!("key `{field}` is given twice"))
+    }
+}
+
+/// What serde expected, in words for people rather than Rust type names.
+fn for_people(exp: &dyn de::Expected) -> String {
+    let text = exp.to_string();
+    match text.as_str() {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" => "`true` or `false`".into(),
+        "a sequence" => "a list".into(),
+        "a string" | "a borrowed string" => "a string".into(),
+        _ if text.starts_with("struct ") || text.starts_with("a map") => "a mapping of keys".into(),
+        _ if text.starts_with("enum ") => "one of the listed values".into(),
+        _ => text,
     }
 }
 
@@ -576,12 +624,14 @@ pub fn from_node<'a, T: de::Deserialize<'a>>(node: &'a Node) -> Result<T, DeErro
 #[derive(Clone, Copy)]
 pub struct NodeDeserializer<'a>(pub &'a Node);
 
-impl<'a> NodeDeserializer<'a> {
+impl NodeDeserializer<'_> {
     fn type_error<T>(self, exp: &dyn de::Expected) -> Result<T, DeError> {
-        Err(
-            DeError::custom(format_args!("expected {exp}, found {}", self.0.kind()))
-                .at(self.0.span),
-        )
+        Err(DeError::custom(format_args!(
+            "expected {}, found {}",
+            for_people(exp),
+            self.0.kind()
+        ))
+        .at(self.0.span))
     }
 }
 
@@ -1003,10 +1053,9 @@ mod tests {
         );
         for i in 1..10u8 {
             let (prev, name) = ((b'a' + i - 1) as char, (b'a' + i) as char);
-            s.push_str(&format!(
-                "{name}: &{name} [{}]\n",
-                vec![format!("*{prev}"); 9].join(",")
-            ));
+            let aliases = vec![format!("*{prev}"); 9].join(",");
+            std::fmt::Write::write_fmt(&mut s, format_args!("{name}: &{name} [{aliases}]\n"))
+                .unwrap();
         }
         let start = std::time::Instant::now();
         let err = parse(&s).unwrap_err();

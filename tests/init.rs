@@ -1,0 +1,81 @@
+//! `release init`: writes the shipped files, never overwrites, and is idempotent.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::harness::TestEnv;
+
+const SHIPPED: &[&str] = &[
+    "release.yaml",
+    "runbooks/development/rollback.yaml",
+    "runbooks/development/promote.yaml",
+    "runbooks/staging/rollback.yaml",
+    "runbooks/staging/promote.yaml",
+    "runbooks/production/rollback.yaml",
+    "runbooks/production/promote.yaml",
+];
+
+fn snapshot_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn init_writes_the_shipped_files_and_they_validate() {
+    let env = TestEnv::new();
+    let run = env.release(&["init"]);
+    run.assert_code(0);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in SHIPPED {
+        run.assert_stdout_contains(&format!("wrote  {file}"));
+        assert_eq!(
+            env.read(file),
+            std::fs::read_to_string(repo.join(file)).unwrap(),
+            "{file} is not the repository's own"
+        );
+    }
+    assert_eq!(env.read(".gitignore"), ".release/\n");
+    env.release(&["runbook", "validate"])
+        .assert_code(0)
+        .assert_stdout_contains("ok: release.yaml and 6 runbooks are valid");
+}
+
+#[test]
+fn init_twice_changes_nothing() {
+    let env = TestEnv::new();
+    env.release(&["init"]).assert_code(0);
+    let before = snapshot_tree(env.path());
+    let run = env.release(&["init"]);
+    run.assert_code(0);
+    for file in SHIPPED {
+        run.assert_stdout_contains(&format!("kept   {file} (exists; not overwritten)"));
+    }
+    run.assert_stdout_contains("kept   .gitignore");
+    assert_eq!(before, snapshot_tree(env.path()));
+}
+
+#[test]
+fn init_never_overwrites_and_keeps_gitignore() {
+    let env = TestEnv::new();
+    env.write("release.yaml", "version: 1\n# mine\n");
+    env.write(".gitignore", "target/\n*.log");
+    let run = env.release(&["init"]);
+    run.assert_code(0)
+        .assert_stdout_contains("kept   release.yaml")
+        .assert_stdout_contains("wrote  runbooks/production/rollback.yaml")
+        .assert_stdout_contains("added  .release/ to .gitignore");
+    assert_eq!(env.read("release.yaml"), "version: 1\n# mine\n");
+    assert_eq!(env.read(".gitignore"), "target/\n*.log\n.release/\n");
+}

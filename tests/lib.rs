@@ -1,0 +1,7 @@
+//! One integration-test binary: the real `release` binary driven through its contract.
+
+mod bad_input;
+mod cli;
+mod harness;
+mod init;
+mod validate;
