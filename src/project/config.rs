@@ -41,6 +41,7 @@ pub struct ConfigHeader {
 /// The whole of `release.yaml`. The header is deserialized on its own and each component,
 /// channel and gate one by one, so that every mistake in the file is reported at once.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "release.yaml")]
 pub struct Config {
     #[serde(flatten)]
     pub header: ConfigHeader,

@@ -27,7 +27,7 @@ pub struct RunbookHeader {
 
 /// A runbook as written.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
-#[schemars(title = "release runbook")]
+#[schemars(deny_unknown_fields, title = "release runbook")]
 pub struct RunbookSpec {
     #[serde(flatten)]
     pub header: RunbookHeader,
