@@ -97,12 +97,77 @@ pub fn unknown_callables(
             | minijinja::ErrorKind::UnknownFunction
             | minijinja::ErrorKind::UnknownMethod
     )
-    .then(|| {
-        error.detail().map_or_else(
-            || error.kind().to_string(),
-            |d| format!("{}: {d}", error.kind()),
-        )
-    })
+    .then(|| describe_unknown(&error))
+}
+
+/// The builtin filters (minijinja with its default features), for suggestions.
+const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "count",
+    "default",
+    "d",
+    "dictsort",
+    "escape",
+    "e",
+    "first",
+    "float",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+];
+
+/// "unknown filter `uper` (did you mean `upper`?)" from minijinja's error.
+fn describe_unknown(error: &minijinja::Error) -> String {
+    let what = error.kind().to_string();
+    // minijinja's detail reads like "filter uper is unknown".
+    let name = error
+        .detail()
+        .and_then(|d| d.split_whitespace().nth(1))
+        .map(str::to_owned);
+    match name {
+        Some(name) => {
+            let near = (error.kind() == minijinja::ErrorKind::UnknownFilter)
+                .then(|| crate::project::yaml::nearest(&name, FILTERS.iter().copied()))
+                .flatten()
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default();
+            format!("{what} `{name}`{near}")
+        }
+        None => what,
+    }
 }
 
 /// What a template may read where it is written.
@@ -373,8 +438,8 @@ mod tests {
         assert!(
             unknown_callables(&env, "{{ component | upper }} {{ params.commit }}", &vars).is_none()
         );
-        let found = unknown_callables(&env, "{{ component | uppercase }}", &vars).unwrap();
-        assert!(found.contains("unknown filter"), "{found}");
+        let found = unknown_callables(&env, "{{ component | uper }}", &vars).unwrap();
+        assert_eq!(found, "unknown filter `uper` (did you mean `upper`?)");
         assert!(unknown_callables(&env, "{{ nope(component) }}", &vars).is_some());
     }
 

@@ -31,7 +31,7 @@ impl FromStr for Duration {
         }
         if s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!(
-                "`{s}` has no unit: write `{s}s` for seconds ({HELP})"
+                "`{s}` has no unit: write e.g. `{s}s`, `{s}m` or `{s}d` (units: ms, s, m, h, d, w)"
             ));
         }
         let mut total: u64 = 0;
@@ -128,7 +128,7 @@ mod tests {
         assert!(
             "30".parse::<Duration>()
                 .unwrap_err()
-                .contains("write `30s`")
+                .contains("`30s`, `30m` or `30d`")
         );
         assert!(
             "7days"

@@ -92,7 +92,10 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn push_de_error(&mut self, e: yaml::DeError, context: &str) {
+    fn push_de_error(&mut self, mut e: yaml::DeError, context: &str) {
+        if e.key.as_deref() == Some("needs") && e.message.contains("found a string") {
+            e.hint = Some("`needs` is a list: write `needs: [step-id]`".into());
+        }
         let message = if context.is_empty() {
             e.to_string()
         } else {
@@ -132,9 +135,16 @@ impl<'a> Checker<'a> {
             let mut probe = kept.clone();
             probe.push((key.clone(), value.clone()));
             if let Err(e) = from_node::<T>(&Node::new(node.span, yaml::Value::Map(probe))) {
-                let missing_here = e.missing && e.key.is_none();
+                let missing_here = e.missing.is_some() && e.key.is_none();
                 if !missing_here && base.as_ref() != Some(&(e.span, e.message.clone())) {
-                    self.push_de_error(e, context);
+                    // In a list, every bad item, not only the first.
+                    let items = Self::item_errors::<T>(node.span, &kept, key, value);
+                    if items.is_empty() {
+                        self.push_de_error(e, context);
+                    }
+                    for item in items {
+                        self.push_de_error(item, context);
+                    }
                     bad.push(key);
                 }
             }
@@ -152,11 +162,43 @@ impl<'a> Checker<'a> {
         match from_node::<T>(&rest) {
             Ok(value) if bad.is_empty() || partial => Some(value),
             Ok(_) => None,
+            // A required key whose value was refused above is not "missing" too.
+            Err(e)
+                if e.key.is_none()
+                    && e.missing
+                        .is_some_and(|m| bad.iter().any(|b| b.as_str() == Some(m))) =>
+            {
+                None
+            }
             Err(e) => {
                 self.push_de_error(e, context);
                 None
             }
         }
+    }
+
+    /// The errors of each item of a list value tried alone (none when it is not a list).
+    fn item_errors<T: for<'de> serde::Deserialize<'de>>(
+        span: Span,
+        kept: &[(Node, Node)],
+        key: &Node,
+        value: &Node,
+    ) -> Vec<yaml::DeError> {
+        let items = value.items();
+        if items.len() < 2 {
+            return Vec::new();
+        }
+        items
+            .iter()
+            .filter_map(|item| {
+                let mut probe = kept.to_vec();
+                probe.push((
+                    key.clone(),
+                    Node::new(value.span, yaml::Value::Seq(vec![item.clone()])),
+                ));
+                from_node::<T>(&Node::new(span, yaml::Value::Map(probe))).err()
+            })
+            .collect()
     }
 
     /// Reports every key written twice in a mapping (with where it was first written) and
@@ -305,6 +347,17 @@ pub fn load_config(path: &Path, display: &Path) -> (Option<Config>, Vec<Diagnost
 
 /// Validates the text of a `release.yaml` (see [`load_config`]).
 pub fn check_config_source(file: &SourceFile) -> (Option<Config>, Vec<Diagnostic>) {
+    let (config, mut diagnostics) = check_config_unsorted(file);
+    sort_by_place(&mut diagnostics);
+    (config, diagnostics)
+}
+
+/// Diagnostics of one file in the order a reader meets them.
+fn sort_by_place(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by_key(|d| (d.line, d.column));
+}
+
+fn check_config_unsorted(file: &SourceFile) -> (Option<Config>, Vec<Diagnostic>) {
     let mut c = Checker::new(file);
     let Some(root) = c.parse() else {
         return (None, c.diagnostics);
@@ -427,14 +480,13 @@ fn gate_entries(c: &mut Checker<'_>, root: &Node) -> NamedMap<Vec<GateSpec>> {
         let gates = list
             .items()
             .iter()
-            .filter_map(|g| {
-                let id = g.get("id").and_then(Node::scalar_text).unwrap_or("?");
-                c.de_fields::<GateSpec>(
-                    g,
-                    &format!("gate `{id}` of stage `{stage}`"),
-                    &["id"],
-                    false,
-                )
+            .enumerate()
+            .filter_map(|(i, g)| {
+                let label = g.get("id").and_then(Node::scalar_text).map_or_else(
+                    || format!("gate {} of stage `{stage}`", i + 1),
+                    |id| format!("gate `{id}` of stage `{stage}`"),
+                );
+                c.de_fields::<GateSpec>(g, &label, &["id"], false)
             })
             .collect();
         out.push(
@@ -845,6 +897,15 @@ pub fn load_runbook(
 /// Validates the text of a runbook (see [`load_runbook`]). The runbook comes back only
 /// when it has no error.
 pub fn check_runbook_source(
+    file: &SourceFile,
+    config: &Config,
+) -> (Option<Runbook>, Vec<Diagnostic>) {
+    let (runbook, mut diagnostics) = check_runbook_unsorted(file, config);
+    sort_by_place(&mut diagnostics);
+    (runbook, diagnostics)
+}
+
+fn check_runbook_unsorted(
     file: &SourceFile,
     config: &Config,
 ) -> (Option<Runbook>, Vec<Diagnostic>) {

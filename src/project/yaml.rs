@@ -272,7 +272,6 @@ fn unclosed_flow(source: &str, error_line: u32) -> Option<String> {
         for (column, ch) in line.chars().enumerate() {
             match (quote, ch) {
                 (Some(q), c) if c == q => quote = None,
-                (Some(_), _) => {}
                 (None, '"' | '\'') => quote = Some(ch),
                 (None, '#') => break,
                 (None, '[' | '{') => open.push((ch, index + 1, column + 1)),
@@ -480,8 +479,8 @@ pub struct DeError {
     pub hint: Option<String>,
     /// The key whose value the error is about (the innermost).
     pub key: Option<String>,
-    /// A required key is missing.
-    pub missing: bool,
+    /// The required key that is missing, for that error.
+    pub missing: Option<&'static str>,
 }
 
 impl DeError {
@@ -511,7 +510,7 @@ impl de::Error for DeError {
             span: Span::default(),
             hint: None,
             key: None,
-            missing: false,
+            missing: None,
         }
     }
 
@@ -521,7 +520,7 @@ impl de::Error for DeError {
             span: Span::default(),
             hint: Some(suggest(field, expected)),
             key: None,
-            missing: false,
+            missing: None,
         }
     }
 
@@ -531,7 +530,7 @@ impl de::Error for DeError {
             span: Span::default(),
             hint: Some(suggest(variant, expected)),
             key: None,
-            missing: false,
+            missing: None,
         }
     }
 
@@ -541,7 +540,7 @@ impl de::Error for DeError {
             span: Span::default(),
             hint: Some(format!("add `{field}:` here")),
             key: None,
-            missing: true,
+            missing: Some(field),
         }
     }
 
@@ -822,7 +821,7 @@ impl<'a> Deserializer<'a> for NodeDeserializer<'a> {
     fn deserialize_enum<V: Visitor<'a>>(
         self,
         _name: &'static str,
-        _variants: &'static [&'static str],
+        variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
         match &self.0.value {
@@ -839,7 +838,16 @@ impl<'a> Deserializer<'a> for NodeDeserializer<'a> {
             Value::Map(entries) if entries.len() == 1 => visitor
                 .visit_enum(EnumAccess { entry: &entries[0] })
                 .map_err(|e| e.at(self.0.span)),
-            _ => self.type_error(&visitor),
+            _ => Err(DeError::custom(format_args!(
+                "expected one of {}, found {}",
+                variants
+                    .iter()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.0.kind()
+            ))
+            .at(self.0.span)),
         }
     }
 
