@@ -234,10 +234,6 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(Diagnostic::is_error)
-    }
-
     /// Parses the file, or records why it cannot be.
     fn parse(&mut self) -> Option<Node> {
         match yaml::parse(&self.file.text) {
@@ -347,31 +343,33 @@ pub fn load_config(path: &Path, display: &Path) -> (Option<Config>, Vec<Diagnost
 
 /// Validates the text of a `release.yaml` (see [`load_config`]).
 pub fn check_config_source(file: &SourceFile) -> (Option<Config>, Vec<Diagnostic>) {
-    let (config, mut diagnostics) = check_config_unsorted(file);
-    sort_by_place(&mut diagnostics);
-    (config, diagnostics)
+    check_file(
+        file,
+        "release.yaml must be a mapping",
+        "start from `release init`, or write at least `version: 1` and `components:`",
+        check_config,
+    )
 }
 
-/// Diagnostics of one file in the order a reader meets them.
-fn sort_by_place(diagnostics: &mut [Diagnostic]) {
-    diagnostics.sort_by_key(|d| (d.line, d.column));
-}
-
-fn check_config_unsorted(file: &SourceFile) -> (Option<Config>, Vec<Diagnostic>) {
+/// Parses a file, checks that it is a mapping, runs `check` on it, and returns what it
+/// built with the file's diagnostics in the order a reader meets them.
+fn check_file<T>(
+    file: &SourceFile,
+    not_a_map: &str,
+    hint: &str,
+    check: impl FnOnce(&mut Checker<'_>, &Node) -> Option<T>,
+) -> (Option<T>, Vec<Diagnostic>) {
     let mut c = Checker::new(file);
-    let Some(root) = c.parse() else {
-        return (None, c.diagnostics);
+    let value = match c.parse() {
+        Some(root) if root.is_map() => check(&mut c, &root),
+        Some(root) => {
+            c.hint(root.span, not_a_map, hint);
+            None
+        }
+        None => None,
     };
-    if !root.is_map() {
-        c.hint(
-            root.span,
-            "release.yaml must be a mapping",
-            "start from `release init`, or write at least `version: 1` and `components:`",
-        );
-        return (None, c.diagnostics);
-    }
-    let config = check_config(&mut c, &root);
-    (config, c.diagnostics)
+    c.diagnostics.sort_by_key(|d| (d.line, d.column));
+    (value, c.diagnostics)
 }
 
 fn check_config(c: &mut Checker<'_>, root: &Node) -> Option<Config> {
@@ -900,30 +898,14 @@ pub fn check_runbook_source(
     file: &SourceFile,
     config: &Config,
 ) -> (Option<Runbook>, Vec<Diagnostic>) {
-    let (runbook, mut diagnostics) = check_runbook_unsorted(file, config);
-    sort_by_place(&mut diagnostics);
+    let (runbook, diagnostics) = check_file(
+        file,
+        "a runbook must be a mapping with `steps:`",
+        "start from one written by `release init`",
+        |c, root| check_runbook(c, root, config),
+    );
+    let runbook = runbook.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
     (runbook, diagnostics)
-}
-
-fn check_runbook_unsorted(
-    file: &SourceFile,
-    config: &Config,
-) -> (Option<Runbook>, Vec<Diagnostic>) {
-    let mut c = Checker::new(file);
-    let Some(root) = c.parse() else {
-        return (None, c.diagnostics);
-    };
-    if !root.is_map() {
-        c.hint(
-            root.span,
-            "a runbook must be a mapping with `steps:`",
-            "start from one written by `release init`",
-        );
-        return (None, c.diagnostics);
-    }
-    let runbook = check_runbook(&mut c, &root, config);
-    let runbook = if c.has_errors() { None } else { runbook };
-    (runbook, c.diagnostics)
 }
 
 /// What is known of a step even when it does not deserialize: enough to check the graph.
