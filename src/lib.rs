@@ -9,6 +9,7 @@ pub mod commands;
 pub mod error;
 pub mod output;
 pub mod project;
+pub mod state;
 pub mod template;
 
 use std::ffi::OsString;

@@ -1,0 +1,694 @@
+//! The audit log (SPEC §7): JSON Lines, one record per line, each carrying `prev`, the
+//! SHA-256 of the previous line's exact bytes, so that any edit, deletion or reordering
+//! breaks the chain at a line `verify` can name.
+//!
+//! Invariants:
+//! - An append holds an exclusive file lock from reading the tail to `fdatasync`, so two
+//!   processes never interleave lines or fork the chain.
+//! - A record is on disk (`fdatasync`) before `append` returns, and callers append before
+//!   the side effect the record announces; a failed append is an error the caller must
+//!   stop on (fail closed).
+//! - A torn last line (a crash mid-write) is never dropped silently: `verify` reports it,
+//!   and the next append moves its bytes to `audit.jsonl.torn-<ts>` and records
+//!   `audit.repaired` before its own record.
+//! - Readers stream the file: memory does not grow with its size.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::redact::Redactor;
+
+/// The `prev` of the first record.
+pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One line of the log.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub v: u32,
+    pub seq: u64,
+    pub ts: String,
+    pub run: String,
+    pub kind: String,
+    pub actor: String,
+    pub component: Option<String>,
+    pub stage: Option<String>,
+    pub data: Value,
+    pub prev: String,
+}
+
+/// What a caller appends; the log adds `v`, `seq`, `ts`, `actor` and `prev`.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub run: String,
+    pub kind: &'static str,
+    pub component: Option<String>,
+    pub stage: Option<String>,
+    pub data: Value,
+}
+
+/// The record just written and the new head (the SHA-256 of its line).
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub seq: u64,
+    pub head: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("audit log {path}: line {line} is not a record ({reason}); run `release audit verify`")]
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+}
+
+/// The lowercase hex SHA-256 of a line's bytes (without its newline).
+pub fn line_hash(line: &[u8]) -> String {
+    hex::encode(Sha256::digest(line))
+}
+
+/// The chain's end as last seen by this process: file length, last seq, head hash.
+#[derive(Clone, Debug)]
+struct Tail {
+    len: u64,
+    seq: u64,
+    head: String,
+}
+
+pub struct AuditLog {
+    path: PathBuf,
+    actor: String,
+    redactor: Redactor,
+    /// The open file and the tail this process last wrote; re-read when the file changed.
+    state: Mutex<Option<(File, Tail)>>,
+}
+
+impl AuditLog {
+    pub fn new(path: PathBuf, actor: String, redactor: Redactor) -> Self {
+        Self {
+            path,
+            actor,
+            redactor,
+            state: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    fn io(&self, source: std::io::Error) -> AuditError {
+        AuditError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Appends one record and makes it durable before returning.
+    pub fn append(&self, entry: Entry) -> Result<Appended, AuditError> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&self.path)
+                .map_err(|e| self.io(e))?;
+            *state = Some((
+                file,
+                Tail {
+                    len: u64::MAX,
+                    seq: 0,
+                    head: String::new(),
+                },
+            ));
+        }
+        let (file, tail) = state.as_mut().expect("opened above");
+        file.lock().map_err(|e| self.io(e))?;
+        let result = self.append_locked(file, tail, entry);
+        let unlocked = file.unlock().map_err(|e| self.io(e));
+        if result.is_err() {
+            // Forget the cached tail: the next append re-reads the file.
+            tail.len = u64::MAX;
+        }
+        let appended = result?;
+        unlocked?;
+        Ok(appended)
+    }
+
+    fn append_locked(
+        &self,
+        file: &mut File,
+        tail: &mut Tail,
+        entry: Entry,
+    ) -> Result<Appended, AuditError> {
+        let len = file.metadata().map_err(|e| self.io(e))?.len();
+        if len != tail.len {
+            // Someone else wrote (or this is the first append): read the end of the file.
+            *tail = match read_tail(file, len).map_err(|e| self.io(e))? {
+                TailRead::Clean(t) => t,
+                TailRead::Torn { clean, torn_at } => {
+                    self.repair(file, clean, torn_at, len, &entry.run)?
+                }
+                TailRead::Corrupt { line, reason } => {
+                    return Err(AuditError::Corrupt {
+                        path: self.path.clone(),
+                        line,
+                        reason,
+                    });
+                }
+            };
+        }
+        self.write_record(file, tail, entry)
+    }
+
+    /// Moves a torn last line aside, truncates it away, and records that it did.
+    fn repair(
+        &self,
+        file: &mut File,
+        clean: Tail,
+        torn_at: u64,
+        len: u64,
+        run: &str,
+    ) -> Result<Tail, AuditError> {
+        let mut torn = Vec::new();
+        file.seek(SeekFrom::Start(torn_at))
+            .map_err(|e| self.io(e))?;
+        file.take(len - torn_at)
+            .read_to_end(&mut torn)
+            .map_err(|e| self.io(e))?;
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        let aside = PathBuf::from(format!("{}.torn-{stamp}", self.path.display()));
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&aside)
+            .map_err(|e| self.io(e))?;
+        out.write_all(&torn).map_err(|e| self.io(e))?;
+        out.sync_all().map_err(|e| self.io(e))?;
+        file.set_len(torn_at).map_err(|e| self.io(e))?;
+        file.sync_all().map_err(|e| self.io(e))?;
+        let mut tail = clean;
+        self.write_record(
+            file,
+            &mut tail,
+            Entry {
+                run: run.to_owned(),
+                kind: "audit.repaired",
+                component: None,
+                stage: None,
+                data: serde_json::json!({
+                    "moved_to": aside.display().to_string(),
+                    "bytes": torn.len(),
+                }),
+            },
+        )?;
+        Ok(tail)
+    }
+
+    fn write_record(
+        &self,
+        file: &mut File,
+        tail: &mut Tail,
+        mut entry: Entry,
+    ) -> Result<Appended, AuditError> {
+        self.redactor.redact_json(&mut entry.data);
+        let record = Record {
+            v: 1,
+            seq: tail.seq + 1,
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            run: entry.run,
+            kind: entry.kind.to_owned(),
+            actor: self.actor.clone(),
+            component: entry.component,
+            stage: entry.stage,
+            data: entry.data,
+            prev: if tail.seq == 0 {
+                ZERO_HASH.to_owned()
+            } else {
+                tail.head.clone()
+            },
+        };
+        let mut line = serde_json::to_vec(&record).map_err(|e| self.io(e.into()))?;
+        let head = line_hash(&line);
+        line.push(b'\n');
+        file.write_all(&line).map_err(|e| self.io(e))?;
+        file.sync_data().map_err(|e| self.io(e))?;
+        tail.len = tail.len.saturating_add(line.len() as u64);
+        tail.seq = record.seq;
+        tail.head.clone_from(&head);
+        Ok(Appended {
+            seq: record.seq,
+            head,
+        })
+    }
+
+    /// The records, streamed. A missing log has none.
+    pub fn records(&self) -> Result<Records, AuditError> {
+        let reader = match File::open(&self.path) {
+            Ok(file) => Some(BufReader::with_capacity(256 * 1024, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.io(e)),
+        };
+        Ok(Records {
+            reader,
+            line: 0,
+            buffer: Vec::new(),
+            path: self.path.clone(),
+        })
+    }
+
+    /// Checks the whole chain, streaming.
+    pub fn verify(&self) -> Result<Verification, AuditError> {
+        let file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Verification {
+                    records: 0,
+                    head: None,
+                    problem: None,
+                });
+            }
+            Err(e) => return Err(self.io(e)),
+        };
+        verify_reader(BufReader::with_capacity(256 * 1024, file)).map_err(|e| self.io(e))
+    }
+}
+
+/// The result of `verify`.
+#[derive(Debug, Serialize)]
+pub struct Verification {
+    /// Records that verified (before any problem).
+    pub records: u64,
+    /// SHA-256 of the last good line.
+    pub head: Option<String>,
+    pub problem: Option<Problem>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// 1-based line number.
+    pub line: u64,
+    pub kind: ProblemKind,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The last line has no newline: a crash mid-write.
+    Torn,
+    /// A line that is not a record.
+    NotARecord,
+    /// `prev` does not match the previous line's hash: edited, deleted or reordered.
+    BrokenChain,
+    /// `seq` does not follow the previous one.
+    BadSequence,
+}
+
+/// Just what verification reads of a line.
+#[derive(Deserialize)]
+struct Link<'a> {
+    v: u32,
+    seq: u64,
+    #[serde(borrow)]
+    prev: &'a str,
+}
+
+/// Verifies a stream of lines; memory stays flat whatever its length.
+pub fn verify_reader(mut reader: impl BufRead) -> std::io::Result<Verification> {
+    let mut buffer = Vec::with_capacity(1024);
+    let mut line_no = 0u64;
+    let mut head: Option<String> = None;
+    let mut last_seq = 0u64;
+    loop {
+        buffer.clear();
+        if reader.read_until(b'\n', &mut buffer)? == 0 {
+            return Ok(Verification {
+                records: line_no,
+                head,
+                problem: None,
+            });
+        }
+        let line_number = line_no + 1;
+        let fail = |kind, message: String| Verification {
+            records: line_no,
+            head: head.clone(),
+            problem: Some(Problem {
+                line: line_number,
+                kind,
+                message,
+            }),
+        };
+        if buffer.last() != Some(&b'\n') {
+            return Ok(fail(
+                ProblemKind::Torn,
+                format!(
+                    "the last line ({} bytes) is torn: it has no newline (a crash mid-write?); the next append moves it aside and records that",
+                    buffer.len()
+                ),
+            ));
+        }
+        let line = &buffer[..buffer.len() - 1];
+        let link: Link<'_> = match serde_json::from_slice(line) {
+            Ok(link) => link,
+            Err(e) => return Ok(fail(ProblemKind::NotARecord, format!("not a record: {e}"))),
+        };
+        if link.v != 1 {
+            return Ok(fail(
+                ProblemKind::NotARecord,
+                format!("unknown record version {}", link.v),
+            ));
+        }
+        let expected_prev = head.as_deref().unwrap_or(ZERO_HASH);
+        if link.prev != expected_prev {
+            return Ok(fail(
+                ProblemKind::BrokenChain,
+                format!(
+                    "`prev` is {} but the previous line hashes to {expected_prev}: a line was edited, deleted or reordered at or before this one",
+                    link.prev
+                ),
+            ));
+        }
+        if link.seq != last_seq + 1 {
+            return Ok(fail(
+                ProblemKind::BadSequence,
+                format!("`seq` is {} where {} was expected", link.seq, last_seq + 1),
+            ));
+        }
+        last_seq = link.seq;
+        head = Some(line_hash(line));
+        line_no = line_number;
+    }
+}
+
+/// What reading the end of the log found.
+enum TailRead {
+    Clean(Tail),
+    Torn { clean: Tail, torn_at: u64 },
+    Corrupt { line: u64, reason: String },
+}
+
+/// Reads backwards from the end to the last complete line (and any torn bytes after it).
+fn read_tail(file: &mut File, len: u64) -> std::io::Result<TailRead> {
+    if len == 0 {
+        return Ok(TailRead::Clean(Tail {
+            len,
+            seq: 0,
+            head: String::new(),
+        }));
+    }
+    // Grow a window from the end until it holds the last complete line.
+    let mut window = 64 * 1024u64;
+    loop {
+        let start = len.saturating_sub(window);
+        let mut bytes = Vec::with_capacity(usize::try_from(len - start).unwrap_or(0));
+        file.seek(SeekFrom::Start(start))?;
+        (&mut *file).take(len - start).read_to_end(&mut bytes)?;
+        // Complete lines end with '\n'; anything after the last one is torn.
+        let last_newline = bytes.iter().rposition(|&b| b == b'\n');
+        let Some(end) = last_newline else {
+            if start == 0 {
+                // Nothing complete at all: all of it is torn.
+                return Ok(TailRead::Torn {
+                    clean: Tail {
+                        len: 0,
+                        seq: 0,
+                        head: String::new(),
+                    },
+                    torn_at: 0,
+                });
+            }
+            window *= 4;
+            continue;
+        };
+        let line_start = bytes[..end]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map(|i| i + 1);
+        let Some(line_start) = line_start.or((start == 0).then_some(0)) else {
+            window *= 4;
+            continue;
+        };
+        let line = &bytes[line_start..end];
+        let link: Link<'_> = match serde_json::from_slice(line) {
+            Ok(link) => link,
+            Err(e) => {
+                return Ok(TailRead::Corrupt {
+                    line: 0,
+                    reason: format!("the last complete line does not parse: {e}"),
+                });
+            }
+        };
+        let clean_len = start + end as u64 + 1;
+        let tail = Tail {
+            len: clean_len,
+            seq: link.seq,
+            head: line_hash(line),
+        };
+        return Ok(if clean_len == len {
+            TailRead::Clean(tail)
+        } else {
+            TailRead::Torn {
+                clean: tail,
+                torn_at: clean_len,
+            }
+        });
+    }
+}
+
+/// Streams the log's records.
+pub struct Records {
+    reader: Option<BufReader<File>>,
+    line: u64,
+    buffer: Vec<u8>,
+    path: PathBuf,
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, AuditError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let reader = self.reader.as_mut()?;
+        self.buffer.clear();
+        match reader.read_until(b'\n', &mut self.buffer) {
+            Ok(0) => None,
+            Ok(_) => {
+                self.line += 1;
+                let line = self.buffer.strip_suffix(b"\n").unwrap_or(&self.buffer);
+                Some(
+                    serde_json::from_slice(line).map_err(|e| AuditError::Corrupt {
+                        path: self.path.clone(),
+                        line: self.line,
+                        reason: e.to_string(),
+                    }),
+                )
+            }
+            Err(source) => Some(Err(AuditError::Io {
+                path: self.path.clone(),
+                source,
+            })),
+        }
+    }
+}
+
+/// Who is acting: git's `user.email` for the project, else `$USER@host`.
+pub fn current_actor(root: &Path) -> String {
+    let email = std::process::Command::new("git")
+        .args(["config", "--get", "user.email"])
+        .current_dir(root)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    email.unwrap_or_else(|| {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        let uname = rustix::system::uname();
+        format!("{user}@{}", uname.nodename().to_string_lossy())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn log(dir: &Path) -> AuditLog {
+        AuditLog::new(
+            dir.join("audit.jsonl"),
+            "tester@example.com".into(),
+            Redactor::default(),
+        )
+    }
+
+    fn entry(kind: &'static str, n: u64) -> Entry {
+        Entry {
+            run: "r-1".into(),
+            kind,
+            component: Some("api".into()),
+            stage: Some("production".into()),
+            data: serde_json::json!({ "n": n }),
+        }
+    }
+
+    #[test]
+    fn chain_links_each_line_to_the_previous() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path());
+        let a = log.append(entry("run.started", 1)).unwrap();
+        let b = log.append(entry("run.finished", 2)).unwrap();
+        assert_eq!((a.seq, b.seq), (1, 2));
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let first: Record = serde_json::from_str(lines[0]).unwrap();
+        let second: Record = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(first.prev, ZERO_HASH);
+        assert_eq!(second.prev, line_hash(lines[0].as_bytes()));
+        assert_eq!(b.head, line_hash(lines[1].as_bytes()));
+        let v = log.verify().unwrap();
+        assert!(v.problem.is_none());
+        assert_eq!(v.records, 2);
+        assert_eq!(v.head.as_deref(), Some(b.head.as_str()));
+        // Field order is the documented one.
+        assert!(
+            lines[0].starts_with("{\"v\":1,\"seq\":1,\"ts\":"),
+            "{}",
+            lines[0]
+        );
+    }
+
+    #[test]
+    fn a_second_writer_continues_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = log(dir.path());
+        let two = log(dir.path());
+        one.append(entry("a", 1)).unwrap();
+        two.append(entry("b", 2)).unwrap();
+        one.append(entry("c", 3)).unwrap();
+        let v = one.verify().unwrap();
+        assert!(v.problem.is_none(), "{:?}", v.problem);
+        assert_eq!(v.records, 3);
+    }
+
+    #[test]
+    fn a_torn_tail_is_reported_then_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path());
+        log.append(entry("a", 1)).unwrap();
+        let mut f = OpenOptions::new().append(true).open(log.path()).unwrap();
+        f.write_all(b"{\"v\":1,\"seq\":2,\"ts\":\"20").unwrap();
+        drop(f);
+        let v = log.verify().unwrap();
+        assert_eq!(v.problem.as_ref().unwrap().kind, ProblemKind::Torn);
+        assert_eq!(v.problem.as_ref().unwrap().line, 2);
+
+        let fresh = self::log(dir.path());
+        fresh.append(entry("b", 2)).unwrap();
+        let records: Vec<Record> = fresh.records().unwrap().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[1].kind, "audit.repaired");
+        let moved = records[1].data["moved_to"].as_str().unwrap();
+        assert_eq!(
+            std::fs::read(moved).unwrap(),
+            b"{\"v\":1,\"seq\":2,\"ts\":\"20"
+        );
+        assert_eq!(records[1].data["bytes"], 23);
+        assert!(fresh.verify().unwrap().problem.is_none());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut redactor = Redactor::default();
+        redactor.add("hunter2-secret-token");
+        let log = AuditLog::new(dir.path().join("a.jsonl"), "t".into(), redactor);
+        log.append(Entry {
+            data: serde_json::json!({ "url": "https://x/hunter2-secret-token/y", "list": ["hunter2-secret-token"] }),
+            ..entry("k", 0)
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("[redacted]"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+
+        /// Any change to a byte of a line before the last breaks verification at or before
+        /// the line after it (its `prev` no longer matches), or makes it unparsable.
+        #[test]
+        fn any_edited_byte_is_found(n in 2u64..12, pick in any::<proptest::sample::Index>(), flip in 1u8..=255) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = log(dir.path());
+            for i in 0..n {
+                log.append(entry("k", i)).unwrap();
+            }
+            let head_before = log.verify().unwrap().head;
+            let mut bytes = std::fs::read(log.path()).unwrap();
+            // The last line has no successor to vouch for it: `--expect-head` covers it.
+            let last_start = bytes[..bytes.len() - 1].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+            let at = pick.index(bytes.len());
+            prop_assume!(bytes[at] != b'\n');
+            if at >= last_start {
+                bytes[at] ^= flip;
+                prop_assume!(bytes[at] != b'\n');
+                std::fs::write(log.path(), &bytes).unwrap();
+                let v = log.verify().unwrap();
+                prop_assert!(v.problem.is_some() || v.head != head_before);
+                return Ok(());
+            }
+            bytes[at] ^= flip;
+            prop_assume!(bytes[at] != b'\n');
+            std::fs::write(log.path(), &bytes).unwrap();
+            let v = log.verify().unwrap();
+            prop_assert!(v.problem.is_some(), "edit at {} not found", at);
+            let edited_line = bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+            prop_assert!(v.problem.unwrap().line <= edited_line + 1);
+        }
+
+        #[test]
+        fn deleting_a_line_is_found(n in 3u64..12, pick in any::<proptest::sample::Index>()) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = log(dir.path());
+            for i in 0..n {
+                log.append(entry("k", i)).unwrap();
+            }
+            let text = std::fs::read_to_string(log.path()).unwrap();
+            let mut lines: Vec<&str> = text.lines().collect();
+            let removed = pick.index(lines.len() - 1); // not the last: that is a valid shorter log
+            lines.remove(removed);
+            std::fs::write(log.path(), lines.join("\n") + "\n").unwrap();
+            let v = log.verify().unwrap();
+            prop_assert_eq!(v.problem.map(|p| p.line), Some(removed as u64 + 1));
+        }
+    }
+}
