@@ -58,7 +58,11 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Init(commands::init::InitArgs),
+    Run(commands::run::RunArgs),
+    Rollback(commands::rollback::RollbackArgs),
     Runbook(commands::runbook::RunbookArgs),
+    Audit(commands::audit::AuditArgs),
+    Unlock(commands::unlock::UnlockArgs),
     Schema(commands::schema::SchemaArgs),
     Completions(commands::completions::CompletionsArgs),
     Man(commands::man::ManArgs),

@@ -21,6 +21,20 @@ pub enum Error {
         hint: Option<String>,
     },
 
+    /// Refused: a rule stops this (lock held, stage not reached, confirmation impossible).
+    #[error("refused: {message}")]
+    Refused {
+        message: String,
+        hint: Option<String>,
+    },
+
+    /// The work failed (the audit log does not verify, a file cannot be read).
+    #[error("{message}")]
+    Failed {
+        message: String,
+        hint: Option<String>,
+    },
+
     /// Reading or writing a file failed.
     #[error("{context}: {source}")]
     Io {
@@ -43,7 +57,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::ConfigNotFound { .. } | Error::Invalid(_) | Error::InvalidInput { .. } => 2,
-            Error::Io { .. } => 1,
+            Error::Io { .. } | Error::Failed { .. } => 1,
+            Error::Refused { .. } => 3,
         }
     }
 
@@ -59,7 +74,9 @@ impl Error {
             Error::ConfigNotFound { explicit: true, .. } => {
                 Some("check the path given to --config".into())
             }
-            Error::InvalidInput { hint, .. } => hint.clone(),
+            Error::InvalidInput { hint, .. }
+            | Error::Refused { hint, .. }
+            | Error::Failed { hint, .. } => hint.clone(),
             Error::Io { .. } | Error::Invalid(_) => None,
         }
     }

@@ -4,8 +4,10 @@
 //! validated ([`project`]) → output. Errors are typed ([`error::Error`]), printed once, and
 //! mapped to SPEC's exit codes in one place, [`run`].
 
+pub mod actions;
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod error;
 pub mod output;
 pub mod project;

@@ -75,6 +75,14 @@ impl Output {
         }
     }
 
+    /// A warning on stderr (hidden by `-q`).
+    pub fn warn(&self, text: &str) {
+        if !self.quiet {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "warning: {text}");
+        }
+    }
+
     /// An error, printed once, with its hint.
     pub fn error(&self, error: &Error) {
         if let Error::Invalid(diagnostics) = error {

@@ -1,10 +1,14 @@
 //! One file per subcommand, and the one `match` that dispatches to them.
 
+pub mod audit;
 pub mod completions;
 pub mod init;
 pub mod man;
+pub mod rollback;
+pub mod run;
 pub mod runbook;
 pub mod schema;
+pub mod unlock;
 
 use std::path::PathBuf;
 
@@ -44,7 +48,11 @@ pub fn dispatch(cli: Cli, output: &Output) -> Result<i32, Error> {
     };
     match cli.command {
         Command::Init(args) => init::cmd_init(&ctx, &args),
+        Command::Run(args) => run::cmd_run(&ctx, &args),
+        Command::Rollback(args) => rollback::cmd_rollback(&ctx, &args),
         Command::Runbook(args) => runbook::cmd_runbook(&ctx, &args),
+        Command::Audit(args) => audit::cmd_audit(&ctx, &args),
+        Command::Unlock(args) => unlock::cmd_unlock(&ctx, &args),
         Command::Schema(args) => schema::cmd_schema(&ctx, &args),
         Command::Completions(args) => completions::cmd_completions(&args),
         Command::Man(args) => man::cmd_man(&args),

@@ -2,5 +2,6 @@
 //! the redaction of secrets on their way there.
 
 pub mod audit;
+pub mod history;
 pub mod lock;
 pub mod redact;

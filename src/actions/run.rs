@@ -1,0 +1,258 @@
+//! `run`: a process from argv, or `sh -c` for a `script` with `shell: true` where every
+//! `{{ … }}` becomes a quoted positional reference (`"$1"`, `"$2"`…) and its value is
+//! passed as that argument: a value never becomes shell text.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict};
+use crate::engine::process::{Exit, resolve_program, run_process};
+use crate::project::runbook::{RunAction, RunSpec};
+
+/// A plan command that runs longer than this blocks the dry-run.
+const PLAN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The command ready to run: argv, environment and folder.
+struct Prepared {
+    argv: Vec<String>,
+    env: BTreeMap<String, String>,
+    cwd: PathBuf,
+}
+
+/// Splits a script into shell text with `"$N"` in place of each `{{ … }}`, and the
+/// expressions' templates in order.
+pub fn positional_script(script: &str) -> (String, Vec<String>) {
+    let mut text = String::with_capacity(script.len());
+    let mut templates = Vec::new();
+    let mut rest = script;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        text.push_str(&rest[..start]);
+        templates.push(rest[start..start + len + 2].to_owned());
+        text.push_str(&format!("\"${}\"", templates.len()));
+        rest = &rest[start + len + 2..];
+    }
+    text.push_str(rest);
+    (text, templates)
+}
+
+fn prepare(
+    spec: &RunSpec,
+    argv: Option<&[String]>,
+    ctx: &StepContext<'_>,
+) -> Result<Prepared, String> {
+    let t = ctx.templates;
+    let argv = match (argv, &spec.script) {
+        (Some(argv), _) => argv
+            .iter()
+            .map(|a| t.render(a))
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, Some(script)) => {
+            let (text, templates) = positional_script(script);
+            let mut argv = vec![
+                "sh".to_owned(),
+                "-c".to_owned(),
+                text,
+                format!("release:{}", ctx.step_id),
+            ];
+            for template in &templates {
+                argv.push(t.render(template)?);
+            }
+            argv
+        }
+        (None, None) => return Err("`run` has neither argv nor script".into()),
+    };
+    let env = spec
+        .env
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), t.render(v)?)))
+        .collect::<Result<BTreeMap<_, _>, String>>()?;
+    let cwd = match &spec.cwd {
+        Some(cwd) => ctx.root.join(t.render(cwd)?),
+        None => ctx.root.to_path_buf(),
+    };
+    Ok(Prepared { argv, env, cwd })
+}
+
+/// How a command is shown to a person: its argv, quoted where needed.
+pub fn show_argv(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl StepAction for RunAction {
+    async fn preflight(&self, ctx: &StepContext<'_>) -> Preflight {
+        let spec = self.spec();
+        let blocked = |reason: String, fidelity| Preflight {
+            verdict: Verdict::Blocked,
+            fidelity,
+            reason,
+            would: String::new(),
+            output: None,
+        };
+        let prepared = match prepare(&spec, spec.argv.as_deref(), ctx) {
+            Ok(p) => p,
+            Err(e) => return blocked(format!("cannot render the command: {e}"), Fidelity::Checked),
+        };
+        let would = format!("run {}", show_argv(&prepared.argv));
+        if ctx.reads_step_output {
+            return Preflight {
+                verdict: Verdict::Warn,
+                fidelity: Fidelity::Unverifiable,
+                reason: "its inputs come from an earlier step's output, known only in a real run"
+                    .into(),
+                would,
+                output: None,
+            };
+        }
+        if !prepared.cwd.is_dir() {
+            return blocked(
+                format!("folder {} does not exist", prepared.cwd.display()),
+                Fidelity::Checked,
+            );
+        }
+        if let Some(plan) = &spec.plan {
+            let plan = match plan
+                .iter()
+                .map(|a| ctx.templates.render(a))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(plan) => plan,
+                Err(e) => {
+                    return blocked(format!("cannot render the plan: {e}"), Fidelity::Checked);
+                }
+            };
+            let (lines, _) = tokio::sync::mpsc::unbounded_channel();
+            let result = run_process(
+                &plan,
+                &prepared.env,
+                &prepared.cwd,
+                Some(ctx.timeout.unwrap_or(PLAN_TIMEOUT).min(PLAN_TIMEOUT)),
+                ctx.cancel.clone(),
+                lines,
+            )
+            .await;
+            let mut output = result.stdout.clone();
+            if !result.stderr_tail.is_empty() {
+                output.push_str(&result.stderr_tail.join("\n"));
+                output.push('\n');
+            }
+            return if result.succeeded() {
+                Preflight {
+                    verdict: Verdict::Ready,
+                    fidelity: Fidelity::Planned,
+                    reason: format!("plan `{}` succeeded", show_argv(&plan)),
+                    would,
+                    output: Some(output),
+                }
+            } else {
+                Preflight {
+                    output: Some(output),
+                    would,
+                    ..blocked(
+                        format!("plan failed: {}", result.describe_failure(&plan[0])),
+                        Fidelity::Planned,
+                    )
+                }
+            };
+        }
+        let program = &prepared.argv[0];
+        match resolve_program(program, &prepared.cwd) {
+            None => Preflight {
+                would,
+                ..blocked(
+                    format!("`{program}` is not found (not a file here, nor on PATH)"),
+                    Fidelity::Checked,
+                )
+            },
+            Some(path) if spec.script.is_some() => Preflight {
+                verdict: Verdict::Warn,
+                fidelity: Fidelity::Checked,
+                reason: format!(
+                    "the shell is {}; the script's own commands are only checked when it runs",
+                    path.display()
+                ),
+                would,
+                output: None,
+            },
+            Some(path) => Preflight {
+                verdict: Verdict::Ready,
+                fidelity: Fidelity::Checked,
+                reason: format!("`{program}` is {}", path.display()),
+                would,
+                output: None,
+            },
+        }
+    }
+
+    async fn execute(&self, ctx: &StepContext<'_>) -> Execution {
+        let spec = self.spec();
+        let prepared = match prepare(&spec, spec.argv.as_deref(), ctx) {
+            Ok(p) => p,
+            Err(e) => {
+                return Execution {
+                    outcome: Outcome::Failed,
+                    error: Some(format!("cannot render the command: {e}")),
+                    stdout: String::new(),
+                    interrupted: false,
+                };
+            }
+        };
+        let result = run_process(
+            &prepared.argv,
+            &prepared.env,
+            &prepared.cwd,
+            ctx.timeout,
+            ctx.cancel.clone(),
+            ctx.lines.clone(),
+        )
+        .await;
+        let outcome = match result.exit {
+            Exit::Code(0) => Outcome::Succeeded,
+            Exit::TimedOut => Outcome::TimedOut,
+            _ => Outcome::Failed,
+        };
+        Execution {
+            outcome,
+            error: (outcome != Outcome::Succeeded)
+                .then(|| result.describe_failure(&prepared.argv[0])),
+            stdout: result.stdout,
+            interrupted: result.exit == Exit::Cancelled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_templates_become_positional_arguments() {
+        let (text, templates) =
+            positional_script("echo {{ params.a }} && rm -rf \"{{ vars.b }}\"/x");
+        assert_eq!(text, "echo \"$1\" && rm -rf \"\"$2\"\"/x");
+        assert_eq!(templates, vec!["{{ params.a }}", "{{ vars.b }}"]);
+        let (text, templates) = positional_script("plain");
+        assert_eq!((text.as_str(), templates.len()), ("plain", 0));
+    }
+
+    #[test]
+    fn argv_is_shown_quoted() {
+        let argv = vec!["echo".to_string(), "a b".to_string(), "it's".to_string()];
+        assert_eq!(show_argv(&argv), "echo 'a b' 'it'\\''s'");
+    }
+}

@@ -1,0 +1,457 @@
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use sha2::Digest;
+
+use crate::actions;
+use crate::commands::Context;
+use crate::engine::{self, Report, Request, RunOutcome, confirm, reporter, scheduler::Dispatcher};
+use crate::error::Error;
+use crate::project::runbook::{Action, Runbook};
+use crate::project::yaml::suggest;
+use crate::project::{Project, display_path};
+use crate::state::audit::{AuditLog, Entry, current_actor};
+use crate::state::history::component_history;
+use crate::state::lock::{self, Acquired, LockError, LockHolder};
+use crate::state::redact::Redactor;
+
+/// Run any runbook file for a component at a stage.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The runbook file.
+    pub runbook: PathBuf,
+
+    /// The component it runs for (its `vars` feed the templates).
+    #[arg(long)]
+    pub component: String,
+
+    /// The stage it runs at.
+    #[arg(long)]
+    pub stage: String,
+
+    #[command(flatten)]
+    pub options: RunOptions,
+}
+
+/// Options shared by the commands that run a runbook.
+#[derive(Debug, clap::Args)]
+pub struct RunOptions {
+    /// A runbook parameter: `--set commit=abc123` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Why: recorded in the audit log and available as `{{ run.reason }}`.
+    #[arg(long)]
+    pub reason: Option<String>,
+
+    /// Rehearse: run every step's read-only preflight and nothing else.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// At most N steps at once (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_parallel: Option<u16>,
+}
+
+pub fn cmd_run(ctx: &Context<'_>, args: &RunArgs) -> Result<i32, Error> {
+    let project = Project::load(&ctx.cwd, ctx.global.config.as_deref())?;
+    let path = ctx.cwd.join(&args.runbook);
+    execute_runbook(
+        ctx,
+        &project,
+        &path,
+        &args.component,
+        &args.stage,
+        &args.options,
+        "run",
+    )
+}
+
+/// Checks the component and stage exist (exit 2 with the nearest name otherwise).
+pub fn check_target(project: &Project, component: &str, stage: &str) -> Result<(), Error> {
+    if !project.config.components.contains(component) {
+        let names: Vec<&str> = project.config.components.names().collect();
+        return Err(Error::InvalidInput {
+            message: format!("unknown component `{component}`"),
+            hint: Some(suggest(component, &names)),
+        });
+    }
+    if !project.config.has_stage(stage) {
+        let stages: Vec<&str> = project.config.stages().collect();
+        return Err(Error::InvalidInput {
+            message: format!("unknown stage `{stage}`"),
+            hint: Some(suggest(stage, &stages)),
+        });
+    }
+    Ok(())
+}
+
+/// `--set k=v` against the runbook's `params`: unknown names and missing required ones are
+/// refused before anything runs; defaults fill the rest.
+pub fn resolve_params(
+    runbook: &Runbook,
+    set: &[String],
+) -> Result<BTreeMap<String, String>, Error> {
+    let declared: Vec<&str> = runbook.params.names().collect();
+    let mut params = BTreeMap::new();
+    for item in set {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(Error::InvalidInput {
+                message: format!("`--set {item}` is not KEY=VALUE"),
+                hint: Some("write e.g. `--set commit=abc123`".into()),
+            });
+        };
+        let key = key.trim();
+        if !runbook.params.contains(key) {
+            let hint = if declared.is_empty() {
+                "this runbook takes no parameters".to_owned()
+            } else {
+                suggest(key, &declared)
+            };
+            return Err(Error::InvalidInput {
+                message: format!("unknown parameter `{key}`"),
+                hint: Some(hint),
+            });
+        }
+        params.insert(key.to_owned(), value.to_owned());
+    }
+    for (name, param) in runbook.params.iter() {
+        if params.contains_key(&name.value) {
+            continue;
+        }
+        match (&param.default, param.required) {
+            (Some(default), _) => {
+                params.insert(name.value.clone(), default.value.clone());
+            }
+            (None, true) => {
+                let about = param
+                    .description
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                return Err(Error::InvalidInput {
+                    message: format!("parameter `{name}` is required{about}"),
+                    hint: Some(format!("add `--set {name}=…`")),
+                });
+            }
+            (None, false) => {
+                params.insert(name.value.clone(), String::new());
+            }
+        }
+    }
+    Ok(params)
+}
+
+/// The values of every `*_env` variable the config and runbook name: secrets to redact.
+fn secrets(project: &Project, runbook: &Runbook) -> Redactor {
+    let mut names: Vec<String> = Vec::new();
+    names.extend(
+        project
+            .config
+            .notify
+            .iter()
+            .filter_map(|(_, c)| c.url_env.as_ref().map(|e| e.value.clone())),
+    );
+    if let Some(github) = &project.config.header.github {
+        names.push(github.token_env.value.clone());
+    }
+    for step in &runbook.steps {
+        if let Action::CacheClear(cache) = &step.action {
+            names.extend(cache.redis.iter().map(|r| r.url_env.value.clone()));
+            names.extend(
+                cache
+                    .http
+                    .iter()
+                    .flat_map(|h| h.headers_env.values().cloned()),
+            );
+        }
+    }
+    let mut redactor = Redactor::default();
+    for name in names {
+        if let Ok(value) = std::env::var(&name) {
+            redactor.add(&value);
+        }
+    }
+    redactor
+}
+
+pub fn audit_log(project: &Project, redactor: Redactor) -> AuditLog {
+    AuditLog::new(
+        project.root.join(&project.config.header.audit.path),
+        current_actor(&project.root),
+        redactor,
+    )
+}
+
+pub fn locks_dir(project: &Project) -> PathBuf {
+    project.root.join(".release").join("locks")
+}
+
+/// Loads, checks and runs a runbook; prints the report; returns the exit code.
+pub fn execute_runbook(
+    ctx: &Context<'_>,
+    project: &Project,
+    path: &Path,
+    component: &str,
+    stage: &str,
+    options: &RunOptions,
+    purpose: &'static str,
+) -> Result<i32, Error> {
+    check_target(project, component, stage)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::InvalidInput {
+        message: format!(
+            "cannot read runbook {}: {e}",
+            display_path(&ctx.cwd, path).display()
+        ),
+        hint: None,
+    })?;
+    let (runbook, warnings) = project
+        .load_runbook(&ctx.cwd, path)
+        .map_err(Error::Invalid)?;
+    ctx.output.diagnostics(&warnings);
+    let params = resolve_params(&runbook, &options.set)?;
+    let dry_run = options.dry_run;
+
+    if !dry_run {
+        if let Some(step) = runbook
+            .steps
+            .iter()
+            .find(|s| !actions::can_execute(&s.action))
+        {
+            return Err(Error::Refused {
+                message: format!(
+                    "step `{}` uses `{}`, which this version of release cannot run yet; nothing ran",
+                    step.id,
+                    step.action.name()
+                ),
+                hint: Some(
+                    "rehearse it with --dry-run, or run a runbook made of `run` steps".into(),
+                ),
+            });
+        }
+        if confirm::needed(&runbook) && !ctx.global.yes && !confirm::can_ask() {
+            return Err(Error::Refused {
+                message: "this runbook asks for confirmation and there is no terminal to answer it; nothing ran".into(),
+                hint: Some("run it from a terminal, or pass --yes to answer yes to every confirmation".into()),
+            });
+        }
+    }
+
+    let redactor = secrets(project, &runbook);
+    let audit = audit_log(project, redactor.clone());
+    let history = component_history(&audit, component).map_err(|e| Error::Failed {
+        message: e.to_string(),
+        hint: Some("`release audit verify` names the bad line".into()),
+    })?;
+    let run_id = engine::new_run_id();
+
+    // One real run at a time per component and stage; dry-runs change nothing and take none.
+    let lock = if dry_run {
+        None
+    } else {
+        let holder = LockHolder {
+            run: run_id.clone(),
+            pid: std::process::id(),
+            host: lock::this_host(),
+            actor: audit.actor().to_owned(),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        match lock::acquire(&locks_dir(project), component, stage, &holder) {
+            Ok(Acquired::Free(lock)) => Some(lock),
+            Ok(Acquired::TookOver { lock, previous }) => {
+                audit
+                    .append(Entry {
+                        run: run_id.clone(),
+                        kind: "lock.forced",
+                        component: Some(component.to_owned()),
+                        stage: Some(stage.to_owned()),
+                        data: json!({ "holder": previous, "reason": format!("holder process {} is gone", previous.pid) }),
+                    })
+                    .map_err(|e| Error::Failed { message: e.to_string(), hint: None })?;
+                ctx.output.warn(&format!(
+                    "took over the stale lock of {previous}: its process is gone"
+                ));
+                Some(lock)
+            }
+            Err(LockError::Held {
+                holder, other_host, ..
+            }) => {
+                let hint = if other_host {
+                    format!(
+                        "it runs on another host; if it is dead, `release unlock {component} --stage {stage} --lock-id {} --reason \"…\"`",
+                        holder.run
+                    )
+                } else {
+                    format!("wait for it to finish, or stop it (pid {})", holder.pid)
+                };
+                return Err(Error::Refused {
+                    message: format!("{component} at {stage} is locked by {holder}"),
+                    hint: Some(hint),
+                });
+            }
+            Err(e @ LockError::Io { .. }) => {
+                return Err(Error::Failed {
+                    message: e.to_string(),
+                    hint: None,
+                });
+            }
+        }
+    };
+
+    let spec = project
+        .config
+        .components
+        .get(component)
+        .and_then(|c| c.spec.clone())
+        .unwrap_or_default();
+    let vars = project
+        .config
+        .components
+        .get(component)
+        .map(|c| serde_json::to_value(&c.vars).unwrap_or_default())
+        .unwrap_or_default();
+    let context = json!({
+        "component": component,
+        "stage": stage,
+        "spec": spec,
+        "vars": vars,
+        "params": params,
+        "repository": project.config.header.repository,
+        "promotion": {
+            "commit": history.commit.unwrap_or_default(),
+            "previous_commit": history.previous_commit.unwrap_or_default(),
+        },
+    });
+    let request = Request {
+        root: project.root.clone(),
+        runbook_path: display_path(&project.root, path).display().to_string(),
+        runbook_sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+        runbook,
+        component: component.to_owned(),
+        stage: stage.to_owned(),
+        params,
+        reason: options.reason.clone(),
+        dry_run,
+        max_parallel: options.max_parallel.map_or_else(
+            || std::thread::available_parallelism().map_or(2, usize::from),
+            usize::from,
+        ),
+        yes: ctx.global.yes,
+        purpose,
+        command: std::env::args().collect(),
+        context,
+    };
+    let bars = reporter::bars_wanted(ctx.global.no_progress, ctx.global.json);
+    let reporter = reporter::Reporter::new(
+        bars,
+        ctx.global.quiet,
+        redactor.clone(),
+        request.runbook.steps.len(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the runtime", e))?;
+    let report = runtime.block_on(async {
+        Dispatcher::new(&request, &audit, reporter, run_id)
+            .run()
+            .await
+    });
+    if let Some(lock) = lock {
+        let _ = lock.release();
+    }
+    print_report(ctx, &report, &redactor);
+    Ok(report.outcome.exit_code())
+}
+
+fn print_report(ctx: &Context<'_>, report: &Report, redactor: &Redactor) {
+    if ctx.output.json {
+        let mut value = serde_json::to_value(report).unwrap_or_default();
+        redactor.redact_json(&mut value);
+        ctx.output.json_value(&value);
+        return;
+    }
+    let mut out = String::new();
+    let verdict = match (report.dry_run, report.outcome) {
+        (true, RunOutcome::Succeeded) => "nothing blocked".to_owned(),
+        (true, RunOutcome::Blocked) => "BLOCKED".to_owned(),
+        (_, outcome) => serde_json::to_value(outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    };
+    let _ = writeln!(
+        out,
+        "{} {}: {verdict} in {} ({} for {} at {})",
+        if report.dry_run { "dry-run" } else { "run" },
+        report.run,
+        reporter::human_duration(std::time::Duration::from_millis(report.duration_ms)),
+        report.runbook,
+        report.component,
+        report.stage
+    );
+    let width = report
+        .steps
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    if report.dry_run {
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:7}  {:12}  what the real run would do / why",
+            "step", "verdict", "fidelity"
+        );
+        for step in &report.steps {
+            let Some(p) = &step.preflight else {
+                let _ = writeln!(out, "  {:width$}  -", step.id);
+                continue;
+            };
+            let verdict = serde_json::to_value(p.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let fidelity = serde_json::to_value(p.fidelity)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:width$}  {verdict:7}  {fidelity:12}  {}",
+                step.id, p.would
+            );
+            let _ = writeln!(out, "  {:width$}  {:7}  {:12}  {}", "", "", "", p.reason);
+            for line in p.output.as_deref().unwrap_or_default().lines().take(40) {
+                let _ = writeln!(out, "  {:width$}  {:7}  {:12}  | {line}", "", "", "");
+            }
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:10}  {:>8}  detail",
+            "step", "outcome", "duration"
+        );
+        for step in &report.steps {
+            let outcome = step
+                .outcome
+                .and_then(|o| serde_json::to_value(o).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "not run".into());
+            let duration =
+                reporter::human_duration(std::time::Duration::from_millis(step.duration_ms));
+            let detail = step.error.as_deref().unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:width$}  {outcome:10}  {duration:>8}  {detail}",
+                step.id
+            );
+        }
+    }
+    if let Some(error) = &report.error {
+        let _ = writeln!(out, "{error}");
+    }
+    ctx.output.result(redactor.redact(out.trim_end()).as_ref());
+}

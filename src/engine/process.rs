@@ -1,0 +1,231 @@
+//! Child processes of steps: each in its own process group, so that a timeout or an
+//! interrupt reaches every process the step started (SIGTERM, then SIGKILL after a grace
+//! period), with stdout and stderr streamed line by line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{mpsc, watch};
+
+/// How long a process group has between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(3);
+
+/// Output kept for `steps.<id>.stdout`; the rest is streamed but not kept.
+const MAX_CAPTURE: usize = 1024 * 1024;
+
+/// The last lines of stderr kept for the error message.
+const STDERR_TAIL: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    TimedOut,
+    Cancelled,
+    /// The program could not be started.
+    SpawnFailed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessResult {
+    pub exit: Exit,
+    pub stdout: String,
+    pub stderr_tail: Vec<String>,
+}
+
+impl ProcessResult {
+    pub fn succeeded(&self) -> bool {
+        self.exit == Exit::Code(0)
+    }
+
+    /// A one-line account of a failure, with the last line of stderr.
+    pub fn describe_failure(&self, program: &str) -> String {
+        let why = match &self.exit {
+            Exit::Code(code) => format!("`{program}` exited with {code}"),
+            Exit::Signal(signal) => format!("`{program}` was killed by signal {signal}"),
+            Exit::TimedOut => format!("`{program}` timed out (its process group was killed)"),
+            Exit::Cancelled => format!("`{program}` was interrupted"),
+            Exit::SpawnFailed(e) => return format!("cannot start `{program}`: {e}"),
+        };
+        match self.stderr_tail.last() {
+            Some(line) => format!("{why}: {line}"),
+            None => why,
+        }
+    }
+}
+
+/// A line of output, for progress.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub stderr: bool,
+    pub text: String,
+}
+
+/// Runs `argv` to completion, the timeout, or cancellation.
+pub async fn run_process(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+    timeout: Option<Duration>,
+    mut cancel: watch::Receiver<bool>,
+    lines: mpsc::UnboundedSender<Line>,
+) -> ProcessResult {
+    let failed = |e: String| ProcessResult {
+        exit: Exit::SpawnFailed(e),
+        stdout: String::new(),
+        stderr_tail: Vec::new(),
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return failed("empty command".into());
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return failed(e.to_string()),
+    };
+    let pgid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(Pid::from_raw);
+
+    let stdout = child.stdout.take().map(BufReader::new);
+    let stderr = child.stderr.take().map(BufReader::new);
+    let out_lines = lines.clone();
+    let stdout_task = tokio::spawn(async move {
+        let mut captured = String::new();
+        if let Some(reader) = stdout {
+            let mut reader = reader.lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if captured.len() < MAX_CAPTURE {
+                    captured.push_str(&line);
+                    captured.push('\n');
+                }
+                let _ = out_lines.send(Line {
+                    stderr: false,
+                    text: line,
+                });
+            }
+        }
+        captured
+    });
+    let stderr_task = tokio::spawn(async move {
+        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        if let Some(reader) = stderr {
+            let mut reader = reader.lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tail.len() == STDERR_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line.clone());
+                let _ = lines.send(Line {
+                    stderr: true,
+                    text: line,
+                });
+            }
+        }
+        tail.into_iter().collect::<Vec<_>>()
+    });
+
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let cancelled = async {
+        while !*cancel.borrow() {
+            if cancel.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let exit = tokio::select! {
+        status = child.wait() => match status {
+            Ok(status) => status_exit(status),
+            Err(e) => Exit::SpawnFailed(e.to_string()),
+        },
+        () = deadline => {
+            terminate_group(&mut child, pgid).await;
+            Exit::TimedOut
+        }
+        () = cancelled => {
+            terminate_group(&mut child, pgid).await;
+            Exit::Cancelled
+        }
+    };
+    // Processes the step left behind keep its output open: give them a moment, then end
+    // the group so that the step really is over.
+    let readers = async { (stdout_task.await, stderr_task.await) };
+    tokio::pin!(readers);
+    let (out, err) =
+        if let Ok(done) = tokio::time::timeout(Duration::from_secs(1), &mut readers).await {
+            done
+        } else {
+            signal_group(pgid, Signal::KILL);
+            readers.await
+        };
+    ProcessResult {
+        exit,
+        stdout: out.unwrap_or_default(),
+        stderr_tail: err.unwrap_or_default(),
+    }
+}
+
+fn status_exit(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(signal)) => Exit::Signal(signal),
+        (None, None) => Exit::Code(-1),
+    }
+}
+
+fn signal_group(pgid: Option<Pid>, signal: Signal) {
+    if let Some(pgid) = pgid {
+        // ESRCH: the group is already gone.
+        let _ = kill_process_group(pgid, signal);
+    }
+}
+
+/// SIGTERM to the group, then SIGKILL if the leader has not exited after the grace period.
+async fn terminate_group(child: &mut tokio::process::Child, pgid: Option<Pid>) {
+    signal_group(pgid, Signal::TERM);
+    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+        signal_group(pgid, Signal::KILL);
+        let _ = child.wait().await;
+    }
+    // Whatever else is left of the group goes too.
+    signal_group(pgid, Signal::KILL);
+}
+
+/// Where `program` would be found: a path as given (relative to `cwd`), or on PATH.
+pub fn resolve_program(program: &str, cwd: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let path = cwd.join(program);
+        return executable(&path).then_some(path);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| executable(p))
+    })
+}

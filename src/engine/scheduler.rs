@@ -1,0 +1,617 @@
+//! The dispatcher: owns the state of every step, starts what may start, and is the only
+//! writer of the run's audit records.
+//!
+//! Rules (SPEC §4, §6):
+//! - a step may start when every step it needs has finished; at most `max_parallel` run;
+//! - `when: success` runs when every need succeeded or was skipped (a failed need with
+//!   `continue_on_error` counts as satisfied); `failure` when some step of the run has
+//!   failed; `always` whatever happened; otherwise the step is skipped;
+//! - `if` false skips the step; a declined `confirm` stops the run (no new step starts);
+//! - `step.started` is durable before the step's action begins; if the audit log cannot
+//!   be written, no further step starts and running ones are stopped (fail closed);
+//! - SIGINT/SIGTERM: running steps' process groups get SIGTERM, then SIGKILL after the
+//!   grace period; no new step starts; the run ends `interrupted`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+
+use super::context::{Templater, reads_step_output};
+use super::process::Line;
+use super::reporter::Reporter;
+use super::{Report, Request, RunOutcome, StepReport, confirm};
+use crate::actions::{self, Execution, Fidelity, Outcome, Preflight, StepContext, Verdict};
+use crate::project::graph::StepGraph;
+use crate::project::runbook::{Step, When};
+use crate::state::audit::{AuditLog, Entry};
+
+enum Event {
+    Line(usize, Line),
+    Done(usize, Finished),
+}
+
+struct Finished {
+    execution: Execution,
+    attempts: u32,
+    duration: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Running,
+    Done(Outcome),
+}
+
+/// SIGINT and SIGTERM as one stream.
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) {
+        let interrupt = async {
+            match &mut self.interrupt {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let terminate = async {
+            match &mut self.terminate {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate => {}
+        }
+    }
+}
+
+pub struct Dispatcher<'a> {
+    request: &'a Request,
+    audit: &'a AuditLog,
+    reporter: Reporter,
+    run_id: String,
+    needs: Vec<Vec<usize>>,
+    state: Vec<State>,
+    reports: Vec<StepReport>,
+    /// `steps.<id>` of the template context.
+    outputs: serde_json::Map<String, Value>,
+    context: Value,
+    cancel: watch::Sender<bool>,
+    signals: Signals,
+    /// Why the run stopped early (audit failure, declined, interrupt).
+    error: Option<String>,
+}
+
+impl<'a> Dispatcher<'a> {
+    pub fn new(
+        request: &'a Request,
+        audit: &'a AuditLog,
+        reporter: Reporter,
+        run_id: String,
+    ) -> Self {
+        let steps = &request.runbook.steps;
+        let index = |id: &str| steps.iter().position(|s| s.id == id);
+        let needs = steps
+            .iter()
+            .map(|s| s.needs.iter().filter_map(|n| index(n)).collect())
+            .collect();
+        let mut context = request.context.clone();
+        context["run"] = json!({
+            "id": run_id,
+            "actor": audit.actor(),
+            "reason": request.reason.clone().unwrap_or_default(),
+            "started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "dry_run": request.dry_run,
+        });
+        Self {
+            request,
+            audit,
+            reporter,
+            run_id,
+            needs,
+            state: vec![State::Pending; steps.len()],
+            reports: steps
+                .iter()
+                .map(|s| StepReport {
+                    id: s.id.clone(),
+                    outcome: None,
+                    duration_ms: 0,
+                    attempts: 0,
+                    error: None,
+                    preflight: None,
+                })
+                .collect(),
+            outputs: serde_json::Map::new(),
+            context,
+            cancel: watch::channel(false).0,
+            signals: Signals::install(),
+            error: None,
+        }
+    }
+
+    fn steps(&self) -> &'a [Step] {
+        &self.request.runbook.steps
+    }
+
+    fn append(&mut self, kind: &'static str, data: Value) -> bool {
+        let entry = Entry {
+            run: self.run_id.clone(),
+            kind,
+            component: Some(self.request.component.clone()),
+            stage: Some(self.request.stage.clone()),
+            data,
+        };
+        match tokio::task::block_in_place(|| self.audit.append(entry)) {
+            Ok(_) => true,
+            Err(e) => {
+                // Fail closed: nothing more starts, running steps are stopped.
+                self.error = Some(format!(
+                    "the audit log could not be written, so the run stopped: {e}"
+                ));
+                let _ = self.cancel.send(true);
+                false
+            }
+        }
+    }
+
+    fn templater(&self) -> Templater {
+        let mut context = self.context.clone();
+        context["steps"] = Value::Object(self.outputs.clone());
+        Templater::new(&context)
+    }
+
+    /// Runs the whole runbook (or its dry-run) and returns the report.
+    pub async fn run(mut self) -> Report {
+        let started = Instant::now();
+        let request = self.request;
+        let started_ok = self.append(
+            "run.started",
+            json!({
+                "command": request.command,
+                "runbook": request.runbook_path,
+                "runbook_sha256": request.runbook_sha256,
+                "params": request.params,
+                "dry_run": request.dry_run,
+                "reason": request.reason,
+                "purpose": request.purpose,
+            }),
+        );
+        let outcome = if !started_ok {
+            RunOutcome::Failed
+        } else if request.dry_run {
+            self.dry_run().await
+        } else {
+            self.real_run().await
+        };
+        self.reporter.finish();
+        self.append(
+            "run.finished",
+            json!({ "outcome": outcome, "error": self.error }),
+        );
+        Report {
+            run: self.run_id.clone(),
+            component: request.component.clone(),
+            stage: request.stage.clone(),
+            runbook: request.runbook_path.clone(),
+            dry_run: request.dry_run,
+            outcome,
+            duration_ms: millis(started.elapsed()),
+            steps: self.reports,
+            error: self.error,
+        }
+    }
+
+    async fn real_run(&mut self) -> RunOutcome {
+        let steps = self.steps();
+        if let Some(crate::project::runbook::RunbookConfirm::TypeComponent) =
+            self.request.runbook.confirm
+            && !self.request.yes
+        {
+            let (component, stage) = (self.request.component.clone(), self.request.stage.clone());
+            let name = self
+                .request
+                .runbook
+                .name
+                .clone()
+                .unwrap_or_else(|| self.request.runbook_path.clone());
+            let answer = self
+                .prompt(move || confirm::type_component(&component, &stage, &name))
+                .await;
+            match answer {
+                Some(true) => {}
+                Some(false) => {
+                    self.error = Some("the component name was not typed: nothing ran".into());
+                    return RunOutcome::Declined;
+                }
+                None => return RunOutcome::Interrupted,
+            }
+        }
+
+        let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+        let mut running = 0usize;
+        let mut any_failed = false;
+        let mut stop: Option<RunOutcome> = None;
+        loop {
+            if stop.is_none() && self.error.is_none() {
+                stop = self.start_ready(&events_tx, &mut running, any_failed).await;
+            }
+            if running == 0 {
+                break;
+            }
+            tokio::select! {
+                Some(event) = events.recv() => match event {
+                    Event::Line(i, line) => self.reporter.step_output(&steps[i].id, &line.text),
+                    Event::Done(i, finished) => {
+                        running -= 1;
+                        let failed = self.finish_step(i, &finished);
+                        if failed && !steps[i].continue_on_error {
+                            any_failed = true;
+                        }
+                    }
+                },
+                () = self.signals.recv() => {
+                    if stop != Some(RunOutcome::Interrupted) {
+                        stop = Some(RunOutcome::Interrupted);
+                        self.reporter.note("interrupted: stopping the running steps (SIGTERM, then SIGKILL after 3s)");
+                        let _ = self.cancel.send(true);
+                    }
+                }
+            }
+        }
+        match stop {
+            Some(outcome) => outcome,
+            None if self.error.is_some() || any_failed => RunOutcome::Failed,
+            None => RunOutcome::Succeeded,
+        }
+    }
+
+    /// Starts every step that may start now; returns how the run must stop, if it must.
+    async fn start_ready(
+        &mut self,
+        events: &mpsc::UnboundedSender<Event>,
+        running: &mut usize,
+        any_failed: bool,
+    ) -> Option<RunOutcome> {
+        let steps = self.steps();
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for i in 0..steps.len() {
+                if self.state[i] != State::Pending || *running >= self.request.max_parallel {
+                    continue;
+                }
+                if !self.needs[i]
+                    .iter()
+                    .all(|&n| matches!(self.state[n], State::Done(_)))
+                {
+                    continue;
+                }
+                progressed = true;
+                let step = &steps[i];
+                let needs_ok = self.needs[i].iter().all(|&n| match self.state[n] {
+                    State::Done(Outcome::Succeeded | Outcome::Skipped) => true,
+                    State::Done(_) => steps[n].continue_on_error,
+                    _ => false,
+                });
+                let go = match step.when {
+                    When::Success => needs_ok,
+                    When::Failure => any_failed,
+                    When::Always => true,
+                };
+                if !go {
+                    let why = match step.when {
+                        When::Success => "a step it needs did not succeed",
+                        _ => "no step of the run failed",
+                    };
+                    self.skip(i, why);
+                    continue;
+                }
+                let templates = self.templater();
+                if let Some(condition) = &step.condition {
+                    match templates.condition(condition) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.skip(i, "`if` is false");
+                            continue;
+                        }
+                        Err(e) => {
+                            self.fail_now(i, format!("cannot evaluate `if`: {e}"));
+                            continue;
+                        }
+                    }
+                }
+                if let Some(question) = &step.confirm
+                    && !self.request.yes
+                {
+                    let question = templates
+                        .render(question)
+                        .unwrap_or_else(|_| question.clone());
+                    match self.prompt(move || confirm::ask(&question)).await {
+                        Some(true) => {}
+                        Some(false) => {
+                            self.state[i] = State::Done(Outcome::Declined);
+                            self.reports[i].outcome = Some(Outcome::Declined);
+                            self.append("step.finished", json!({ "step": step.id, "outcome": Outcome::Declined, "duration_ms": 0, "error": "declined at the confirmation" }));
+                            self.reporter.step_finished(
+                                &step.id,
+                                Outcome::Declined,
+                                Duration::ZERO,
+                                Some("declined: the run stops here"),
+                            );
+                            self.error =
+                                Some(format!("step `{}` was declined: the run stopped", step.id));
+                            return Some(RunOutcome::Declined);
+                        }
+                        None => return Some(RunOutcome::Interrupted),
+                    }
+                }
+                if !self.append("step.started", json!({ "step": step.id })) {
+                    return Some(RunOutcome::Failed);
+                }
+                self.reporter
+                    .step_started(&step.id, step.name.as_deref().unwrap_or(&step.id));
+                self.state[i] = State::Running;
+                *running += 1;
+                self.spawn_step(i, templates, events.clone());
+            }
+        }
+        None
+    }
+
+    /// Asks a question off the runtime, with the bars suspended; `None` if interrupted.
+    async fn prompt(&mut self, ask: impl FnOnce() -> bool + Send + 'static) -> Option<bool> {
+        let suspender = self.reporter.suspender();
+        let handle = tokio::task::spawn_blocking(move || match suspender {
+            Some(multi) => multi.suspend(ask),
+            None => ask(),
+        });
+        tokio::select! {
+            answer = handle => Some(answer.unwrap_or(false)),
+            () = self.signals.recv() => {
+                self.error = Some("interrupted at a confirmation: nothing more ran".into());
+                None
+            }
+        }
+    }
+
+    fn spawn_step(&self, i: usize, templates: Templater, events: mpsc::UnboundedSender<Event>) {
+        let step = self.steps()[i].clone();
+        let root = self.request.root.clone();
+        let cancel = self.cancel.subscribe();
+        tokio::spawn(async move {
+            let finished =
+                run_step(i, &step, &root, Arc::new(templates), cancel, events.clone()).await;
+            let _ = events.send(Event::Done(i, finished));
+        });
+    }
+
+    fn skip(&mut self, i: usize, why: &str) {
+        let id = &self.steps()[i].id;
+        self.state[i] = State::Done(Outcome::Skipped);
+        self.reports[i].outcome = Some(Outcome::Skipped);
+        self.reports[i].error = Some(why.to_owned());
+        self.outputs
+            .insert(id.clone(), json!({ "outcome": "skipped", "stdout": "" }));
+        self.append("step.finished", json!({ "step": id, "outcome": Outcome::Skipped, "duration_ms": 0, "error": null, "reason": why }));
+        self.reporter
+            .step_finished(id, Outcome::Skipped, Duration::ZERO, Some(why));
+    }
+
+    /// A step that fails before it can start (its `if` cannot be evaluated).
+    fn fail_now(&mut self, i: usize, error: String) {
+        let finished = Finished {
+            execution: Execution {
+                outcome: Outcome::Failed,
+                error: Some(error),
+                stdout: String::new(),
+                interrupted: false,
+            },
+            attempts: 0,
+            duration: Duration::ZERO,
+        };
+        self.append("step.started", json!({ "step": self.steps()[i].id }));
+        self.finish_step(i, &finished);
+    }
+
+    /// Records a finished step; true when it failed.
+    fn finish_step(&mut self, i: usize, finished: &Finished) -> bool {
+        let id = self.steps()[i].id.clone();
+        let outcome = finished.execution.outcome;
+        self.state[i] = State::Done(outcome);
+        let report = &mut self.reports[i];
+        report.outcome = Some(outcome);
+        report.duration_ms = millis(finished.duration);
+        report.attempts = finished.attempts;
+        report.error.clone_from(&finished.execution.error);
+        self.outputs.insert(
+            id.clone(),
+            json!({ "outcome": outcome, "stdout": finished.execution.stdout }),
+        );
+        self.append(
+            "step.finished",
+            json!({
+                "step": id,
+                "outcome": outcome,
+                "duration_ms": millis(finished.duration),
+                "error": finished.execution.error,
+                "attempts": finished.attempts,
+            }),
+        );
+        self.reporter.step_finished(
+            &id,
+            outcome,
+            finished.duration,
+            finished.execution.error.as_deref(),
+        );
+        matches!(outcome, Outcome::Failed | Outcome::TimedOut)
+    }
+
+    /// Every step's preflight, in graph order; nothing else runs.
+    async fn dry_run(&mut self) -> RunOutcome {
+        let steps = self.steps();
+        let order = StepGraph::new(self.needs.clone()).topological_order();
+        let mut blocked = false;
+        for i in order {
+            let step = &steps[i];
+            if !self.append("step.started", json!({ "step": step.id })) {
+                return RunOutcome::Failed;
+            }
+            let started = Instant::now();
+            let templates = self.templater();
+            let skipped_by_if = match step.condition.as_deref().map(|c| templates.condition(c)) {
+                Some(Ok(false)) => Some(Ok(())),
+                Some(Err(e)) => Some(Err(e)),
+                _ => None,
+            };
+            let preflight = match skipped_by_if {
+                Some(Ok(())) => Preflight {
+                    verdict: Verdict::Ready,
+                    fidelity: Fidelity::Checked,
+                    reason: "`if` is false with these inputs: the real run would skip it".into(),
+                    would: "nothing".into(),
+                    output: None,
+                },
+                Some(Err(e)) => Preflight {
+                    verdict: Verdict::Blocked,
+                    fidelity: Fidelity::Checked,
+                    reason: format!("cannot evaluate `if`: {e}"),
+                    would: String::new(),
+                    output: None,
+                },
+                None => {
+                    let (lines, _) = mpsc::unbounded_channel();
+                    let ctx = StepContext {
+                        step_id: &step.id,
+                        root: &self.request.root,
+                        templates: &templates,
+                        timeout: step.timeout.map(|t| t.0),
+                        cancel: self.cancel.subscribe(),
+                        lines,
+                        reads_step_output: reads_step_output(
+                            &serde_json::to_value(&step.action).unwrap_or_default(),
+                        ),
+                    };
+                    tokio::select! {
+                        p = actions::preflight(&step.action, &ctx) => p,
+                        () = self.signals.recv() => {
+                            let _ = self.cancel.send(true);
+                            self.error = Some("interrupted during the dry-run".into());
+                            return RunOutcome::Interrupted;
+                        }
+                    }
+                }
+            };
+            let duration = started.elapsed();
+            let outcome = if preflight.verdict == Verdict::Blocked {
+                blocked = true;
+                Outcome::Failed
+            } else {
+                Outcome::Succeeded
+            };
+            self.outputs
+                .insert(step.id.clone(), json!({ "outcome": outcome, "stdout": "" }));
+            self.append(
+                "step.finished",
+                json!({
+                    "step": step.id,
+                    "outcome": outcome,
+                    "duration_ms": millis(duration),
+                    "error": (preflight.verdict == Verdict::Blocked).then(|| preflight.reason.clone()),
+                    "verdict": preflight.verdict,
+                    "fidelity": preflight.fidelity,
+                    "preflight": { "reason": preflight.reason, "would": preflight.would, "output": preflight.output },
+                }),
+            );
+            self.reporter.preflight(&step.id, &preflight);
+            let report = &mut self.reports[i];
+            report.outcome = Some(outcome);
+            report.duration_ms = millis(duration);
+            report.preflight = Some(preflight);
+        }
+        if blocked {
+            RunOutcome::Blocked
+        } else {
+            RunOutcome::Succeeded
+        }
+    }
+}
+
+/// One step's task: its action, retried as its `retry` says, each attempt under its
+/// `timeout`; output lines go to the dispatcher as they come.
+async fn run_step(
+    index: usize,
+    step: &Step,
+    root: &PathBuf,
+    templates: Arc<Templater>,
+    mut cancel: watch::Receiver<bool>,
+    events: mpsc::UnboundedSender<Event>,
+) -> Finished {
+    let started = Instant::now();
+    let (lines, mut line_rx) = mpsc::unbounded_channel::<Line>();
+    let forward_events = events.clone();
+    let forward = tokio::spawn(async move {
+        while let Some(line) = line_rx.recv().await {
+            let _ = forward_events.send(Event::Line(index, line));
+        }
+    });
+    let attempts = step.retry.as_ref().map_or(1, |r| r.attempts.value.max(1));
+    let mut delay = step.retry.as_ref().map_or(Duration::ZERO, |r| r.delay.0);
+    let backoff = step.retry.as_ref().map_or(1.0, |r| r.backoff.value);
+    let mut attempt = 0;
+    let execution = loop {
+        attempt += 1;
+        let ctx = StepContext {
+            step_id: &step.id,
+            root,
+            templates: &templates,
+            timeout: step.timeout.map(|t| t.0),
+            cancel: cancel.clone(),
+            lines: lines.clone(),
+            reads_step_output: false,
+        };
+        let execution = actions::execute(&step.action, &ctx).await;
+        if execution.outcome == Outcome::Succeeded || execution.interrupted || attempt >= attempts {
+            break execution;
+        }
+        let _ = lines.send(Line {
+            stderr: true,
+            text: format!(
+                "attempt {attempt}/{attempts} failed ({}); next in {}",
+                execution.error.as_deref().unwrap_or("failed"),
+                super::reporter::human_duration(delay)
+            ),
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = cancel.wait_for(|c| *c) => break Execution { interrupted: true, ..execution },
+        }
+        delay = delay.mul_f64(backoff);
+    };
+    drop(lines);
+    let _ = forward.await;
+    Finished {
+        execution,
+        attempts: attempt,
+        duration: started.elapsed(),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
