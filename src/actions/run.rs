@@ -3,6 +3,7 @@
 //! passed as that argument: a value never becomes shell text.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ pub fn positional_script(script: &str) -> (String, Vec<String>) {
         };
         text.push_str(&rest[..start]);
         templates.push(rest[start..start + len + 2].to_owned());
-        text.push_str(&format!("\"${}\"", templates.len()));
+        let _ = write!(text, "\"${}\"", templates.len());
         rest = &rest[start + len + 2..];
     }
     text.push_str(rest);
@@ -94,6 +95,64 @@ pub fn show_argv(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// Runs a step's declared read-only `plan` command and shows what it printed.
+async fn preflight_plan(
+    plan: &[String],
+    prepared: &Prepared,
+    would: String,
+    ctx: &StepContext<'_>,
+) -> Preflight {
+    let plan = match plan
+        .iter()
+        .map(|a| ctx.templates.render(a))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(plan) => plan,
+        Err(e) => {
+            return Preflight {
+                verdict: Verdict::Blocked,
+                fidelity: Fidelity::Checked,
+                reason: format!("cannot render the plan: {e}"),
+                would,
+                output: None,
+            };
+        }
+    };
+    let (lines, _) = tokio::sync::mpsc::unbounded_channel();
+    let result = run_process(
+        &plan,
+        &prepared.env,
+        &prepared.cwd,
+        Some(ctx.timeout.unwrap_or(PLAN_TIMEOUT).min(PLAN_TIMEOUT)),
+        ctx.cancel.clone(),
+        lines,
+    )
+    .await;
+    let mut output = result.stdout.clone();
+    if !result.stderr_tail.is_empty() {
+        output.push_str(&result.stderr_tail.join("\n"));
+        output.push('\n');
+    }
+    let (verdict, reason) = if result.succeeded() {
+        (
+            Verdict::Ready,
+            format!("plan `{}` succeeded", show_argv(&plan)),
+        )
+    } else {
+        (
+            Verdict::Blocked,
+            format!("plan failed: {}", result.describe_failure(&plan[0])),
+        )
+    };
+    Preflight {
+        verdict,
+        fidelity: Fidelity::Planned,
+        reason,
+        would,
+        output: Some(output),
+    }
+}
+
 impl StepAction for RunAction {
     async fn preflight(&self, ctx: &StepContext<'_>) -> Preflight {
         let spec = self.spec();
@@ -126,49 +185,7 @@ impl StepAction for RunAction {
             );
         }
         if let Some(plan) = &spec.plan {
-            let plan = match plan
-                .iter()
-                .map(|a| ctx.templates.render(a))
-                .collect::<Result<Vec<_>, _>>()
-            {
-                Ok(plan) => plan,
-                Err(e) => {
-                    return blocked(format!("cannot render the plan: {e}"), Fidelity::Checked);
-                }
-            };
-            let (lines, _) = tokio::sync::mpsc::unbounded_channel();
-            let result = run_process(
-                &plan,
-                &prepared.env,
-                &prepared.cwd,
-                Some(ctx.timeout.unwrap_or(PLAN_TIMEOUT).min(PLAN_TIMEOUT)),
-                ctx.cancel.clone(),
-                lines,
-            )
-            .await;
-            let mut output = result.stdout.clone();
-            if !result.stderr_tail.is_empty() {
-                output.push_str(&result.stderr_tail.join("\n"));
-                output.push('\n');
-            }
-            return if result.succeeded() {
-                Preflight {
-                    verdict: Verdict::Ready,
-                    fidelity: Fidelity::Planned,
-                    reason: format!("plan `{}` succeeded", show_argv(&plan)),
-                    would,
-                    output: Some(output),
-                }
-            } else {
-                Preflight {
-                    output: Some(output),
-                    would,
-                    ..blocked(
-                        format!("plan failed: {}", result.describe_failure(&plan[0])),
-                        Fidelity::Planned,
-                    )
-                }
-            };
+            return preflight_plan(plan, &prepared, would, ctx).await;
         }
         let program = &prepared.argv[0];
         match resolve_program(program, &prepared.cwd) {

@@ -97,7 +97,7 @@ fn verify(
             v.head.as_deref().unwrap_or("(empty log)")
         ));
     }
-    Ok(if ok { 0 } else { 1 })
+    Ok(i32::from(!ok))
 }
 
 fn parse_since(since: &str) -> Result<chrono::DateTime<chrono::Utc>, Error> {

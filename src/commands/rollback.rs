@@ -45,9 +45,7 @@ pub fn cmd_rollback(ctx: &Context<'_>, args: &RollbackArgs) -> Result<i32, Error
         {
             return Err(Error::InvalidInput {
                 message: "a real rollback needs --reason".into(),
-                hint: Some(format!(
-                    "say why, e.g. --reason \"5xx spike after deploy\": it goes in the audit log and the incident (or rehearse with --dry-run)"
-                )),
+                hint: Some("say why, e.g. --reason \"5xx spike after deploy\": it goes in the audit log and the incident (or rehearse with --dry-run)".into()),
             });
         }
         let audit = audit_log(&project, Redactor::default());

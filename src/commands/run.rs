@@ -213,30 +213,8 @@ pub fn execute_runbook(
     ctx.output.diagnostics(&warnings);
     let params = resolve_params(&runbook, &options.set)?;
     let dry_run = options.dry_run;
-
     if !dry_run {
-        if let Some(step) = runbook
-            .steps
-            .iter()
-            .find(|s| !actions::can_execute(&s.action))
-        {
-            return Err(Error::Refused {
-                message: format!(
-                    "step `{}` uses `{}`, which this version of release cannot run yet; nothing ran",
-                    step.id,
-                    step.action.name()
-                ),
-                hint: Some(
-                    "rehearse it with --dry-run, or run a runbook made of `run` steps".into(),
-                ),
-            });
-        }
-        if confirm::needed(&runbook) && !ctx.global.yes && !confirm::can_ask() {
-            return Err(Error::Refused {
-                message: "this runbook asks for confirmation and there is no terminal to answer it; nothing ran".into(),
-                hint: Some("run it from a terminal, or pass --yes to answer yes to every confirmation".into()),
-            });
-        }
+        refuse_unrunnable(ctx, &runbook)?;
     }
 
     let redactor = secrets(project, &runbook);
@@ -246,84 +224,13 @@ pub fn execute_runbook(
         hint: Some("`release audit verify` names the bad line".into()),
     })?;
     let run_id = engine::new_run_id();
-
     // One real run at a time per component and stage; dry-runs change nothing and take none.
     let lock = if dry_run {
         None
     } else {
-        let holder = LockHolder {
-            run: run_id.clone(),
-            pid: std::process::id(),
-            host: lock::this_host(),
-            actor: audit.actor().to_owned(),
-            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
-        match lock::acquire(&locks_dir(project), component, stage, &holder) {
-            Ok(Acquired::Free(lock)) => Some(lock),
-            Ok(Acquired::TookOver { lock, previous }) => {
-                audit
-                    .append(Entry {
-                        run: run_id.clone(),
-                        kind: "lock.forced",
-                        component: Some(component.to_owned()),
-                        stage: Some(stage.to_owned()),
-                        data: json!({ "holder": previous, "reason": format!("holder process {} is gone", previous.pid) }),
-                    })
-                    .map_err(|e| Error::Failed { message: e.to_string(), hint: None })?;
-                ctx.output.warn(&format!(
-                    "took over the stale lock of {previous}: its process is gone"
-                ));
-                Some(lock)
-            }
-            Err(LockError::Held {
-                holder, other_host, ..
-            }) => {
-                let hint = if other_host {
-                    format!(
-                        "it runs on another host; if it is dead, `release unlock {component} --stage {stage} --lock-id {} --reason \"…\"`",
-                        holder.run
-                    )
-                } else {
-                    format!("wait for it to finish, or stop it (pid {})", holder.pid)
-                };
-                return Err(Error::Refused {
-                    message: format!("{component} at {stage} is locked by {holder}"),
-                    hint: Some(hint),
-                });
-            }
-            Err(e @ LockError::Io { .. }) => {
-                return Err(Error::Failed {
-                    message: e.to_string(),
-                    hint: None,
-                });
-            }
-        }
+        Some(take_lock(ctx, project, &audit, &run_id, component, stage)?)
     };
-
-    let spec = project
-        .config
-        .components
-        .get(component)
-        .and_then(|c| c.spec.clone())
-        .unwrap_or_default();
-    let vars = project
-        .config
-        .components
-        .get(component)
-        .map(|c| serde_json::to_value(&c.vars).unwrap_or_default())
-        .unwrap_or_default();
-    let context = json!({
-        "component": component,
-        "stage": stage,
-        "spec": spec,
-        "vars": vars,
-        "params": params,
-        "repository": project.config.header.repository,
-        "promotion": {
-            "commit": history.commit.unwrap_or_default(),
-            "previous_commit": history.previous_commit.unwrap_or_default(),
-        },
-    });
+    let context = template_context(project, component, stage, &params, history);
     let request = Request {
         root: project.root.clone(),
         runbook_path: display_path(&project.root, path).display().to_string(),
@@ -364,6 +271,119 @@ pub fn execute_runbook(
     }
     print_report(ctx, &report, &redactor);
     Ok(report.outcome.exit_code())
+}
+
+/// A real run is refused before anything runs when it could not finish: an action this
+/// version cannot execute, or a confirmation nobody can answer.
+fn refuse_unrunnable(ctx: &Context<'_>, runbook: &Runbook) -> Result<(), Error> {
+    if let Some(step) = runbook
+        .steps
+        .iter()
+        .find(|s| !actions::can_execute(&s.action))
+    {
+        return Err(Error::Refused {
+            message: format!(
+                "step `{}` uses `{}`, which this version of release cannot run yet; nothing ran",
+                step.id,
+                step.action.name()
+            ),
+            hint: Some("rehearse it with --dry-run, or run a runbook made of `run` steps".into()),
+        });
+    }
+    if confirm::needed(runbook) && !ctx.global.yes && !confirm::can_ask() {
+        return Err(Error::Refused {
+            message: "this runbook asks for confirmation and there is no terminal to answer it; nothing ran".into(),
+            hint: Some(
+                "run it from a terminal, or pass --yes to answer yes to every confirmation".into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Takes the run lock, recording the takeover of a dead holder's lock; refuses a live one.
+fn take_lock(
+    ctx: &Context<'_>,
+    project: &Project,
+    audit: &AuditLog,
+    run_id: &str,
+    component: &str,
+    stage: &str,
+) -> Result<lock::Lock, Error> {
+    let holder = LockHolder {
+        run: run_id.to_owned(),
+        pid: std::process::id(),
+        host: lock::this_host(),
+        actor: audit.actor().to_owned(),
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    match lock::acquire(&locks_dir(project), component, stage, &holder) {
+        Ok(Acquired::Free(lock)) => Ok(lock),
+        Ok(Acquired::TookOver { lock, previous }) => {
+            audit
+                .append(Entry {
+                    run: run_id.to_owned(),
+                    kind: "lock.forced",
+                    component: Some(component.to_owned()),
+                    stage: Some(stage.to_owned()),
+                    data: json!({
+                        "holder": previous,
+                        "reason": format!("holder process {} is gone", previous.pid),
+                    }),
+                })
+                .map_err(|e| Error::Failed {
+                    message: e.to_string(),
+                    hint: None,
+                })?;
+            ctx.output.warn(&format!(
+                "took over the stale lock of {previous}: its process is gone"
+            ));
+            Ok(lock)
+        }
+        Err(LockError::Held {
+            holder, other_host, ..
+        }) => {
+            let hint = if other_host {
+                format!(
+                    "it runs on another host; if it is dead: release unlock {component} --stage {stage} --lock-id {} --reason \"…\"",
+                    holder.run
+                )
+            } else {
+                format!("wait for it to finish, or stop it (pid {})", holder.pid)
+            };
+            Err(Error::Refused {
+                message: format!("{component} at {stage} is locked by {holder}"),
+                hint: Some(hint),
+            })
+        }
+        Err(e @ LockError::Io { .. }) => Err(Error::Failed {
+            message: e.to_string(),
+            hint: None,
+        }),
+    }
+}
+
+/// The template context of SPEC §4, but for `run.*` and `steps.*`, which the engine adds.
+fn template_context(
+    project: &Project,
+    component: &str,
+    stage: &str,
+    params: &BTreeMap<String, String>,
+    history: crate::state::history::ComponentHistory,
+) -> serde_json::Value {
+    let definition = project.config.components.get(component);
+    json!({
+        "component": component,
+        "stage": stage,
+        "spec": definition.and_then(|c| c.spec.clone()).unwrap_or_default(),
+        "vars": definition.map(|c| serde_json::to_value(&c.vars).unwrap_or_default()).unwrap_or_default(),
+        "params": params,
+        "repository": project.config.header.repository,
+        "promotion": {
+            "commit": history.commit.unwrap_or_default(),
+            "previous_commit": history.previous_commit.unwrap_or_default(),
+        },
+    })
 }
 
 fn print_report(ctx: &Context<'_>, report: &Report, redactor: &Redactor) {

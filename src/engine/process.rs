@@ -79,12 +79,12 @@ pub async fn run_process(
         stdout: String::new(),
         stderr_tail: Vec::new(),
     };
-    let Some((program, args)) = argv.split_first() else {
+    let Some((program, rest)) = argv.split_first() else {
         return failed("empty command".into());
     };
     let mut command = tokio::process::Command::new(program);
     command
-        .args(args)
+        .args(rest)
         .envs(env)
         .current_dir(cwd)
         .stdin(Stdio::null())
@@ -101,43 +101,7 @@ pub async fn run_process(
         .and_then(|id| i32::try_from(id).ok())
         .and_then(Pid::from_raw);
 
-    let stdout = child.stdout.take().map(BufReader::new);
-    let stderr = child.stderr.take().map(BufReader::new);
-    let out_lines = lines.clone();
-    let stdout_task = tokio::spawn(async move {
-        let mut captured = String::new();
-        if let Some(reader) = stdout {
-            let mut reader = reader.lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if captured.len() < MAX_CAPTURE {
-                    captured.push_str(&line);
-                    captured.push('\n');
-                }
-                let _ = out_lines.send(Line {
-                    stderr: false,
-                    text: line,
-                });
-            }
-        }
-        captured
-    });
-    let stderr_task = tokio::spawn(async move {
-        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-        if let Some(reader) = stderr {
-            let mut reader = reader.lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if tail.len() == STDERR_TAIL {
-                    tail.pop_front();
-                }
-                tail.push_back(line.clone());
-                let _ = lines.send(Line {
-                    stderr: true,
-                    text: line,
-                });
-            }
-        }
-        tail.into_iter().collect::<Vec<_>>()
-    });
+    let (stdout_task, stderr_task) = spawn_readers(&mut child, lines);
 
     let deadline = async {
         match timeout {
@@ -184,6 +148,55 @@ pub async fn run_process(
     }
 }
 
+/// Streams the child's stdout (kept, up to [`MAX_CAPTURE`]) and stderr (its last lines
+/// kept) line by line.
+fn spawn_readers(
+    child: &mut tokio::process::Child,
+    lines: mpsc::UnboundedSender<Line>,
+) -> (
+    tokio::task::JoinHandle<String>,
+    tokio::task::JoinHandle<Vec<String>>,
+) {
+    let stdout = child.stdout.take().map(BufReader::new);
+    let stderr = child.stderr.take().map(BufReader::new);
+    let out_lines = lines.clone();
+    let stdout_task = tokio::spawn(async move {
+        let mut captured = String::new();
+        if let Some(reader) = stdout {
+            let mut reader = reader.lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if captured.len() < MAX_CAPTURE {
+                    captured.push_str(&line);
+                    captured.push('\n');
+                }
+                let _ = out_lines.send(Line {
+                    stderr: false,
+                    text: line,
+                });
+            }
+        }
+        captured
+    });
+    let stderr_task = tokio::spawn(async move {
+        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        if let Some(reader) = stderr {
+            let mut reader = reader.lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tail.len() == STDERR_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line.clone());
+                let _ = lines.send(Line {
+                    stderr: true,
+                    text: line,
+                });
+            }
+        }
+        tail.into_iter().collect::<Vec<_>>()
+    });
+    (stdout_task, stderr_task)
+}
+
 fn status_exit(status: std::process::ExitStatus) -> Exit {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -215,9 +228,7 @@ async fn terminate_group(child: &mut tokio::process::Child, pgid: Option<Pid>) {
 pub fn resolve_program(program: &str, cwd: &Path) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| {
-        std::fs::metadata(p)
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     if program.contains('/') {
         let path = cwd.join(program);

@@ -373,33 +373,37 @@ pub fn verify_reader(mut reader: impl BufRead) -> std::io::Result<Verification> 
             ));
         }
         let line = &buffer[..buffer.len() - 1];
-        let link: Link<'_> = match serde_json::from_slice(line) {
-            Ok(link) => link,
+        let parsed: Link<'_> = match serde_json::from_slice(line) {
+            Ok(parsed) => parsed,
             Err(e) => return Ok(fail(ProblemKind::NotARecord, format!("not a record: {e}"))),
         };
-        if link.v != 1 {
+        if parsed.v != 1 {
             return Ok(fail(
                 ProblemKind::NotARecord,
-                format!("unknown record version {}", link.v),
+                format!("unknown record version {}", parsed.v),
             ));
         }
         let expected_prev = head.as_deref().unwrap_or(ZERO_HASH);
-        if link.prev != expected_prev {
+        if parsed.prev != expected_prev {
             return Ok(fail(
                 ProblemKind::BrokenChain,
                 format!(
                     "`prev` is {} but the previous line hashes to {expected_prev}: a line was edited, deleted or reordered at or before this one",
-                    link.prev
+                    parsed.prev
                 ),
             ));
         }
-        if link.seq != last_seq + 1 {
+        if parsed.seq != last_seq + 1 {
             return Ok(fail(
                 ProblemKind::BadSequence,
-                format!("`seq` is {} where {} was expected", link.seq, last_seq + 1),
+                format!(
+                    "`seq` is {} where {} was expected",
+                    parsed.seq,
+                    last_seq + 1
+                ),
             ));
         }
-        last_seq = link.seq;
+        last_seq = parsed.seq;
         head = Some(line_hash(line));
         line_no = line_number;
     }
@@ -454,8 +458,8 @@ fn read_tail(file: &mut File, len: u64) -> std::io::Result<TailRead> {
             continue;
         };
         let line = &bytes[line_start..end];
-        let link: Link<'_> = match serde_json::from_slice(line) {
-            Ok(link) => link,
+        let parsed: Link<'_> = match serde_json::from_slice(line) {
+            Ok(parsed) => parsed,
             Err(e) => {
                 return Ok(TailRead::Corrupt {
                     line: 0,
@@ -466,7 +470,7 @@ fn read_tail(file: &mut File, len: u64) -> std::io::Result<TailRead> {
         let clean_len = start + end as u64 + 1;
         let tail = Tail {
             len: clean_len,
-            seq: link.seq,
+            seq: parsed.seq,
             head: line_hash(line),
         };
         return Ok(if clean_len == len {
@@ -671,7 +675,7 @@ mod tests {
             std::fs::write(log.path(), &bytes).unwrap();
             let v = log.verify().unwrap();
             prop_assert!(v.problem.is_some(), "edit at {} not found", at);
-            let edited_line = bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+            let edited_line = bytes[..at].split(|&b| b == b'\n').count() as u64;
             prop_assert!(v.problem.unwrap().line <= edited_line + 1);
         }
 

@@ -53,7 +53,7 @@ pub enum LockError {
     Held {
         component: String,
         stage: String,
-        holder: LockHolder,
+        holder: Box<LockHolder>,
         /// True when the holder runs on another host (its liveness cannot be checked).
         other_host: bool,
     },
@@ -143,7 +143,7 @@ pub fn acquire(
                 component: component.to_owned(),
                 stage: stage.to_owned(),
                 other_host: !same_host,
-                holder: current,
+                holder: Box::new(current),
             });
         }
     }
@@ -214,7 +214,7 @@ pub fn force_remove(
         return Err(LockError::Held {
             component: component.to_owned(),
             stage: stage.to_owned(),
-            holder,
+            holder: Box::new(holder),
             other_host: false,
         });
     }
