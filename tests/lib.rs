@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cli;
+mod engine;
 mod harness;
 mod init;
 mod validate;

@@ -43,6 +43,7 @@ impl Reporter {
                 ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} steps  {elapsed}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
+            overall.enable_steady_tick(Duration::from_millis(500));
             Mode::Bars {
                 multi,
                 overall,
