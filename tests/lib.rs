@@ -3,6 +3,7 @@
 mod bad_input;
 mod cli;
 mod engine;
+mod examples;
 mod harness;
 mod init;
 mod validate;

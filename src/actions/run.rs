@@ -88,7 +88,7 @@ pub fn show_argv(argv: &[String]) -> String {
             {
                 a.clone()
             } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
+                format!("'{}'", a.replace('\'', "'\\''").replace('\n', "\\n"))
             }
         })
         .collect::<Vec<_>>()
