@@ -83,6 +83,15 @@ impl Output {
         }
     }
 
+    /// Warnings found on the way (a runbook's layout): on stderr for a person, never in the
+    /// JSON on stdout, which belongs to the command's own result.
+    pub fn warnings(&self, diagnostics: &[Diagnostic]) {
+        if !self.quiet && !diagnostics.is_empty() {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(diagnostic::render(diagnostics, self.color).as_bytes());
+        }
+    }
+
     /// An error, printed once, with its hint.
     pub fn error(&self, error: &Error) {
         if let Error::Invalid(diagnostics) = error {

@@ -210,7 +210,7 @@ pub fn execute_runbook(
     let (runbook, warnings) = project
         .load_runbook(&ctx.cwd, path)
         .map_err(Error::Invalid)?;
-    ctx.output.diagnostics(&warnings);
+    ctx.output.warnings(&warnings);
     let params = resolve_params(&runbook, &options.set)?;
     let dry_run = options.dry_run;
     if !dry_run {

@@ -88,6 +88,9 @@ pub struct Dispatcher<'a> {
     run_id: String,
     needs: Vec<Vec<usize>>,
     state: Vec<State>,
+    /// Skipped because something it needed did not succeed: that skip is not a success
+    /// for the steps that need it in turn (a failure carries down the chain).
+    skipped_for_failure: Vec<bool>,
     reports: Vec<StepReport>,
     /// `steps.<id>` of the template context.
     outputs: serde_json::Map<String, Value>,
@@ -126,6 +129,7 @@ impl<'a> Dispatcher<'a> {
             run_id,
             needs,
             state: vec![State::Pending; steps.len()],
+            skipped_for_failure: vec![false; steps.len()],
             reports: steps
                 .iter()
                 .map(|s| StepReport {
@@ -305,7 +309,8 @@ impl<'a> Dispatcher<'a> {
                 progressed = true;
                 let step = &steps[i];
                 let needs_ok = self.needs[i].iter().all(|&n| match self.state[n] {
-                    State::Done(Outcome::Succeeded | Outcome::Skipped) => true,
+                    State::Done(Outcome::Succeeded) => true,
+                    State::Done(Outcome::Skipped) => !self.skipped_for_failure[n],
                     State::Done(_) => steps[n].continue_on_error,
                     _ => false,
                 });
@@ -319,6 +324,7 @@ impl<'a> Dispatcher<'a> {
                         When::Success => "a step it needs did not succeed",
                         _ => "no step of the run failed",
                     };
+                    self.skipped_for_failure[i] = step.when == When::Success;
                     self.skip(i, why);
                     continue;
                 }

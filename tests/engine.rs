@@ -1,0 +1,1637 @@
+//! The runbook engine through its contract (SPEC §4–§8): the scheduler's rules, templated
+//! values as single arguments, confirmations, the honest dry-run, the hash-chained audit
+//! log, locks and interrupts, and `rollback`'s refusals.
+//!
+//! Every runbook here is made of `run` steps (the other actions come later). Steps prove
+//! what they did by writing files in the project folder; the audit log is read directly
+//! as JSON lines.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::harness::{Run, TestEnv};
+
+const C: &str = "orchestration";
+const OTHER: &str = "player_experience";
+const SECRET: &str = "https://hooks.example/very-secret-token-123";
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// `release` as the harness builds it (cleared environment, pinned HOME…), in the folder.
+fn command(env: &TestEnv) -> Command {
+    let mut command = Command::cargo_bin("release").expect("release binary");
+    command
+        .current_dir(env.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.join(".home"))
+        .env("USER", "tester")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("NO_COLOR", "1")
+        .env("TZ", "UTC")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `release ARGS` with extra environment variables.
+fn release_with_env(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Run {
+    let mut command = command(env);
+    command.args(args);
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    let output = command.output().expect("run release");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Starts `release ARGS` in the background (output captured).
+fn spawn_release(env: &TestEnv, args: &[&str]) -> Child {
+    command(env)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn release")
+}
+
+/// Waits for a background run (at most `limit`), killing it if it overstays.
+fn finish(mut child: Child, limit: Duration) -> Run {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("wait");
+            panic!(
+                "release did not end within {limit:?}\n--- stdout\n{}--- stderr\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("wait");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Polls `done` every 20 ms until it holds or `limit` passes; true if it held.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `release run rb/NAME.yaml --component COMPONENT --stage staging EXTRA…`
+fn run_args<'a>(runbook: &'a str, component: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        runbook,
+        "--component",
+        component,
+        "--stage",
+        "staging",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+const AUDIT: &str = ".release/audit.jsonl";
+
+/// The audit log's records (complete lines that parse; none when there is no log).
+fn records(env: &TestEnv) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(env.join(AUDIT)) else {
+        return Vec::new();
+    };
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .filter_map(|l| serde_json::from_str(l.trim_end()).ok())
+        .collect()
+}
+
+fn kind<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r["kind"] == kind).collect()
+}
+
+/// The `step.finished` record of a step (the last one, if several).
+fn finished<'a>(records: &'a [Value], step: &str) -> &'a Value {
+    records
+        .iter()
+        .rev()
+        .find(|r| r["kind"] == "step.finished" && r["data"]["step"] == step)
+        .unwrap_or_else(|| panic!("no step.finished for `{step}` in {records:#?}"))
+}
+
+fn started<'a>(records: &'a [Value], step: &str) -> Option<&'a Value> {
+    records
+        .iter()
+        .find(|r| r["kind"] == "step.started" && r["data"]["step"] == step)
+}
+
+fn outcome(records: &[Value], step: &str) -> String {
+    finished(records, step)["data"]["outcome"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn run_outcome(records: &[Value]) -> String {
+    kind(records, "run.finished")
+        .last()
+        .map(|r| r["data"]["outcome"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+/// The summary line of a step in the human report (`  id  outcome  duration  detail`).
+fn summary_line<'a>(run: &'a Run, step: &str) -> &'a str {
+    run.stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(step))
+        .unwrap_or_else(|| panic!("no summary line for `{step}`\n{}", run.transcript()))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// True when the process is gone (or a zombie: dead, only waiting to be reaped).
+fn pid_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+fn read_pid(env: &TestEnv, file: &str) -> u32 {
+    let path = env.join(file);
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&path)
+            .is_ok_and(|t| t.ends_with('\n'))),
+        "{file} was never written"
+    );
+    env.read(file).trim().parse().expect("a pid")
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// Every file of the project folder but `.release/` and `.git/`, with its hash.
+fn tree_hashes(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if rel == ".release" || rel == ".git" {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(rel, sha256_hex(&std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn git(env: &TestEnv, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .current_dir(env.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args([
+            "-c",
+            "user.name=Tester",
+            "-c",
+            "user.email=tester@example.com",
+        ])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Refs, HEAD, index state and work tree state of the repository.
+fn git_state(env: &TestEnv) -> String {
+    [
+        git(env, &["for-each-ref"]),
+        git(env, &["rev-parse", "HEAD"]),
+        git(env, &["log", "--all", "--format=%H %s"]),
+        git(env, &["status", "--porcelain", "--untracked-files=all"]),
+        git(env, &["stash", "list"]),
+    ]
+    .join("\n--\n")
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_owned()
+}
+
+fn lock_json(run: &str, pid: u32, host: &str) -> String {
+    serde_json::json!({
+        "run": run,
+        "pid": pid,
+        "host": host,
+        "actor": "someone@example.com",
+        "started_at": "2026-01-01T00:00:00Z",
+    })
+    .to_string()
+}
+
+const LOCK: &str = ".release/locks/orchestration.staging.lock";
+
+/// True when `text` names `line N` (not `line N0…`).
+fn names_line(text: &str, n: usize) -> bool {
+    let needle = format!("line {n}");
+    text.match_indices(&needle).any(|(i, _)| {
+        !text[i + needle.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+/// A runbook of `n` sequential steps, each sleeping a little.
+fn many_steps(n: usize) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::from("steps:\n");
+    for i in 0..n {
+        let _ = write!(text, "  - id: s{i}\n    run: [sleep, \"0.01\"]\n");
+    }
+    text
+}
+
+/// Runs `release ARGS` with stdin and stderr on a pseudo-terminal (util-linux `script`),
+/// typing each answer once its prompt (a substring) has appeared. Returns the exit code
+/// and everything the terminal showed.
+fn release_in_pty(env: &TestEnv, args: &[&str], answers: &[(&str, &str)]) -> (i32, String) {
+    let bin = assert_cmd::cargo::cargo_bin("release");
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut line = quote(&bin.display().to_string());
+    for arg in args {
+        line.push(' ');
+        line.push_str(&quote(arg));
+    }
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(env.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.join(".home"))
+        .env("USER", "tester")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("NO_COLOR", "1")
+        .env("TZ", "UTC")
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux) is needed for the terminal tests");
+    let seen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = {
+        let seen = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown =
+        |seen: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut from = 0;
+    for (prompt, answer) in answers {
+        let mut at = None;
+        let appeared = wait_until(Duration::from_secs(15), || {
+            let text = shown(&seen);
+            at = text
+                .get(from..)
+                .and_then(|t| t.find(prompt))
+                .map(|i| from + i + prompt.len());
+            at.is_some()
+        });
+        if !appeared {
+            let _ = child.kill();
+            panic!("prompt {prompt:?} never appeared:\n{}", shown(&seen));
+        }
+        from = at.unwrap_or(from);
+        // Let the prompt finish switching the terminal's mode before typing.
+        std::thread::sleep(Duration::from_millis(150));
+        stdin.write_all(answer.as_bytes()).expect("type");
+        stdin.flush().expect("flush");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("release in a terminal did not end:\n{}", shown(&seen));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    let _ = reader.join();
+    (status.code().unwrap_or(-1), shown(&seen))
+}
+
+// ---------------------------------------------------------------------------------------
+// Scheduler
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn scheduler_starts_a_step_only_after_every_step_it_needs_finished() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/order.yaml",
+        "steps:
+  - id: a
+    run: [sleep, \"0.05\"]
+  - id: b          # waits for a (the step above)
+    run: [sleep, \"0.05\"]
+  - id: c
+    needs: [a]
+    run: [sleep, \"0.1\"]
+  - id: d
+    needs: [b, c]
+    run: [\"true\"]
+  - id: e
+    needs: []
+    run: [\"true\"]
+",
+    );
+    env.release(&run_args("rb/order.yaml", C, &[]))
+        .assert_code(0);
+    let records = records(&env);
+    let seq = |r: &Value| r["seq"].as_u64().unwrap();
+    let ts = |r: &Value| r["ts"].as_str().unwrap().to_owned();
+    for (step, needs) in [("b", &["a"][..]), ("c", &["a"]), ("d", &["b", "c"])] {
+        let start = started(&records, step).expect("started");
+        for need in needs {
+            let done = finished(&records, need);
+            assert!(
+                seq(start) > seq(done) && ts(start) >= ts(done),
+                "`{step}` started (seq {}, {}) before `{need}` finished (seq {}, {})",
+                seq(start),
+                ts(start),
+                seq(done),
+                ts(done)
+            );
+        }
+    }
+    for step in ["a", "b", "c", "d", "e"] {
+        assert!(seq(started(&records, step).unwrap()) < seq(finished(&records, step)));
+        assert_eq!(outcome(&records, step), "succeeded");
+    }
+    assert_eq!(records.first().unwrap()["kind"], "run.started");
+    assert_eq!(records.last().unwrap()["kind"], "run.finished");
+    assert_eq!(run_outcome(&records), "succeeded");
+}
+
+const PARALLEL: &str = "steps:
+  - id: a
+    needs: []
+    run: [sh, -c, 'date +%s%N > start_a; sleep 0.3; date +%s%N > end_a']
+  - id: b
+    needs: []
+    run: [sh, -c, 'date +%s%N > start_b; sleep 0.3; date +%s%N > end_b']
+  - id: c
+    needs: []
+    run: [sh, -c, 'date +%s%N > start_c; sleep 0.3; date +%s%N > end_c']
+";
+
+/// (start, end) in nanoseconds of each step, as the steps themselves wrote them.
+fn intervals(env: &TestEnv) -> Vec<(u128, u128)> {
+    let read = |f: String| env.read(&f).trim().parse::<u128>().expect("nanoseconds");
+    ["a", "b", "c"]
+        .iter()
+        .map(|id| (read(format!("start_{id}")), read(format!("end_{id}"))))
+        .collect()
+}
+
+#[test]
+fn scheduler_runs_independent_steps_in_parallel() {
+    let env = TestEnv::initialized();
+    env.write("rb/parallel.yaml", PARALLEL);
+    env.release(&run_args("rb/parallel.yaml", C, &["--max-parallel", "3"]))
+        .assert_code(0);
+    let spans = intervals(&env);
+    let last_start = spans.iter().map(|s| s.0).max().unwrap();
+    let first_end = spans.iter().map(|s| s.1).min().unwrap();
+    assert!(
+        last_start < first_end,
+        "the three independent steps did not overlap: {spans:?}"
+    );
+}
+
+#[test]
+fn scheduler_max_parallel_one_serialises_independent_steps() {
+    let env = TestEnv::initialized();
+    env.write("rb/parallel.yaml", PARALLEL);
+    env.release(&run_args("rb/parallel.yaml", C, &["--max-parallel", "1"]))
+        .assert_code(0);
+    let mut spans = intervals(&env);
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "steps overlapped with --max-parallel 1: {spans:?}"
+        );
+    }
+    env.release(&run_args("rb/parallel.yaml", C, &["--max-parallel", "0"]))
+        .assert_code(2);
+}
+
+const WHEN: &str = "params:
+  fail: { default: \"\" }
+steps:
+  - id: first
+    run: [sh, -c, 'touch first; [ -z \"$1\" ]', sh, \"{{ params.fail }}\"]
+  - id: dependent            # when: success (the default)
+    run: [touch, dependent]
+  - id: on-failure
+    when: failure
+    run: [touch, on-failure]
+  - id: finally
+    when: always
+    run: [touch, finally]
+";
+
+#[test]
+fn scheduler_when_success_failure_always_after_a_success() {
+    let env = TestEnv::initialized();
+    env.write("rb/when.yaml", WHEN);
+    let run = env.release(&run_args("rb/when.yaml", C, &[]));
+    run.assert_code(0);
+    let records = records(&env);
+    assert_eq!(outcome(&records, "first"), "succeeded");
+    assert_eq!(outcome(&records, "dependent"), "succeeded");
+    assert_eq!(outcome(&records, "on-failure"), "skipped");
+    assert_eq!(outcome(&records, "finally"), "succeeded");
+    assert!(started(&records, "on-failure").is_none());
+    assert!(env.join("dependent").exists() && env.join("finally").exists());
+    assert!(!env.join("on-failure").exists());
+    assert!(summary_line(&run, "on-failure").contains("skipped"));
+    assert_eq!(run_outcome(&records), "succeeded");
+}
+
+#[test]
+fn scheduler_when_success_failure_always_after_a_failure() {
+    let env = TestEnv::initialized();
+    env.write("rb/when.yaml", WHEN);
+    let run = env.release(&run_args("rb/when.yaml", C, &["--set", "fail=yes"]));
+    run.assert_code(1);
+    let records = records(&env);
+    assert_eq!(outcome(&records, "first"), "failed");
+    assert_eq!(outcome(&records, "dependent"), "skipped");
+    assert_eq!(outcome(&records, "on-failure"), "succeeded");
+    assert_eq!(outcome(&records, "finally"), "succeeded");
+    assert!(env.join("first").exists(), "the failing step did run");
+    assert!(!env.join("dependent").exists());
+    assert!(env.join("on-failure").exists() && env.join("finally").exists());
+    assert_eq!(run_outcome(&records), "failed");
+}
+
+#[test]
+fn scheduler_a_failure_stops_the_steps_written_below_it() {
+    // Runbooks read top to bottom: b waits for a, c waits for b. When a fails, b is skipped
+    // because of that failure, and c must not run either (the failure propagates); only a
+    // skip by `if` counts as satisfied.
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/chain.yaml",
+        "steps:
+  - id: a
+    run: [sh, -c, 'exit 1']
+  - id: b
+    run: [touch, b_ran]
+  - id: c
+    run: [touch, c_ran]
+",
+    );
+    env.release(&run_args("rb/chain.yaml", C, &[]))
+        .assert_code(1);
+    let records = records(&env);
+    assert_eq!(outcome(&records, "b"), "skipped");
+    assert!(!env.join("c_ran").exists(), "c ran after a failed");
+    assert_eq!(outcome(&records, "c"), "skipped");
+}
+
+#[test]
+fn scheduler_if_false_skips_and_counts_as_satisfied() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/if.yaml",
+        "params:
+  enabled: { default: \"\" }
+steps:
+  - id: gated
+    if: \"params.enabled\"
+    run: [touch, gated]
+  - id: after
+    run: [touch, after]
+",
+    );
+    let run = env.release(&run_args("rb/if.yaml", C, &[]));
+    run.assert_code(0);
+    let records = records(&env);
+    assert_eq!(outcome(&records, "gated"), "skipped");
+    assert!(started(&records, "gated").is_none());
+    assert!(!env.join("gated").exists());
+    assert!(
+        summary_line(&run, "gated").contains("skipped"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(outcome(&records, "after"), "succeeded");
+    assert!(env.join("after").exists());
+
+    env.release(&run_args("rb/if.yaml", C, &["--set", "enabled=yes"]))
+        .assert_code(0);
+    assert!(env.join("gated").exists(), "`if` true runs the step");
+}
+
+#[test]
+fn scheduler_timeout_kills_the_whole_process_group() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/timeout.yaml",
+        "steps:
+  - id: hang
+    timeout: 1s
+    run: [sh, -c, 'sleep 30 & echo $! > grandchild.pid; wait']
+",
+    );
+    let started_at = Instant::now();
+    let run = env.release(&run_args("rb/timeout.yaml", C, &[]));
+    run.assert_code(1);
+    assert!(
+        started_at.elapsed() < Duration::from_secs(10),
+        "the timeout did not end the step"
+    );
+    let records = records(&env);
+    assert_eq!(outcome(&records, "hang"), "timed_out");
+    assert_eq!(run_outcome(&records), "failed");
+    assert!(summary_line(&run, "hang").contains("timed_out"));
+    let pid = read_pid(&env, "grandchild.pid");
+    assert!(
+        wait_until(Duration::from_secs(2), || pid_gone(pid)),
+        "the step's grandchild (sleep, pid {pid}) survived the timeout"
+    );
+}
+
+#[test]
+fn scheduler_retry_until_success_records_the_attempts() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/retry.yaml",
+        "steps:
+  - id: flaky
+    retry: { attempts: 3, delay: 50ms }
+    run: [sh, -c, 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ $n -ge 3 ]']
+  - id: hopeless
+    needs: []
+    retry: { attempts: 2, delay: 10ms }
+    run: [sh, -c, 'echo try >> tries; exit 1']
+",
+    );
+    env.release(&run_args("rb/retry.yaml", C, &[]))
+        .assert_code(1);
+    let records = records(&env);
+    let flaky = finished(&records, "flaky");
+    assert_eq!(flaky["data"]["outcome"], "succeeded");
+    assert_eq!(flaky["data"]["attempts"], 3);
+    assert_eq!(env.read("count").trim(), "3");
+    let hopeless = finished(&records, "hopeless");
+    assert_eq!(hopeless["data"]["outcome"], "failed");
+    assert_eq!(hopeless["data"]["attempts"], 2);
+    assert_eq!(env.read("tries").lines().count(), 2);
+    assert_eq!(run_outcome(&records), "failed");
+}
+
+#[test]
+fn scheduler_continue_on_error_fails_the_step_not_the_run() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/coe.yaml",
+        "steps:
+  - id: optional
+    continue_on_error: true
+    run: [sh, -c, 'exit 4']
+  - id: next
+    run: [touch, next]
+",
+    );
+    let run = env.release(&run_args("rb/coe.yaml", C, &[]));
+    run.assert_code(0);
+    let records = records(&env);
+    assert_eq!(outcome(&records, "optional"), "failed");
+    assert_eq!(outcome(&records, "next"), "succeeded");
+    assert!(env.join("next").exists());
+    assert_eq!(run_outcome(&records), "succeeded");
+    assert!(summary_line(&run, "optional").contains("failed"));
+}
+
+const PARAMS: &str = "params:
+  commit: { description: the commit, required: true }
+steps:
+  - id: use
+    run: [touch, \"ran-{{ params.commit }}\"]
+";
+
+#[test]
+fn scheduler_unknown_param_is_refused_with_a_suggestion() {
+    let env = TestEnv::initialized();
+    env.write("rb/params.yaml", PARAMS);
+    let run = env.release(&run_args("rb/params.yaml", C, &["--set", "comit=abc"]));
+    run.assert_code(2)
+        .assert_stderr_contains("comit")
+        .assert_stderr_contains("did you mean `commit`");
+    assert!(records(&env).is_empty(), "nothing may be recorded");
+    assert!(!env.join("ran-abc").exists());
+}
+
+#[test]
+fn scheduler_missing_required_param_is_refused() {
+    let env = TestEnv::initialized();
+    env.write("rb/params.yaml", PARAMS);
+    let run = env.release(&run_args("rb/params.yaml", C, &[]));
+    run.assert_code(2)
+        .assert_stderr_contains("`commit` is required")
+        .assert_stderr_contains("--set commit=");
+    assert!(records(&env).is_empty());
+    env.release(&run_args("rb/params.yaml", C, &["--set", "commit=abc"]))
+        .assert_code(0);
+    assert!(env.join("ran-abc").exists());
+}
+
+const NASTY: &str = "a b; touch pwned1 $(touch pwned2) `touch pwned3` \"q\" 'x' $HOME";
+
+#[test]
+fn templated_values_are_single_argv_elements() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/argv.yaml",
+        "params:
+  msg: { default: \"\" }
+steps:
+  - id: argv
+    run: [sh, -c, 'printf \"%s\" \"$#\" > argc; printf \"%s\" \"$1\" > arg1', sh, \"{{ params.msg }}\"]
+",
+    );
+    env.release(&run_args(
+        "rb/argv.yaml",
+        C,
+        &["--set", &format!("msg={NASTY}")],
+    ))
+    .assert_code(0);
+    assert_eq!(env.read("argc"), "1", "the value was split");
+    assert_eq!(env.read("arg1"), NASTY, "the value was altered");
+    for f in ["pwned1", "pwned2", "pwned3"] {
+        assert!(!env.join(f).exists(), "{f}: the value reached a shell");
+    }
+}
+
+#[test]
+fn script_with_shell_passes_values_as_positional_arguments() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/script.yaml",
+        "params:
+  msg: { default: \"\" }
+steps:
+  - id: bare
+    run:
+      script: 'printf \"%s\" {{ params.msg }} > bare; echo $# > count'
+      shell: true
+",
+    );
+    env.release(&run_args(
+        "rb/script.yaml",
+        C,
+        &["--set", &format!("msg={NASTY}")],
+    ))
+    .assert_code(0);
+    assert_eq!(env.read("bare"), NASTY);
+    assert_eq!(env.read("count").trim(), "1", "one positional argument");
+    for f in ["pwned1", "pwned2", "pwned3"] {
+        assert!(
+            !env.join(f).exists(),
+            "{f}: the value was spliced into the script"
+        );
+    }
+}
+
+#[test]
+fn script_template_inside_double_quotes_stays_one_word() {
+    // `"<{{ params.msg }}>"` becomes `"<""$1"">"`: the quotes cancel out and $1 is split
+    // on spaces and globbed, so `rm -rf "{{ vars.dir }}/x"` would remove the wrong paths.
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/script.yaml",
+        "params:
+  msg: { default: \"\" }
+steps:
+  - id: quoted
+    run:
+      script: 'printf \"%s\" \"<{{ params.msg }}>\" > quoted; set -- \"{{ params.msg }}\"; echo $# > count'
+      shell: true
+",
+    );
+    env.release(&run_args(
+        "rb/script.yaml",
+        C,
+        &["--set", &format!("msg={NASTY}")],
+    ))
+    .assert_code(0);
+    assert_eq!(env.read("quoted"), format!("<{NASTY}>"));
+    assert_eq!(
+        env.read("count").trim(),
+        "1",
+        "the value was split into words"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Confirmations
+// ---------------------------------------------------------------------------------------
+
+const TYPE_COMPONENT: &str = "confirm: type-component
+steps:
+  - id: one
+    run: [touch, made1]
+  - id: two
+    confirm: \"Go on with {{ component }}?\"
+    run: [touch, made2]
+  - id: three
+    run: [touch, made3]
+";
+
+const STEP_CONFIRM: &str = "steps:
+  - id: one
+    run: [touch, made1]
+  - id: two
+    confirm: \"Go on?\"
+    run: [touch, made2]
+";
+
+fn made(env: &TestEnv) -> Vec<&'static str> {
+    ["made1", "made2", "made3"]
+        .into_iter()
+        .filter(|f| env.join(f).exists())
+        .collect()
+}
+
+#[test]
+fn confirm_without_terminal_or_yes_is_refused_before_anything_runs() {
+    for runbook in [TYPE_COMPONENT, STEP_CONFIRM] {
+        let env = TestEnv::initialized();
+        env.write("rb/confirm.yaml", runbook);
+        let run = env.release(&run_args("rb/confirm.yaml", C, &[]));
+        run.assert_code(3)
+            .assert_stderr_contains("no terminal")
+            .assert_stderr_contains("--yes");
+        assert!(records(&env).is_empty(), "nothing may be recorded");
+        assert!(made(&env).is_empty(), "steps ran: {:?}", made(&env));
+        assert!(!env.join(LOCK).exists());
+    }
+}
+
+#[test]
+fn confirm_with_yes_runs_everything() {
+    for flag in ["--yes", "-y"] {
+        let env = TestEnv::initialized();
+        env.write("rb/confirm.yaml", TYPE_COMPONENT);
+        let mut args = vec![flag];
+        args.extend(run_args("rb/confirm.yaml", C, &[]));
+        env.release(&args).assert_code(0);
+        assert_eq!(made(&env), ["made1", "made2", "made3"]);
+        assert_eq!(run_outcome(&records(&env)), "succeeded");
+    }
+}
+
+#[test]
+fn confirm_wrong_component_name_in_a_terminal_declines_before_anything_runs() {
+    let env = TestEnv::initialized();
+    env.write("rb/confirm.yaml", TYPE_COMPONENT);
+    let (code, screen) = release_in_pty(
+        &env,
+        &run_args("rb/confirm.yaml", C, &[]),
+        &[("type the component name", "orchestratio\r")],
+    );
+    assert_eq!(code, 3, "{screen}");
+    let records = records(&env);
+    assert_eq!(run_outcome(&records), "declined", "{records:#?}");
+    assert!(kind(&records, "step.started").is_empty());
+    assert!(made(&env).is_empty());
+    assert!(!env.join(LOCK).exists());
+}
+
+#[test]
+fn confirm_declined_step_in_a_terminal_stops_the_run() {
+    let env = TestEnv::initialized();
+    env.write("rb/confirm.yaml", TYPE_COMPONENT);
+    let (code, screen) = release_in_pty(
+        &env,
+        &run_args("rb/confirm.yaml", C, &[]),
+        &[
+            ("type the component name", "orchestration\r"),
+            ("Go on with orchestration?", "n"),
+        ],
+    );
+    assert_eq!(code, 3, "{screen}");
+    let records = records(&env);
+    assert_eq!(outcome(&records, "one"), "succeeded");
+    assert_eq!(outcome(&records, "two"), "declined");
+    assert!(started(&records, "two").is_none());
+    assert!(started(&records, "three").is_none());
+    assert_eq!(run_outcome(&records), "declined");
+    assert_eq!(made(&env), ["made1"]);
+    assert!(!env.join(LOCK).exists());
+}
+
+#[test]
+fn confirm_accepted_in_a_terminal_runs_everything() {
+    let env = TestEnv::initialized();
+    env.write("rb/confirm.yaml", TYPE_COMPONENT);
+    let (code, screen) = release_in_pty(
+        &env,
+        &run_args("rb/confirm.yaml", C, &[]),
+        &[
+            ("type the component name", "orchestration\r"),
+            ("Go on with orchestration?", "y"),
+        ],
+    );
+    assert_eq!(code, 0, "{screen}");
+    assert_eq!(made(&env), ["made1", "made2", "made3"]);
+    assert_eq!(run_outcome(&records(&env)), "succeeded");
+}
+
+// ---------------------------------------------------------------------------------------
+// Dry-run
+// ---------------------------------------------------------------------------------------
+
+const DRY: &str = "confirm: type-component
+steps:
+  - id: commit
+    confirm: \"Commit?\"
+    run: { argv: [git, commit, --allow-empty, -m, x], plan: [git, status, --short] }
+  - id: touch
+    run: [touch, created-by-a-real-run]
+  - id: wipe
+    run: { script: 'rm -rf runbooks; echo gone > marker', shell: true }
+  - id: cleanup
+    when: failure
+    run: [rm, -f, release.yaml]
+";
+
+fn git_project() -> TestEnv {
+    let env = TestEnv::initialized();
+    git(&env, &["init", "-q", "-b", "main"]);
+    git(&env, &["add", "-A"]);
+    git(&env, &["commit", "-q", "-m", "initial"]);
+    env.write("untracked-note.txt", "not committed\n");
+    env
+}
+
+#[test]
+fn dry_run_changes_nothing_and_shows_the_plan_output() {
+    let env = git_project();
+    env.write("rb/dry.yaml", DRY);
+    // A first status refreshes the index, so that only the dry-run can change things.
+    git(&env, &["status"]);
+    let (files, repo) = (tree_hashes(env.path()), git_state(&env));
+    let run = env.release(&run_args("rb/dry.yaml", C, &["--dry-run"]));
+    run.assert_code(0)
+        .assert_stdout_contains("?? untracked-note.txt")
+        .assert_stdout_contains("planned");
+    assert_eq!(tree_hashes(env.path()), files, "the dry-run changed files");
+    assert_eq!(git_state(&env), repo, "the dry-run changed the repository");
+    assert!(!env.join(LOCK).exists());
+    for line in [
+        summary_line(&run, "commit"),
+        summary_line(&run, "touch"),
+        summary_line(&run, "cleanup"),
+    ] {
+        assert!(line.contains("ready"), "{line}");
+    }
+    assert!(summary_line(&run, "wipe").contains("warn"));
+}
+
+#[test]
+fn dry_run_records_verdict_and_fidelity() {
+    let env = git_project();
+    env.write("rb/dry.yaml", DRY);
+    env.release(&run_args("rb/dry.yaml", C, &["--dry-run"]))
+        .assert_code(0);
+    let records = records(&env);
+    let start = kind(&records, "run.started");
+    assert_eq!(start.len(), 1);
+    assert_eq!(start[0]["data"]["dry_run"], true);
+    assert_eq!(start[0]["data"]["purpose"], "run");
+    let expect = [
+        ("commit", "ready", "planned"),
+        ("touch", "ready", "checked"),
+        ("wipe", "warn", "checked"),
+        ("cleanup", "ready", "checked"),
+    ];
+    for (step, verdict, fidelity) in expect {
+        let data = &finished(&records, step)["data"];
+        assert_eq!(data["verdict"], verdict, "{step}: {data}");
+        assert_eq!(data["fidelity"], fidelity, "{step}: {data}");
+        assert_eq!(data["outcome"], "succeeded", "{step}: {data}");
+        assert!(data.get("preflight").is_some(), "{step}: {data}");
+    }
+    assert!(
+        finished(&records, "commit")["data"]["preflight"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("?? untracked-note.txt")
+    );
+    assert_eq!(run_outcome(&records), "succeeded");
+}
+
+const BLOCKED: &str = "steps:
+  - id: missing
+    run: [no-such-program-xyz, --now]
+  - id: fine
+    needs: []
+    run: [echo, hi]
+  - id: from-output
+    needs: [fine]
+    run: [echo, \"{{ steps.fine.stdout }}\"]
+  - id: rescue
+    needs: [missing]
+    when: failure
+    run: [another-missing-program-xyz]
+";
+
+#[test]
+fn dry_run_blocked_exits_one() {
+    let env = TestEnv::initialized();
+    env.write("rb/blocked.yaml", BLOCKED);
+    let run = env.release(&run_args("rb/blocked.yaml", C, &["--dry-run"]));
+    run.assert_code(1)
+        .assert_stdout_contains("no-such-program-xyz");
+    assert!(summary_line(&run, "missing").contains("blocked"));
+    assert!(summary_line(&run, "fine").contains("ready"));
+    assert!(
+        summary_line(&run, "rescue").contains("blocked"),
+        "`when: failure` steps are preflighted too"
+    );
+    let records = records(&env);
+    assert_eq!(finished(&records, "missing")["data"]["verdict"], "blocked");
+    assert_eq!(finished(&records, "missing")["data"]["outcome"], "failed");
+    assert_eq!(finished(&records, "rescue")["data"]["verdict"], "blocked");
+    assert_eq!(run_outcome(&records), "blocked");
+}
+
+/// The report in `--json` output: the last JSON document holding `steps`.
+fn json_report(run: &Run) -> Value {
+    serde_json::Deserializer::from_str(&run.stdout)
+        .into_iter::<Value>()
+        .filter_map(Result::ok)
+        .filter(|v| v.get("steps").is_some())
+        .last()
+        .unwrap_or_else(|| panic!("no JSON report\n{}", run.transcript()))
+}
+
+fn json_step<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in {report:#}"))
+}
+
+#[test]
+fn dry_run_json_report_has_verdict_and_fidelity_per_step() {
+    let env = TestEnv::initialized();
+    env.write("rb/blocked.yaml", BLOCKED);
+    let run = env.release(&{
+        let mut args = vec!["--json"];
+        args.extend(run_args("rb/blocked.yaml", C, &["--dry-run"]));
+        args
+    });
+    run.assert_code(1);
+    let report = json_report(&run);
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["outcome"], "blocked");
+    let expect = [
+        ("missing", "blocked", "checked"),
+        ("fine", "ready", "checked"),
+        ("from-output", "warn", "unverifiable"),
+        ("rescue", "blocked", "checked"),
+    ];
+    for (id, verdict, fidelity) in expect {
+        let preflight = &json_step(&report, id)["preflight"];
+        assert_eq!(preflight["verdict"], verdict, "{id}: {preflight}");
+        assert_eq!(preflight["fidelity"], fidelity, "{id}: {preflight}");
+    }
+}
+
+#[test]
+fn dry_run_json_stdout_is_one_json_document() {
+    let env = TestEnv::initialized();
+    env.write("rb/blocked.yaml", BLOCKED);
+    let mut args = vec!["--json"];
+    args.extend(run_args("rb/blocked.yaml", C, &["--dry-run"]));
+    let run = env.release(&args);
+    run.assert_code(1);
+    let report: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e})\n{}", run.stdout));
+    assert_eq!(report["outcome"], "blocked");
+}
+
+#[test]
+fn dry_run_never_asks() {
+    let env = TestEnv::initialized();
+    env.write("rb/confirm.yaml", TYPE_COMPONENT);
+    let run = env.release(&run_args("rb/confirm.yaml", C, &["--dry-run"]));
+    run.assert_code(0);
+    assert!(made(&env).is_empty());
+    let records = records(&env);
+    assert_eq!(kind(&records, "run.started")[0]["data"]["dry_run"], true);
+    assert_eq!(run_outcome(&records), "succeeded");
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit log
+// ---------------------------------------------------------------------------------------
+
+/// A project whose log holds a few records (one run of 3 steps: 8 records).
+fn logged() -> TestEnv {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/three.yaml",
+        "steps:\n  - id: a\n    run: [\"true\"]\n  - id: b\n    run: [\"true\"]\n  - id: c\n    run: [\"true\"]\n",
+    );
+    env.release(&run_args("rb/three.yaml", C, &[]))
+        .assert_code(0);
+    env
+}
+
+fn audit_lines(env: &TestEnv) -> Vec<String> {
+    env.read(AUDIT).lines().map(str::to_owned).collect()
+}
+
+fn write_lines(env: &TestEnv, lines: &[String]) {
+    env.write(AUDIT, &(lines.join("\n") + "\n"));
+}
+
+/// Checks the chain as SPEC §7 defines it, independently of `release`.
+fn assert_chain(env: &TestEnv) {
+    let mut prev = "0".repeat(64);
+    for (i, line) in audit_lines(env).iter().enumerate() {
+        let record: Value = serde_json::from_str(line).expect("a record");
+        assert_eq!(record["v"], 1);
+        assert_eq!(record["seq"], i as u64 + 1, "line {}", i + 1);
+        assert_eq!(record["prev"], prev.as_str(), "line {}", i + 1);
+        prev = sha256_hex(line.as_bytes());
+    }
+}
+
+#[test]
+fn audit_verify_accepts_a_fresh_log_and_prints_its_head() {
+    let env = logged();
+    assert_chain(&env);
+    let lines = audit_lines(&env);
+    assert_eq!(lines.len(), 8);
+    let head = sha256_hex(lines.last().unwrap().as_bytes());
+    env.release(&["audit", "verify"])
+        .assert_code(0)
+        .assert_stdout_contains(&head);
+    env.release(&["audit", "verify", "--expect-head", &head])
+        .assert_code(0);
+    let wrong = sha256_hex(lines[lines.len() - 2].as_bytes());
+    env.release(&["audit", "verify", "--expect-head", &wrong])
+        .assert_code(1);
+}
+
+#[test]
+fn audit_verify_names_an_edited_line() {
+    let env = logged();
+    let mut lines = audit_lines(&env);
+    // Line 4 is a step record; change one byte of its step id: still valid JSON.
+    let at = lines[3].find("\"step\":\"").expect("a step record") + 8;
+    let mut bytes = lines[3].clone().into_bytes();
+    bytes[at] = if bytes[at] == b'z' { b'y' } else { b'z' };
+    lines[3] = String::from_utf8(bytes).unwrap();
+    write_lines(&env, &lines);
+    let run = env.release(&["audit", "verify"]);
+    run.assert_code(1);
+    assert!(
+        names_line(&run.stderr, 4) || names_line(&run.stderr, 5),
+        "the edited line (4) is not named\n{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn audit_verify_names_a_deleted_line() {
+    let env = logged();
+    let mut lines = audit_lines(&env);
+    lines.remove(4);
+    write_lines(&env, &lines);
+    let run = env.release(&["audit", "verify"]);
+    run.assert_code(1);
+    assert!(
+        names_line(&run.stderr, 5),
+        "the line after the deleted one (5) is not named\n{}",
+        run.transcript()
+    );
+}
+
+const TORN: &str = "{\"v\":1,\"seq\":9,\"ts\":\"2026-";
+
+fn tear(env: &TestEnv) {
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(env.join(AUDIT))
+        .unwrap();
+    file.write_all(TORN.as_bytes()).unwrap();
+}
+
+fn assert_repaired(env: &TestEnv) {
+    let records = records(env);
+    let repaired = kind(&records, "audit.repaired");
+    assert_eq!(repaired.len(), 1, "{records:#?}");
+    let data = &repaired[0]["data"];
+    assert_eq!(data["bytes"], TORN.len());
+    let moved_to = data["moved_to"].as_str().expect("moved_to");
+    let moved = if Path::new(moved_to).is_absolute() {
+        std::path::PathBuf::from(moved_to)
+    } else {
+        env.join(moved_to)
+    };
+    assert_eq!(std::fs::read_to_string(moved).unwrap(), TORN);
+    env.release(&["audit", "verify"]).assert_code(0);
+    assert_chain(env);
+}
+
+#[test]
+fn audit_torn_last_line_is_reported_then_moved_aside_by_the_next_append() {
+    let env = logged();
+    tear(&env);
+    env.release(&["audit", "verify"])
+        .assert_code(1)
+        .assert_stderr_contains("torn");
+    // The next append (here: an unlock, which appends without reading the log first).
+    env.write(LOCK, &lock_json("r-far", 4_000_000, "elsewhere"));
+    env.release(&[
+        "unlock",
+        C,
+        "--stage",
+        "staging",
+        "--lock-id",
+        "r-far",
+        "--reason",
+        "x",
+    ])
+    .assert_code(0);
+    assert_repaired(&env);
+}
+
+#[test]
+fn audit_torn_last_line_does_not_stop_the_next_run() {
+    let env = logged();
+    tear(&env);
+    env.release(&["audit", "verify"])
+        .assert_code(1)
+        .assert_stderr_contains("torn");
+    env.release(&run_args("rb/three.yaml", C, &[]))
+        .assert_code(0);
+    assert_repaired(&env);
+}
+
+#[test]
+fn audit_two_concurrent_runs_keep_one_chain() {
+    let env = TestEnv::initialized();
+    env.write("rb/many.yaml", &many_steps(20));
+    let first = spawn_release(&env, &run_args("rb/many.yaml", C, &[]));
+    let second = spawn_release(&env, &run_args("rb/many.yaml", OTHER, &[]));
+    finish(first, Duration::from_secs(30)).assert_code(0);
+    finish(second, Duration::from_secs(30)).assert_code(0);
+    env.release(&["audit", "verify"]).assert_code(0);
+    assert_chain(&env);
+    let records = records(&env);
+    assert_eq!(records.len(), 2 * (20 * 2 + 2));
+    for component in [C, OTHER] {
+        let steps = records
+            .iter()
+            .filter(|r| r["component"] == component && r["kind"] == "step.finished")
+            .count();
+        assert_eq!(steps, 20, "{component}");
+    }
+    let switches = records
+        .windows(2)
+        .filter(|w| w[0]["run"] != w[1]["run"])
+        .count();
+    assert!(
+        switches > 1,
+        "the two runs did not write at the same time; the test proves nothing"
+    );
+}
+
+#[test]
+fn audit_secrets_never_appear() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/secret.yaml",
+        "steps:
+  - id: shout
+    run: [sh, -c, 'echo \"posting to $SLACK_WEBHOOK_URL\"; echo \"$SLACK_WEBHOOK_URL\" > seen']
+  - id: complain
+    run: [sh, -c, 'echo \"cannot post to $SLACK_WEBHOOK_URL\" >&2; exit 1']
+",
+    );
+    let vars = [("SLACK_WEBHOOK_URL", SECRET)];
+    for json in [false, true] {
+        let mut args = if json { vec!["--json"] } else { vec![] };
+        args.extend(run_args("rb/secret.yaml", C, &[]));
+        let run = release_with_env(&env, &args, &vars);
+        run.assert_code(1);
+        assert!(!run.stdout.contains(SECRET), "stdout: {}", run.stdout);
+        assert!(!run.stderr.contains(SECRET), "stderr: {}", run.stderr);
+    }
+    assert_eq!(env.read("seen").trim(), SECRET, "the step saw the variable");
+    assert!(
+        !env.read(AUDIT).contains(SECRET),
+        "the audit log holds the secret"
+    );
+    let log = release_with_env(&env, &["audit", "log"], &vars);
+    log.assert_code(0);
+    assert!(!log.stdout.contains(SECRET) && !log.stderr.contains(SECRET));
+}
+
+#[test]
+fn audit_log_filters_by_component_and_kind() {
+    let env = logged();
+    env.release(&run_args("rb/three.yaml", OTHER, &[]))
+        .assert_code(0);
+    let all = records(&env);
+    let expected: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["component"] == C && r["kind"].as_str().unwrap().starts_with("step."))
+        .collect();
+    assert_eq!(expected.len(), 6);
+
+    let run = env.release(&["audit", "log", "--component", C, "--kind", "step."]);
+    run.assert_code(0);
+    let rows: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(rows.len(), expected.len(), "{}", run.stdout);
+    for row in &rows {
+        assert!(
+            row.contains("step.") && row.contains(C) && !row.contains(OTHER),
+            "{row}"
+        );
+    }
+
+    let run = env.release(&[
+        "--json",
+        "audit",
+        "log",
+        "--component",
+        C,
+        "--kind",
+        "step.",
+    ]);
+    run.assert_code(0);
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), expected.len());
+    for (got, want) in lines.iter().zip(&expected) {
+        assert_eq!(&got, want);
+    }
+
+    let run = env.release(&["--json", "audit", "log", "--kind", "run.finished"]);
+    assert_eq!(run.stdout.lines().count(), 2, "{}", run.stdout);
+}
+
+// ---------------------------------------------------------------------------------------
+// Locks
+// ---------------------------------------------------------------------------------------
+
+const NAP: &str = "steps:
+  - id: nap
+    run: [sh, -c, 'sleep 30 & echo $! > nap.pid; wait']
+";
+
+fn wait_for_step_started(env: &TestEnv, step: &str) {
+    assert!(
+        wait_until(Duration::from_secs(10), || started(&records(env), step)
+            .is_some()),
+        "step `{step}` never started"
+    );
+}
+
+#[test]
+fn lock_held_refuses_a_second_run_with_the_holder() {
+    let env = TestEnv::initialized();
+    env.write("rb/nap.yaml", NAP);
+    env.write(
+        "rb/quick.yaml",
+        "steps:\n  - id: quick\n    run: [touch, quick]\n",
+    );
+    let holder = spawn_release(&env, &run_args("rb/nap.yaml", C, &[]));
+    wait_for_step_started(&env, "nap");
+    let lock: Value = serde_json::from_str(&env.read(LOCK)).expect("lock JSON");
+    assert_eq!(lock["pid"], holder.id());
+    let run_id = lock["run"].as_str().unwrap().to_owned();
+
+    let second = env.release(&run_args("rb/quick.yaml", C, &[]));
+    second
+        .assert_code(3)
+        .assert_stderr_contains(&run_id)
+        .assert_stderr_contains(&holder.id().to_string());
+    assert!(!env.join("quick").exists());
+    // Another stage of the same component is free.
+    env.release(&[
+        "run",
+        "rb/quick.yaml",
+        "--component",
+        C,
+        "--stage",
+        "production",
+    ])
+    .assert_code(0);
+
+    send_signal(holder.id(), "-INT");
+    finish(holder, Duration::from_secs(10)).assert_code(130);
+}
+
+#[test]
+fn lock_of_a_dead_process_on_this_host_is_taken_over() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/quick.yaml",
+        "steps:\n  - id: quick\n    run: [touch, quick]\n",
+    );
+    env.write(LOCK, &lock_json("r-dead", 4_000_000, &hostname()));
+    let run = env.release(&run_args("rb/quick.yaml", C, &[]));
+    run.assert_code(0);
+    assert!(env.join("quick").exists());
+    assert!(!env.join(LOCK).exists(), "the lock was not released");
+    let records = records(&env);
+    let forced = kind(&records, "lock.forced");
+    assert_eq!(forced.len(), 1, "{records:#?}");
+    assert_eq!(
+        forced[0]["data"]["reason"],
+        "holder process 4000000 is gone"
+    );
+    assert_eq!(forced[0]["data"]["holder"]["run"], "r-dead");
+    assert_eq!(forced[0]["component"], C);
+    assert_eq!(forced[0]["stage"], "staging");
+}
+
+#[test]
+fn lock_from_another_host_needs_unlock() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/quick.yaml",
+        "steps:\n  - id: quick\n    run: [touch, quick]\n",
+    );
+    env.write(LOCK, &lock_json("r-far", 4_000_000, "elsewhere.example"));
+    let run = env.release(&run_args("rb/quick.yaml", C, &[]));
+    run.assert_code(3)
+        .assert_stderr_contains("r-far")
+        .assert_stderr_contains("elsewhere.example")
+        .assert_stderr_contains("release unlock")
+        .assert_stderr_contains("--lock-id r-far");
+    assert!(!env.join("quick").exists());
+    assert!(env.join(LOCK).exists());
+
+    let unlock = |id: &str| {
+        env.release(&[
+            "unlock",
+            C,
+            "--stage",
+            "staging",
+            "--lock-id",
+            id,
+            "--reason",
+            "host is dead",
+        ])
+    };
+    unlock("r-wrong")
+        .assert_code(3)
+        .assert_stderr_contains("r-far");
+    assert!(env.join(LOCK).exists(), "a wrong id removed the lock");
+    assert!(kind(&records(&env), "lock.forced").is_empty());
+
+    unlock("r-far").assert_code(0);
+    assert!(!env.join(LOCK).exists());
+    let records = records(&env);
+    let forced = kind(&records, "lock.forced");
+    assert_eq!(forced.len(), 1);
+    assert_eq!(forced[0]["data"]["reason"], "host is dead");
+    assert_eq!(forced[0]["data"]["holder"]["host"], "elsewhere.example");
+    assert_eq!(forced[0]["data"]["holder"]["run"], "r-far");
+
+    env.release(&run_args("rb/quick.yaml", C, &[]))
+        .assert_code(0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Interrupts
+// ---------------------------------------------------------------------------------------
+
+fn assert_interrupted(signal: &str) {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/nap.yaml",
+        &format!("{NAP}  - id: later\n    run: [touch, later]\n"),
+    );
+    let child = spawn_release(&env, &run_args("rb/nap.yaml", C, &[]));
+    wait_for_step_started(&env, "nap");
+    let sleeper = read_pid(&env, "nap.pid");
+    assert!(env.join(LOCK).exists());
+    let sent = Instant::now();
+    send_signal(child.id(), signal);
+    let run = finish(child, Duration::from_secs(10));
+    run.assert_code(130);
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop",
+        sent.elapsed()
+    );
+    let records = records(&env);
+    assert_eq!(run_outcome(&records), "interrupted");
+    assert!(started(&records, "later").is_none());
+    assert!(!env.join("later").exists());
+    assert!(!env.join(LOCK).exists(), "the lock was not released");
+    assert!(
+        wait_until(Duration::from_secs(2), || pid_gone(sleeper)),
+        "the step's sleep (pid {sleeper}) survived the interrupt"
+    );
+    env.release(&["audit", "verify"]).assert_code(0);
+}
+
+#[test]
+fn interrupt_sigint_stops_the_run() {
+    assert_interrupted("-INT");
+}
+
+#[test]
+fn interrupt_sigterm_stops_the_run() {
+    assert_interrupted("-TERM");
+}
+
+// ---------------------------------------------------------------------------------------
+// Rollback
+// ---------------------------------------------------------------------------------------
+
+fn rollback_project() -> TestEnv {
+    let env = TestEnv::initialized();
+    let runbook = "params:
+  commit: { required: true }
+steps:
+  - id: revert
+    run: [touch, reverted]
+";
+    env.write("runbooks/staging/rollback.yaml", runbook);
+    env.write("runbooks/production/rollback.yaml", runbook);
+    env
+}
+
+#[test]
+fn rollback_of_a_stage_not_reached_is_refused() {
+    let env = rollback_project();
+    let run = env.release(&[
+        "rollback",
+        C,
+        "--stage",
+        "staging",
+        "--set",
+        "commit=abc",
+        "--reason",
+        "5xx spike",
+    ]);
+    run.assert_code(3).assert_stderr_contains("development");
+    assert!(!env.join("reverted").exists());
+    assert!(records(&env).is_empty());
+}
+
+#[test]
+fn rollback_without_reason_is_invalid() {
+    let env = rollback_project();
+    env.release(&[
+        "rollback",
+        C,
+        "--stage",
+        "development",
+        "--set",
+        "commit=abc",
+    ])
+    .assert_code(2)
+    .assert_stderr_contains("--reason");
+    assert!(!env.join("reverted").exists());
+    // At a stage it has reached (the first), with a reason, it runs.
+    env.write(
+        "runbooks/development/rollback.yaml",
+        "steps:\n  - id: revert\n    run: [touch, reverted]\n",
+    );
+    env.release(&[
+        "rollback",
+        C,
+        "--stage",
+        "development",
+        "--reason",
+        "bad deploy",
+    ])
+    .assert_code(0);
+    assert!(env.join("reverted").exists());
+    let records = records(&env);
+    let start = kind(&records, "run.started")[0];
+    assert_eq!(start["data"]["purpose"], "rollback");
+    assert_eq!(start["data"]["reason"], "bad deploy");
+}
+
+#[test]
+fn rollback_dry_run_works_at_any_stage() {
+    let env = rollback_project();
+    for stage in ["staging", "production"] {
+        let run = env.release(&[
+            "rollback",
+            C,
+            "--stage",
+            stage,
+            "--set",
+            "commit=abc",
+            "--dry-run",
+        ]);
+        run.assert_code(0);
+        assert!(
+            summary_line(&run, "revert").contains("ready"),
+            "{}",
+            run.stdout
+        );
+    }
+    assert!(!env.join("reverted").exists());
+    let records = records(&env);
+    assert_eq!(kind(&records, "run.started").len(), 2);
+    for start in kind(&records, "run.started") {
+        assert_eq!(start["data"]["dry_run"], true);
+        assert_eq!(start["data"]["purpose"], "rollback");
+    }
+}
