@@ -58,7 +58,7 @@ pub fn positional_script(script: &str) -> (String, Vec<String>) {
             (Quote::None | Quote::Double, '\\') => {
                 // An escaped character is copied as it is, quotes included.
                 let escaped = rest[1..].chars().next().map_or(0, char::len_utf8);
-                text.push_str(&rest[..1 + escaped]);
+                text.push_str(&rest[..=escaped]);
                 rest = &rest[1 + escaped..];
                 continue;
             }
