@@ -1,20 +1,57 @@
 //! The template context of a run (SPEC §4) and rendering against it.
+//!
+//! The run's context is converted once; `steps.<id>` is a shared map the dispatcher fills
+//! as steps finish and templates read on lookup, so starting a step costs the same at the
+//! thousandth step as at the first (nothing is copied per step).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use minijinja::Environment;
+use minijinja::value::{Enumerator, Object, Value};
 
 use crate::template;
+
+/// `steps.<id>.outcome` / `steps.<id>.stdout` of the steps finished so far.
+#[derive(Debug, Default, Clone)]
+pub struct StepOutputs(Arc<RwLock<BTreeMap<String, Value>>>);
+
+impl StepOutputs {
+    pub fn record(&self, step: &str, outcome: &str, stdout: &str) {
+        let value = minijinja::context! { outcome => outcome, stdout => stdout };
+        if let Ok(mut map) = self.0.write() {
+            map.insert(step.to_owned(), value);
+        }
+    }
+}
+
+impl Object for StepOutputs {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.read().ok()?.get(key.as_str()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<Value> = self
+            .0
+            .read()
+            .map(|m| m.keys().map(|k| Value::from(k.as_str())).collect())
+            .unwrap_or_default();
+        Enumerator::Values(keys)
+    }
+}
 
 /// Renders a step's templates with the run's context and the outcomes so far.
 pub struct Templater {
     env: Environment<'static>,
-    context: minijinja::Value,
+    context: Value,
 }
 
 impl Templater {
-    pub fn new(context: &serde_json::Value) -> Self {
+    /// `base` is the run's context converted once with [`base_context`].
+    pub fn new(base: &Value, steps: &StepOutputs) -> Self {
         Self {
             env: template::environment(),
-            context: minijinja::Value::from(minijinja::value::Serde(context)),
+            context: minijinja::context! { steps => Value::from_object(steps.clone()), ..base.clone() },
         }
     }
 
@@ -42,6 +79,11 @@ impl Templater {
     }
 }
 
+/// The run's context (all of SPEC §4 but `steps`), as templates read it.
+pub fn base_context(context: &serde_json::Value) -> Value {
+    Value::from(minijinja::value::Serde(context))
+}
+
 fn describe(error: &minijinja::Error) -> String {
     match error.detail() {
         Some(detail) => format!("{}: {detail}", error.kind()),
@@ -62,5 +104,25 @@ pub fn reads_step_output(value: &serde_json::Value) -> bool {
         serde_json::Value::Array(items) => items.iter().any(reads_step_output),
         serde_json::Value::Object(map) => map.values().any(reads_step_output),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_read_when_rendered() {
+        let base = base_context(&serde_json::json!({ "component": "api" }));
+        let steps = StepOutputs::default();
+        let t = Templater::new(&base, &steps);
+        steps.record("build", "succeeded", "v1.2\n");
+        assert_eq!(
+            t.render("{{ component }} {{ steps.build.outcome }} {{ steps.build.stdout | trim }}")
+                .unwrap(),
+            "api succeeded v1.2"
+        );
+        assert!(t.render("{{ steps.nope.outcome }}").is_err());
+        assert!(t.condition("steps.build.outcome == 'succeeded'").unwrap());
     }
 }

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
-use super::context::{Templater, reads_step_output};
+use super::context::{StepOutputs, Templater, base_context, reads_step_output};
 use super::process::Line;
 use super::reporter::Reporter;
 use super::{Report, Request, RunOutcome, StepReport, confirm};
@@ -93,8 +93,9 @@ pub struct Dispatcher<'a> {
     skipped_for_failure: Vec<bool>,
     reports: Vec<StepReport>,
     /// `steps.<id>` of the template context.
-    outputs: serde_json::Map<String, Value>,
-    context: Value,
+    outputs: StepOutputs,
+    /// The rest of the template context, converted once.
+    context: minijinja::Value,
     cancel: watch::Sender<bool>,
     signals: Signals,
     /// Why the run stopped early (audit failure, declined, interrupt).
@@ -141,8 +142,8 @@ impl<'a> Dispatcher<'a> {
                     preflight: None,
                 })
                 .collect(),
-            outputs: serde_json::Map::new(),
-            context,
+            outputs: StepOutputs::default(),
+            context: base_context(&context),
             cancel: watch::channel(false).0,
             signals: Signals::install(),
             error: None,
@@ -175,9 +176,7 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn templater(&self) -> Templater {
-        let mut context = self.context.clone();
-        context["steps"] = Value::Object(self.outputs.clone());
-        Templater::new(&context)
+        Templater::new(&self.context, &self.outputs)
     }
 
     /// Runs the whole runbook (or its dry-run) and returns the report.
@@ -412,8 +411,7 @@ impl<'a> Dispatcher<'a> {
         self.state[i] = State::Done(Outcome::Skipped);
         self.reports[i].outcome = Some(Outcome::Skipped);
         self.reports[i].error = Some(why.to_owned());
-        self.outputs
-            .insert(id.clone(), json!({ "outcome": "skipped", "stdout": "" }));
+        self.outputs.record(id, "skipped", "");
         self.append("step.finished", json!({ "step": id, "outcome": Outcome::Skipped, "duration_ms": 0, "error": null, "reason": why }));
         self.reporter
             .step_finished(id, Outcome::Skipped, Duration::ZERO, Some(why));
@@ -445,10 +443,8 @@ impl<'a> Dispatcher<'a> {
         report.duration_ms = millis(finished.duration);
         report.attempts = finished.attempts;
         report.error.clone_from(&finished.execution.error);
-        self.outputs.insert(
-            id.clone(),
-            json!({ "outcome": outcome, "stdout": finished.execution.stdout }),
-        );
+        self.outputs
+            .record(&id, outcome_name(outcome), &finished.execution.stdout);
         self.append(
             "step.finished",
             json!({
@@ -530,8 +526,7 @@ impl<'a> Dispatcher<'a> {
             } else {
                 Outcome::Succeeded
             };
-            self.outputs
-                .insert(step.id.clone(), json!({ "outcome": outcome, "stdout": "" }));
+            self.outputs.record(&step.id, outcome_name(outcome), "");
             self.append(
                 "step.finished",
                 json!({
@@ -615,6 +610,17 @@ async fn run_step(
         execution,
         attempts: attempt,
         duration: started.elapsed(),
+    }
+}
+
+/// An outcome as written in the audit log and read by templates (`succeeded`…).
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::Skipped => "skipped",
+        Outcome::Declined => "declined",
+        Outcome::TimedOut => "timed_out",
     }
 }
 
