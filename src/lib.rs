@@ -13,6 +13,7 @@ pub mod output;
 pub mod project;
 pub mod state;
 pub mod template;
+pub mod trackers;
 
 use std::ffi::OsString;
 
@@ -35,6 +36,8 @@ where
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    // reqwest and octocrab use rustls with ring; it needs its provider chosen once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let output = Output::new(&cli.global);
     output.init_logging(&cli.global);
     match commands::dispatch(cli, &output) {

@@ -2,6 +2,13 @@
 //! dry-run) and `execute`. The engine only ever calls [`preflight`] and [`execute`], so a
 //! new action is one file and one arm here.
 
+pub mod cache_clear;
+pub mod git_revert;
+pub mod health_check;
+pub mod http;
+pub mod incident_issue;
+pub mod migration_rollback;
+pub mod notify;
 pub mod run;
 
 use std::path::Path;
@@ -12,7 +19,21 @@ use tokio::sync::{mpsc, watch};
 
 use crate::engine::context::Templater;
 use crate::engine::process::Line;
+use crate::project::config::Config;
 use crate::project::runbook::Action;
+
+/// Who runs what, where: the run's identity, as actions record it (webhook context,
+/// incident bodies, markers).
+#[derive(Clone, Debug, Serialize)]
+pub struct RunInfo {
+    pub id: String,
+    pub actor: String,
+    pub component: String,
+    pub stage: String,
+    pub reason: String,
+    pub started_at: String,
+    pub dry_run: bool,
+}
 
 /// What an action gets to do its work.
 pub struct StepContext<'a> {
@@ -25,6 +46,18 @@ pub struct StepContext<'a> {
     pub lines: mpsc::UnboundedSender<Line>,
     /// The step's templates read an earlier step's output, which a dry-run cannot know.
     pub reads_step_output: bool,
+    /// `release.yaml` (channels, repository, trackers).
+    pub config: &'a Config,
+    pub run: &'a RunInfo,
+}
+
+/// Reads the secret an `*_env` key names; the error names the variable, never a value.
+pub fn secret_from_env(variable: &str) -> Result<String, String> {
+    match std::env::var(variable) {
+        Ok(value) if !value.trim().is_empty() => Ok(value),
+        Ok(_) => Err(format!("environment variable {variable} is empty")),
+        Err(_) => Err(format!("environment variable {variable} is not set")),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -93,34 +126,49 @@ pub fn can_execute(action: &Action) -> bool {
     matches!(action, Action::Run(_))
 }
 
-fn not_available(action: &Action) -> Preflight {
+/// The preflight of an action this version cannot run yet.
+pub fn not_available_preflight(name: &str) -> Preflight {
     Preflight {
         verdict: Verdict::Blocked,
         fidelity: Fidelity::Unverifiable,
-        reason: format!(
-            "this version of release cannot run `{}` steps yet (only `run`)",
-            action.name()
-        ),
+        reason: format!("this version of release cannot run `{name}` steps yet"),
         would: String::new(),
         output: None,
     }
 }
 
+/// The execution of an action this version cannot run yet (never reached: refused first).
+pub fn not_available_execution(name: &str) -> Execution {
+    Execution {
+        outcome: Outcome::Failed,
+        error: Some(not_available_preflight(name).reason),
+        stdout: String::new(),
+        interrupted: false,
+    }
+}
+
 pub async fn preflight(action: &Action, ctx: &StepContext<'_>) -> Preflight {
     match action {
-        Action::Run(run) => run.preflight(ctx).await,
-        other => not_available(other),
+        Action::Run(a) => a.preflight(ctx).await,
+        Action::Notify(a) => a.preflight(ctx).await,
+        Action::GitRevert(a) => a.preflight(ctx).await,
+        Action::MigrationRollback(a) => a.preflight(ctx).await,
+        Action::CacheClear(a) => a.preflight(ctx).await,
+        Action::HealthCheck(a) => a.preflight(ctx).await,
+        Action::IncidentIssue(a) => a.preflight(ctx).await,
+        Action::Verify(_) => not_available_preflight("verify"),
     }
 }
 
 pub async fn execute(action: &Action, ctx: &StepContext<'_>) -> Execution {
     match action {
-        Action::Run(run) => run.execute(ctx).await,
-        other => Execution {
-            outcome: Outcome::Failed,
-            error: Some(not_available(other).reason),
-            stdout: String::new(),
-            interrupted: false,
-        },
+        Action::Run(a) => a.execute(ctx).await,
+        Action::Notify(a) => a.execute(ctx).await,
+        Action::GitRevert(a) => a.execute(ctx).await,
+        Action::MigrationRollback(a) => a.execute(ctx).await,
+        Action::CacheClear(a) => a.execute(ctx).await,
+        Action::HealthCheck(a) => a.execute(ctx).await,
+        Action::IncidentIssue(a) => a.execute(ctx).await,
+        Action::Verify(_) => not_available_execution("verify"),
     }
 }

@@ -233,6 +233,7 @@ pub fn execute_runbook(
     let context = template_context(project, component, stage, &params, history);
     let request = Request {
         root: project.root.clone(),
+        config: std::sync::Arc::new(project.config.clone()),
         runbook_path: display_path(&project.root, path).display().to_string(),
         runbook_sha256: hex::encode(sha2::Sha256::digest(&bytes)),
         runbook,

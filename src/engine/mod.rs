@@ -26,6 +26,8 @@ use crate::project::runbook::Runbook;
 /// Everything a run needs, resolved before it starts.
 pub struct Request {
     pub root: PathBuf,
+    /// `release.yaml`, for actions (channels, repository, trackers).
+    pub config: std::sync::Arc<crate::project::config::Config>,
     pub runbook: Runbook,
     /// As shown to people and recorded.
     pub runbook_path: String,

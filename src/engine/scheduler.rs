@@ -24,7 +24,9 @@ use super::context::{StepOutputs, Templater, base_context, reads_step_output};
 use super::process::Line;
 use super::reporter::Reporter;
 use super::{Report, Request, RunOutcome, StepReport, confirm};
-use crate::actions::{self, Execution, Fidelity, Outcome, Preflight, StepContext, Verdict};
+use crate::actions::{
+    self, Execution, Fidelity, Outcome, Preflight, RunInfo, StepContext, Verdict,
+};
 use crate::project::graph::StepGraph;
 use crate::project::runbook::{Step, When};
 use crate::state::audit::{AuditLog, Entry};
@@ -100,6 +102,7 @@ pub struct Dispatcher<'a> {
     signals: Signals,
     /// Why the run stopped early (audit failure, declined, interrupt).
     error: Option<String>,
+    run_info: Arc<RunInfo>,
 }
 
 impl<'a> Dispatcher<'a> {
@@ -115,13 +118,22 @@ impl<'a> Dispatcher<'a> {
             .iter()
             .map(|s| s.needs.iter().filter_map(|n| index(n)).collect())
             .collect();
+        let run_info = RunInfo {
+            id: run_id.clone(),
+            actor: audit.actor().to_owned(),
+            component: request.component.clone(),
+            stage: request.stage.clone(),
+            reason: request.reason.clone().unwrap_or_default(),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            dry_run: request.dry_run,
+        };
         let mut context = request.context.clone();
         context["run"] = json!({
-            "id": run_id,
-            "actor": audit.actor(),
-            "reason": request.reason.clone().unwrap_or_default(),
-            "started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "dry_run": request.dry_run,
+            "id": run_info.id,
+            "actor": run_info.actor,
+            "reason": run_info.reason,
+            "started_at": run_info.started_at,
+            "dry_run": run_info.dry_run,
         });
         Self {
             request,
@@ -147,6 +159,7 @@ impl<'a> Dispatcher<'a> {
             cancel: watch::channel(false).0,
             signals: Signals::install(),
             error: None,
+            run_info: Arc::new(run_info),
         }
     }
 
@@ -397,11 +410,22 @@ impl<'a> Dispatcher<'a> {
 
     fn spawn_step(&self, i: usize, templates: Templater, events: mpsc::UnboundedSender<Event>) {
         let step = self.steps()[i].clone();
-        let root = self.request.root.clone();
+        let shared = Shared {
+            root: self.request.root.clone(),
+            config: self.request.config.clone(),
+            run: self.run_info.clone(),
+        };
         let cancel = self.cancel.subscribe();
         tokio::spawn(async move {
-            let finished =
-                run_step(i, &step, &root, Arc::new(templates), cancel, events.clone()).await;
+            let finished = run_step(
+                i,
+                &step,
+                &shared,
+                Arc::new(templates),
+                cancel,
+                events.clone(),
+            )
+            .await;
             let _ = events.send(Event::Done(i, finished));
         });
     }
@@ -508,6 +532,8 @@ impl<'a> Dispatcher<'a> {
                         reads_step_output: reads_step_output(
                             &serde_json::to_value(&step.action).unwrap_or_default(),
                         ),
+                        config: &self.request.config,
+                        run: &self.run_info,
                     };
                     tokio::select! {
                         p = actions::preflight(&step.action, &ctx) => p,
@@ -555,10 +581,17 @@ impl<'a> Dispatcher<'a> {
 
 /// One step's task: its action, retried as its `retry` says, each attempt under its
 /// `timeout`; output lines go to the dispatcher as they come.
+/// What every step task shares with the run.
+struct Shared {
+    root: PathBuf,
+    config: Arc<crate::project::config::Config>,
+    run: Arc<RunInfo>,
+}
+
 async fn run_step(
     index: usize,
     step: &Step,
-    root: &PathBuf,
+    shared: &Shared,
     templates: Arc<Templater>,
     mut cancel: watch::Receiver<bool>,
     events: mpsc::UnboundedSender<Event>,
@@ -579,12 +612,14 @@ async fn run_step(
         attempt += 1;
         let ctx = StepContext {
             step_id: &step.id,
-            root,
+            root: &shared.root,
             templates: &templates,
             timeout: step.timeout.map(|t| t.0),
             cancel: cancel.clone(),
             lines: lines.clone(),
             reads_step_output: false,
+            config: &shared.config,
+            run: &shared.run,
         };
         let execution = actions::execute(&step.action, &ctx).await;
         if execution.outcome == Outcome::Succeeded || execution.interrupted || attempt >= attempts {

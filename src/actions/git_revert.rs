@@ -1,0 +1,16 @@
+//! `git_revert` (being written; until then a real run refuses it before anything runs).
+
+use super::{
+    Execution, Preflight, StepAction, StepContext, not_available_execution, not_available_preflight,
+};
+use crate::project::runbook::GitRevertAction;
+
+impl StepAction for GitRevertAction {
+    async fn preflight(&self, _ctx: &StepContext<'_>) -> Preflight {
+        not_available_preflight("git_revert")
+    }
+
+    async fn execute(&self, _ctx: &StepContext<'_>) -> Execution {
+        not_available_execution("git_revert")
+    }
+}

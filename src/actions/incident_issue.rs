@@ -1,0 +1,16 @@
+//! `incident_issue` (being written; until then a real run refuses it before anything runs).
+
+use super::{
+    Execution, Preflight, StepAction, StepContext, not_available_execution, not_available_preflight,
+};
+use crate::project::runbook::IncidentIssueAction;
+
+impl StepAction for IncidentIssueAction {
+    async fn preflight(&self, _ctx: &StepContext<'_>) -> Preflight {
+        not_available_preflight("incident_issue")
+    }
+
+    async fn execute(&self, _ctx: &StepContext<'_>) -> Execution {
+        not_available_execution("incident_issue")
+    }
+}

@@ -1,0 +1,16 @@
+//! `migration_rollback` (being written; until then a real run refuses it before anything runs).
+
+use super::{
+    Execution, Preflight, StepAction, StepContext, not_available_execution, not_available_preflight,
+};
+use crate::project::runbook::MigrationRollbackAction;
+
+impl StepAction for MigrationRollbackAction {
+    async fn preflight(&self, _ctx: &StepContext<'_>) -> Preflight {
+        not_available_preflight("migration_rollback")
+    }
+
+    async fn execute(&self, _ctx: &StepContext<'_>) -> Execution {
+        not_available_execution("migration_rollback")
+    }
+}

@@ -1,0 +1,16 @@
+//! `notify` (being written; until then a real run refuses it before anything runs).
+
+use super::{
+    Execution, Preflight, StepAction, StepContext, not_available_execution, not_available_preflight,
+};
+use crate::project::runbook::NotifyAction;
+
+impl StepAction for NotifyAction {
+    async fn preflight(&self, _ctx: &StepContext<'_>) -> Preflight {
+        not_available_preflight("notify")
+    }
+
+    async fn execute(&self, _ctx: &StepContext<'_>) -> Execution {
+        not_available_execution("notify")
+    }
+}

@@ -1,0 +1,1 @@
+//! Incident trackers (being written).
