@@ -1,1 +1,394 @@
+//! `notify`, `health_check` and `migration_rollback` through the binary, against real HTTP
+//! servers on 127.0.0.1.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+use crate::harness::{Run, TestEnv};
+
+/// A request as the server saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// An HTTP/1.1 server on a loopback port answering from a script: `answer(n, request)`
+/// gives the status and body of the n-th request (from 0).
+struct Server {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Server {
+    fn start(answer: impl Fn(usize, &Seen) -> (u16, String) + Send + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line.is_empty() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or_default().to_owned();
+                let path = parts.next().unwrap_or_default().to_owned();
+                let mut headers = Vec::new();
+                let mut length = 0;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let request = Seen {
+                    method,
+                    path,
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                };
+                let n = {
+                    let mut log = log.lock().unwrap();
+                    log.push(request.clone());
+                    log.len() - 1
+                };
+                let (status, text) = answer(n, &request);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        Self { port, seen }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// `release ARGS` in the test folder with extra environment variables.
+fn release_with(env: &TestEnv, vars: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut command = std::process::Command::cargo_bin("release").unwrap();
+    command
+        .current_dir(env.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.join(".home"))
+        .env("USER", "tester")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("NO_COLOR", "1")
+        .envs(vars.iter().copied())
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    let out = command.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const TARGET: [&str; 6] = [
+    "--component",
+    "orchestration",
+    "--stage",
+    "staging",
+    "--reason",
+    "5xx spike",
+];
+
+fn run_args<'a>(runbook: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", runbook];
+    args.extend(TARGET);
+    args.extend(extra);
+    args
+}
+
+fn audit(env: &TestEnv) -> String {
+    std::fs::read_to_string(env.join(".release/audit.jsonl")).unwrap_or_default()
+}
+
+#[test]
+fn notify_slack_posts_text_and_never_shows_the_url() {
+    let env = TestEnv::initialized();
+    let server = Server::start(|_, _| (200, "ok".into()));
+    let secret_url = server.url("/services/T000/B000/XXXXsecretXXXX");
+    env.write(
+        "n.yaml",
+        "steps:\n  - id: tell\n    notify: { channel: slack, message: \"Rollback of {{ component }}: {{ run.reason }}\" }\n",
+    );
+    let run = release_with(
+        &env,
+        &[("SLACK_WEBHOOK_URL", &secret_url)],
+        &run_args("n.yaml", &[]),
+    );
+    run.assert_code(0);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].path, "/services/T000/B000/XXXXsecretXXXX");
+    assert!(
+        seen[0]
+            .headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("application/json")),
+        "{:?}",
+        seen[0].headers
+    );
+    let body: serde_json::Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({ "text": "Rollback of orchestration: 5xx spike" })
+    );
+    for text in [&run.stdout, &run.stderr, &audit(&env)] {
+        assert!(
+            !text.contains("XXXXsecretXXXX"),
+            "the webhook URL leaked: {text}"
+        );
+    }
+}
+
+#[test]
+fn notify_webhook_carries_the_run_context() {
+    let env = TestEnv::initialized();
+    let server = Server::start(|_, _| (204, String::new()));
+    env.write(
+        "n.yaml",
+        "steps:\n  - id: tell\n    notify: { channel: ops, message: \"started\" }\n",
+    );
+    let run = release_with(
+        &env,
+        &[("OPS_WEBHOOK_URL", &server.url("/hook"))],
+        &run_args("n.yaml", &[]),
+    );
+    run.assert_code(0);
+    let body: serde_json::Value = serde_json::from_str(&server.seen()[0].body).unwrap();
+    assert_eq!(body["message"], "started");
+    assert_eq!(body["component"], "orchestration");
+    assert_eq!(body["stage"], "staging");
+    assert_eq!(body["reason"], "5xx spike");
+    assert_eq!(body["dry_run"], false);
+    assert!(body["run"].as_str().unwrap().starts_with('r'));
+    assert_eq!(
+        body["actor"],
+        "tester@".to_owned()
+            + body["actor"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("tester@")
+    );
+}
+
+#[test]
+fn notify_retries_a_5xx_and_fails_on_a_4xx() {
+    let env = TestEnv::initialized();
+    let flaky = Server::start(|n, _| {
+        if n == 0 {
+            (503, "busy".into())
+        } else {
+            (200, "ok".into())
+        }
+    });
+    env.write(
+        "n.yaml",
+        "steps:\n  - id: tell\n    notify: { channel: ops, message: m }\n",
+    );
+    release_with(
+        &env,
+        &[("OPS_WEBHOOK_URL", &flaky.url("/h"))],
+        &run_args("n.yaml", &[]),
+    )
+    .assert_code(0);
+    assert_eq!(flaky.seen().len(), 2, "one retry after the 503");
+
+    let gone = Server::start(|_, _| (404, "no such hook".into()));
+    let run = release_with(
+        &env,
+        &[("OPS_WEBHOOK_URL", &gone.url("/h"))],
+        &run_args("n.yaml", &[]),
+    );
+    run.assert_code(1)
+        .assert_stdout_contains("answered 404: no such hook");
+    assert_eq!(gone.seen().len(), 1, "a 4xx is not retried");
+}
+
+#[test]
+fn notify_log_channel_writes_the_message() {
+    let env = TestEnv::initialized();
+    env.write("n.yaml", "steps:\n  - id: tell\n    notify: { channel: console, message: \"hello {{ component }}\" }\n");
+    let run = release_with(&env, &[], &run_args("n.yaml", &[]));
+    run.assert_code(0)
+        .assert_stderr_contains("tell | hello orchestration");
+}
+
+#[test]
+fn notify_dry_run_sends_nothing_and_names_a_missing_variable() {
+    let env = TestEnv::initialized();
+    let server = Server::start(|_, _| (200, "ok".into()));
+    env.write("n.yaml", "steps:\n  - id: tell\n    notify: { channel: slack, message: \"about {{ component }}\" }\n");
+    let run = release_with(&env, &[], &run_args("n.yaml", &["--dry-run"]));
+    run.assert_code(1)
+        .assert_stdout_contains("environment variable SLACK_WEBHOOK_URL is not set");
+    let run = release_with(
+        &env,
+        &[("SLACK_WEBHOOK_URL", &server.url("/s"))],
+        &run_args("n.yaml", &["--dry-run"]),
+    );
+    run.assert_code(0)
+        .assert_stdout_contains("about orchestration");
+    assert!(server.seen().is_empty(), "the dry-run sent something");
+    // A real run without the variable fails the step, naming the variable.
+    let run = release_with(&env, &[], &run_args("n.yaml", &[]));
+    run.assert_code(1)
+        .assert_stdout_contains("SLACK_WEBHOOK_URL is not set");
+}
+
+#[test]
+fn health_check_polls_until_healthy() {
+    let env = TestEnv::initialized();
+    let server = Server::start(|n, _| {
+        if n < 2 {
+            (503, "starting".into())
+        } else {
+            (200, r#"{"status":"ok","version":"2.4"}"#.into())
+        }
+    });
+    env.write(
+        "h.yaml",
+        &format!(
+            "steps:\n  - id: health\n    health_check: {{ url: \"{}\", expect_body: ok, expect_body_regex: '\"version\":\"2\\.', attempts: 5, interval: 100ms, timeout: 1s }}\n",
+            server.url("/health")
+        ),
+    );
+    let run = release_with(&env, &[], &run_args("h.yaml", &[]));
+    run.assert_code(0)
+        .assert_stderr_contains("attempt 1/5: status 503, expected 200")
+        .assert_stderr_contains("attempt 3/5: healthy (200)");
+    assert_eq!(server.seen().len(), 3);
+    assert!(
+        server
+            .seen()
+            .iter()
+            .all(|r| r.method == "GET" && r.path == "/health")
+    );
+}
+
+#[test]
+fn health_check_fails_when_attempts_run_out() {
+    let env = TestEnv::initialized();
+    let server = Server::start(|_, _| (200, "degraded".into()));
+    env.write(
+        "h.yaml",
+        &format!(
+            "steps:\n  - id: health\n    health_check: {{ url: \"{}\", expect_body: healthy, attempts: 3, interval: 50ms, timeout: 1s }}\n",
+            server.url("/h")
+        ),
+    );
+    let run = release_with(&env, &[], &run_args("h.yaml", &[]));
+    run.assert_code(1).assert_stdout_contains(
+        "not healthy after 3 attempts: status 200 but the body lacks \"healthy\"",
+    );
+    assert_eq!(server.seen().len(), 3);
+}
+
+#[test]
+fn health_check_dry_run_is_one_get_and_never_blocks() {
+    let env = TestEnv::initialized();
+    let down = Server::start(|_, _| (503, "down".into()));
+    env.write(
+        "h.yaml",
+        &format!(
+            "steps:\n  - id: health\n    health_check: {{ url: \"{}\", attempts: 10, interval: 1s, timeout: 1s }}\n",
+            down.url("/h")
+        ),
+    );
+    let run = release_with(&env, &[], &run_args("h.yaml", &["--dry-run"]));
+    run.assert_code(0)
+        .assert_stdout_contains("warn")
+        .assert_stdout_contains("not healthy now (status 503");
+    assert_eq!(down.seen().len(), 1, "a preflight is one GET");
+
+    // Nothing listens: still a warning, not a block.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.write(
+        "h.yaml",
+        &format!("steps:\n  - id: health\n    health_check: {{ url: \"http://127.0.0.1:{port}/h\", timeout: 1s }}\n"),
+    );
+    let run = release_with(&env, &[], &run_args("h.yaml", &["--dry-run"]));
+    run.assert_code(0).assert_stdout_contains("cannot connect");
+}
+
+#[test]
+fn migration_rollback_plans_in_the_dry_run_and_runs_for_real() {
+    let env = TestEnv::initialized();
+    env.write(
+        "tool.sh",
+        "#!/bin/sh\nif [ \"$2\" = --sql ]; then echo \"DROP TABLE widgets; -- down to $1\"; else echo \"rolled back to $1\" > rolled-back; fi\n",
+    );
+    std::fs::set_permissions(
+        env.join("tool.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    env.write(
+        "m.yaml",
+        "params:\n  migration: { required: true }\nsteps:\n  - id: migration\n    migration_rollback:\n      run: [./tool.sh, \"{{ params.migration }}\"]\n      plan: [./tool.sh, \"{{ params.migration }}\", --sql]\n",
+    );
+    let run = release_with(
+        &env,
+        &[],
+        &run_args("m.yaml", &["--set", "migration=0042", "--dry-run"]),
+    );
+    run.assert_code(0)
+        .assert_stdout_contains("planned")
+        .assert_stdout_contains("| DROP TABLE widgets; -- down to 0042");
+    assert!(
+        !env.join("rolled-back").exists(),
+        "the dry-run ran the rollback"
+    );
+    release_with(&env, &[], &run_args("m.yaml", &["--set", "migration=0042"])).assert_code(0);
+    assert_eq!(env.read("rolled-back"), "rolled back to 0042\n");
+}
+
+#[test]
+fn migration_examples_validate() {
+    let env = TestEnv::initialized();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for tool in ["alembic", "sqlx", "dbmate", "flyway"] {
+        let text =
+            std::fs::read_to_string(repo.join(format!("examples/migrations/{tool}.yaml"))).unwrap();
+        env.write(&format!("m/{tool}.yaml"), &text);
+        env.release(&["runbook", "validate", &format!("m/{tool}.yaml")])
+            .assert_code(0);
+    }
+}

@@ -1,16 +1,229 @@
-//! `health_check` (being written; until then a real run refuses it before anything runs).
+//! `health_check`: polls a URL until it answers the expected status (and body) or the
+//! attempts run out, reporting each attempt. Its preflight is one GET, reported, and never
+//! blocks on the answer: the service may well be down, which is why one rolls back.
 
-use super::{
-    Execution, Preflight, StepAction, StepContext, not_available_execution, not_available_preflight,
-};
+use regex::Regex;
+
+use super::http::{self, redacted_url};
+use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict};
+use crate::engine::process::Line;
 use crate::project::runbook::HealthCheckAction;
 
-impl StepAction for HealthCheckAction {
-    async fn preflight(&self, _ctx: &StepContext<'_>) -> Preflight {
-        not_available_preflight("health_check")
+/// The expectations, rendered.
+struct Check {
+    url: String,
+    status: u16,
+    body: Option<String>,
+    regex: Option<Regex>,
+}
+
+impl Check {
+    fn new(action: &HealthCheckAction, ctx: &StepContext<'_>) -> Result<Self, String> {
+        let t = ctx.templates;
+        let url = t.render(&action.url)?;
+        reqwest::Url::parse(&url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        let body = action
+            .expect_body
+            .as_deref()
+            .map(|b| t.render(b))
+            .transpose()?;
+        let regex = action
+            .expect_body_regex
+            .as_ref()
+            .map(|r| {
+                let text = t.render(&r.value)?;
+                Regex::new(&text).map_err(|e| format!("invalid expect_body_regex: {e}"))
+            })
+            .transpose()?;
+        Ok(Self {
+            url,
+            status: action.expect_status.value,
+            body,
+            regex,
+        })
     }
 
-    async fn execute(&self, _ctx: &StepContext<'_>) -> Execution {
-        not_available_execution("health_check")
+    /// `None` when healthy, else what is wrong with this answer.
+    fn judge(&self, status: u16, body: &str) -> Option<String> {
+        if status != self.status {
+            return Some(format!("status {status}, expected {}", self.status));
+        }
+        if let Some(want) = &self.body
+            && !body.contains(want.as_str())
+        {
+            return Some(format!("status {status} but the body lacks {want:?}"));
+        }
+        if let Some(re) = &self.regex
+            && !re.is_match(body)
+        {
+            return Some(format!(
+                "status {status} but the body does not match /{}/",
+                re.as_str()
+            ));
+        }
+        None
+    }
+
+    /// One GET: Ok((status, body)) or why it got no answer.
+    async fn probe(&self, client: &reqwest::Client) -> Result<(u16, String), String> {
+        match client.get(&self.url).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                Ok((status, response.text().await.unwrap_or_default()))
+            }
+            Err(e) if e.is_timeout() => Err("no answer before the timeout".into()),
+            Err(e) if e.is_connect() => Err("cannot connect".into()),
+            Err(_) => Err("request failed".into()),
+        }
+    }
+}
+
+fn failed(error: String) -> Execution {
+    Execution {
+        outcome: Outcome::Failed,
+        error: Some(error),
+        stdout: String::new(),
+        interrupted: false,
+    }
+}
+
+impl StepAction for HealthCheckAction {
+    async fn preflight(&self, ctx: &StepContext<'_>) -> Preflight {
+        let check = match Check::new(self, ctx) {
+            Ok(c) => c,
+            Err(e) => {
+                return Preflight {
+                    verdict: Verdict::Blocked,
+                    fidelity: Fidelity::Checked,
+                    reason: e,
+                    would: String::new(),
+                    output: None,
+                };
+            }
+        };
+        let would = format!(
+            "GET {} up to {} times, {} apart, until it answers {}",
+            check.url, self.attempts.value, self.interval, check.status
+        );
+        let client = match http::client(self.timeout.0) {
+            Ok(c) => c,
+            Err(e) => {
+                return Preflight {
+                    verdict: Verdict::Blocked,
+                    fidelity: Fidelity::Checked,
+                    reason: e,
+                    would,
+                    output: None,
+                };
+            }
+        };
+        let (verdict, reason) = match check.probe(&client).await {
+            Ok((status, body)) => match check.judge(status, &body) {
+                None => (Verdict::Ready, format!("one GET: healthy now ({status})")),
+                Some(problem) => (
+                    Verdict::Warn,
+                    format!("one GET: not healthy now ({problem}); the real run polls it"),
+                ),
+            },
+            Err(e) => (
+                Verdict::Warn,
+                format!(
+                    "one GET to {}: {e}; the real run polls it",
+                    redacted_url(&check.url)
+                ),
+            ),
+        };
+        Preflight {
+            verdict,
+            fidelity: Fidelity::Checked,
+            reason,
+            would,
+            output: None,
+        }
+    }
+
+    async fn execute(&self, ctx: &StepContext<'_>) -> Execution {
+        let check = match Check::new(self, ctx) {
+            Ok(c) => c,
+            Err(e) => return failed(e),
+        };
+        let client = match http::client(self.timeout.0) {
+            Ok(c) => c,
+            Err(e) => return failed(e),
+        };
+        let attempts = self.attempts.value.max(1);
+        let mut cancel = ctx.cancel.clone();
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            let problem = match check.probe(&client).await {
+                Ok((status, body)) => match check.judge(status, &body) {
+                    None => {
+                        let _ = ctx.lines.send(Line {
+                            stderr: false,
+                            text: format!("attempt {attempt}/{attempts}: healthy ({status})"),
+                        });
+                        return Execution {
+                            outcome: Outcome::Succeeded,
+                            error: None,
+                            stdout: body,
+                            interrupted: false,
+                        };
+                    }
+                    Some(problem) => problem,
+                },
+                Err(e) => e,
+            };
+            let _ = ctx.lines.send(Line {
+                stderr: true,
+                text: format!("attempt {attempt}/{attempts}: {problem}"),
+            });
+            last = problem;
+            if attempt < attempts {
+                tokio::select! {
+                    () = tokio::time::sleep(self.interval.0) => {}
+                    _ = cancel.wait_for(|c| *c) => {
+                        return Execution { interrupted: true, ..failed("interrupted while polling".into()) };
+                    }
+                }
+            }
+        }
+        failed(format!(
+            "{} not healthy after {attempts} attempt{}: {last}",
+            check.url,
+            if attempts == 1 { "" } else { "s" }
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judges_status_body_and_regex() {
+        let check = Check {
+            url: "http://x".into(),
+            status: 200,
+            body: Some("ok".into()),
+            regex: Some(Regex::new(r#""version":\s*"2"#).unwrap()),
+        };
+        assert!(
+            check
+                .judge(200, r#"{"status":"ok","version": "2.1"}"#)
+                .is_none()
+        );
+        assert!(check.judge(503, "ok").unwrap().contains("status 503"));
+        assert!(
+            check
+                .judge(200, r#"{"version":"2"}"#)
+                .unwrap()
+                .contains("lacks")
+        );
+        assert!(
+            check
+                .judge(200, r#"ok "version":"1""#)
+                .unwrap()
+                .contains("does not match")
+        );
     }
 }

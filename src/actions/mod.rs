@@ -123,7 +123,10 @@ pub trait StepAction {
 
 /// True when this build can execute the action.
 pub fn can_execute(action: &Action) -> bool {
-    matches!(action, Action::Run(_))
+    matches!(
+        action,
+        Action::Run(_) | Action::Notify(_) | Action::MigrationRollback(_) | Action::HealthCheck(_)
+    )
 }
 
 /// The preflight of an action this version cannot run yet.
