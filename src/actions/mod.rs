@@ -10,6 +10,7 @@ pub mod incident_issue;
 pub mod migration_rollback;
 pub mod notify;
 pub mod run;
+pub mod verify;
 
 use std::path::Path;
 use std::time::Duration;
@@ -159,7 +160,7 @@ pub async fn preflight(action: &Action, ctx: &StepContext<'_>) -> Preflight {
         Action::CacheClear(a) => a.preflight(ctx).await,
         Action::HealthCheck(a) => a.preflight(ctx).await,
         Action::IncidentIssue(a) => a.preflight(ctx).await,
-        Action::Verify(_) => not_available_preflight("verify"),
+        Action::Verify(a) => a.preflight(ctx).await,
     }
 }
 
@@ -172,6 +173,6 @@ pub async fn execute(action: &Action, ctx: &StepContext<'_>) -> Execution {
         Action::CacheClear(a) => a.execute(ctx).await,
         Action::HealthCheck(a) => a.execute(ctx).await,
         Action::IncidentIssue(a) => a.execute(ctx).await,
-        Action::Verify(_) => not_available_execution("verify"),
+        Action::Verify(a) => a.execute(ctx).await,
     }
 }
