@@ -11,6 +11,9 @@ pub const ATTEMPTS: u32 = 3;
 const FIRST_DELAY: Duration = Duration::from_millis(300);
 
 pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    // rustls needs its crypto provider chosen once per process; `run` does it at start-up,
+    // this covers library callers (tests, benchmarks). Installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))

@@ -126,7 +126,11 @@ pub trait StepAction {
 pub fn can_execute(action: &Action) -> bool {
     matches!(
         action,
-        Action::Run(_) | Action::Notify(_) | Action::MigrationRollback(_) | Action::HealthCheck(_)
+        Action::Run(_)
+            | Action::Notify(_)
+            | Action::MigrationRollback(_)
+            | Action::HealthCheck(_)
+            | Action::CacheClear(_)
     )
 }
 
