@@ -131,6 +131,7 @@ pub fn can_execute(action: &Action) -> bool {
             | Action::MigrationRollback(_)
             | Action::HealthCheck(_)
             | Action::CacheClear(_)
+            | Action::IncidentIssue(_)
     )
 }
 
