@@ -439,11 +439,16 @@ fn print_report(ctx: &Context<'_>, report: &Report, redactor: &Redactor) {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
+            let mut would = p.would.lines();
             let _ = writeln!(
                 out,
                 "  {:width$}  {verdict:7}  {fidelity:12}  {}",
-                step.id, p.would
+                step.id,
+                would.next().unwrap_or_default()
             );
+            for line in would {
+                let _ = writeln!(out, "  {:width$}  {:7}  {:12}  {line}", "", "", "");
+            }
             let _ = writeln!(out, "  {:width$}  {:7}  {:12}  {}", "", "", "", p.reason);
             for line in p.output.as_deref().unwrap_or_default().lines().take(40) {
                 let _ = writeln!(out, "  {:width$}  {:7}  {:12}  | {line}", "", "", "");
