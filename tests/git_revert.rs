@@ -1,1 +1,526 @@
+//! `git_revert` through the binary (SPEC §4, §6): a project that is also a git repository
+//! with a bare `origin`, a runbook of one `git_revert` step, real and dry runs. The git CLI
+//! builds the histories and checks the results.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::{Run, TestEnv};
+
+/// A project folder that is a git repository on `main`, with a bare `origin` elsewhere.
+struct Repo {
+    env: TestEnv,
+    origin: tempfile::TempDir,
+}
+
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+const RUNBOOK: &str = "rb/revert.yaml";
+
+fn runbook(options: &str) -> String {
+    format!(
+        "name: revert
+description: revert commits
+params:
+  commit: {{ description: \"commit(s)\", required: true }}
+steps:
+  - id: revert
+    git_revert: {{ commits: \"{{{{ params.commit }}}}\"{options} }}
+  - id: shas
+    run: [sh, -c, 'printf %s \"$1\" > .release/shas.txt', sh, \"{{{{ steps.revert.stdout }}}}\"]
+"
+    )
+}
+
+impl Repo {
+    /// `release init`, `git init`, the runbook (with extra `git_revert` keys), and a first
+    /// commit pushed to origin.
+    fn new(options: &str) -> Self {
+        let env = TestEnv::initialized();
+        let origin = tempfile::Builder::new()
+            .prefix("release-origin-")
+            .tempdir()
+            .expect("temp dir");
+        git_in(origin.path(), &["init", "-q", "--bare", "-b", "main"]);
+        let repo = Self { env, origin };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.git(&["config", "user.name", "Tester"]);
+        repo.git(&["config", "user.email", "tester@example.com"]);
+        repo.git(&[
+            "remote",
+            "add",
+            "origin",
+            repo.origin_path().to_str().unwrap(),
+        ]);
+        repo.env.write(RUNBOOK, &runbook(options));
+        // The harness's HOME lives in the project folder: keep it out of git too.
+        repo.env.write(".gitignore", ".release/\n.home/\n");
+        repo.commit_files("project", &[("a.txt", "one\ntwo\nthree\n")]);
+        repo.git(&["push", "-q", "origin", "main"]);
+        repo
+    }
+
+    fn origin_path(&self) -> PathBuf {
+        self.origin.path().to_path_buf()
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        git_in(self.env.path(), args)
+    }
+
+    fn head(&self) -> String {
+        self.git(&["rev-parse", "HEAD"]).trim().to_owned()
+    }
+
+    /// Writes (or with `None`, deletes) files and commits everything as `subject`.
+    fn commit(&self, subject: &str, files: &[(&str, Option<&str>)]) -> String {
+        for (path, content) in files {
+            match content {
+                Some(content) => {
+                    self.env.write(path, content);
+                }
+                None => std::fs::remove_file(self.env.join(path)).expect("remove"),
+            }
+        }
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", subject]);
+        self.head()
+    }
+
+    fn commit_files(&self, subject: &str, files: &[(&str, &str)]) -> String {
+        let files: Vec<(&str, Option<&str>)> = files.iter().map(|(p, c)| (*p, Some(*c))).collect();
+        self.commit(subject, &files)
+    }
+
+    /// `release run rb/revert.yaml … --set commit=COMMITS [--dry-run]`
+    fn release(&self, commits: &str, dry_run: bool) -> Run {
+        let set = format!("commit={commits}");
+        let mut args = vec![
+            "run",
+            RUNBOOK,
+            "--component",
+            "orchestration",
+            "--stage",
+            "staging",
+            "--reason",
+            "r",
+            "--set",
+            &set,
+        ];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        self.env.release(&args)
+    }
+
+    /// Every ref, HEAD, the index's bytes and every work-tree file's bytes.
+    fn state(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        out.insert("refs".into(), self.git(&["for-each-ref"]).into_bytes());
+        out.insert(
+            "HEAD".into(),
+            std::fs::read(self.env.join(".git/HEAD")).expect("HEAD"),
+        );
+        out.insert(
+            "index".into(),
+            std::fs::read(self.env.join(".git/index")).expect("index"),
+        );
+        let root = self.env.path();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+                let path = entry.path();
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                if rel == ".git" || rel == ".release" || rel == ".home" {
+                    continue;
+                }
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.insert(rel, std::fs::read(&path).expect("read"));
+                }
+            }
+        }
+        out
+    }
+
+    /// The subjects of the last `n` commits, newest first.
+    fn subjects(&self, n: usize) -> Vec<String> {
+        self.git(&["log", &format!("-{n}"), "--format=%s"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn status(&self) -> String {
+        self.git(&["status", "--porcelain"])
+    }
+}
+
+fn output(run: &Run) -> String {
+    format!("{}{}", run.stdout, run.stderr)
+}
+
+#[track_caller]
+fn assert_mentions(run: &Run, needle: &str) {
+    assert!(
+        output(run).contains(needle),
+        "output lacks {needle:?}\n{}",
+        run.transcript()
+    );
+}
+
+/// A project with three commits after the first: B edits a.txt and adds b.txt, C adds
+/// c.txt, D deletes b.txt.
+fn with_history(options: &str) -> (Repo, [String; 3]) {
+    let repo = Repo::new(options);
+    let b = repo.commit_files(
+        "edit a, add b",
+        &[("a.txt", "one\nTWO\nthree\n"), ("b.txt", "bee\n")],
+    );
+    let c = repo.commit_files("add c", &[("c.txt", "sea\n")]);
+    let d = repo.commit("delete b", &[("b.txt", None)]);
+    (repo, [b, c, d])
+}
+
+#[test]
+fn dry_run_changes_nothing_and_reports_the_files() {
+    let (repo, [b, _, d]) = with_history("");
+    let before = repo.state();
+    let objects_before = repo.git(&["count-objects", "-v"]);
+    let run = repo.release(&format!("{b}~1..{d}"), true);
+    run.assert_code(0);
+    assert_mentions(&run, "simulated");
+    assert_mentions(&run, "create 3 revert commits on main");
+    assert_mentions(&run, "Revert \"delete b\"");
+    assert_mentions(&run, "A b.txt");
+    assert_mentions(&run, "D c.txt");
+    assert_mentions(&run, "M a.txt, D b.txt");
+    assert!(
+        before == repo.state(),
+        "the dry-run changed a ref, the index or a file"
+    );
+    assert_eq!(
+        objects_before,
+        repo.git(&["count-objects", "-v"]),
+        "the dry-run wrote objects to .git/objects"
+    );
+}
+
+#[test]
+fn real_revert_creates_revert_commits_newest_first() {
+    let (repo, [b, _, d]) = with_history("");
+    let run = repo.release(&format!("{b}~1..{d}"), false);
+    run.assert_code(0);
+    assert_eq!(
+        repo.subjects(3),
+        [
+            "Revert \"edit a, add b\"",
+            "Revert \"add c\"",
+            "Revert \"delete b\""
+        ]
+    );
+    let message = repo.git(&["log", "-1", "--format=%B", "HEAD~2"]);
+    assert_eq!(
+        message.trim_end(),
+        format!("Revert \"delete b\"\n\nThis reverts commit {d}.")
+    );
+    let author = repo.git(&["log", "-1", "--format=%an <%ae> / %cn <%ce>"]);
+    assert_eq!(
+        author.trim(),
+        "Tester <tester@example.com> / Tester <tester@example.com>"
+    );
+    // The branch, index and work tree are at the state before B.
+    assert_eq!(repo.env.read("a.txt"), "one\ntwo\nthree\n");
+    assert!(!repo.env.join("b.txt").exists() && !repo.env.join("c.txt").exists());
+    assert_eq!(repo.status(), "", "index and work tree match the new HEAD");
+    assert_eq!(
+        repo.git(&["rev-parse", "HEAD^{tree}"]),
+        repo.git(&["rev-parse", &format!("{b}~1^{{tree}}")])
+    );
+    assert!(!repo.env.join(".git/REVERT_HEAD").exists());
+    // `steps.revert.stdout`: the new commits, one per line, in the order made.
+    let made = repo.git(&["rev-list", "--reverse", "HEAD~3..HEAD"]);
+    assert_eq!(repo.env.read(".release/shas.txt"), made);
+}
+
+#[test]
+fn squash_makes_one_commit() {
+    let (repo, [b, _, d]) = with_history(", squash: true");
+    let start = repo.head();
+    repo.release(&format!("{b}~1..{d}"), false).assert_code(0);
+    assert_eq!(
+        repo.git(&["rev-list", "--count", &format!("{start}..HEAD")])
+            .trim(),
+        "1"
+    );
+    let message = repo.git(&["log", "-1", "--format=%B"]);
+    assert!(message.starts_with("Revert 3 commits\n"), "{message}");
+    assert!(message.contains(d.as_str()), "{message}");
+    assert_eq!(
+        repo.git(&["rev-parse", "HEAD^{tree}"]),
+        repo.git(&["rev-parse", &format!("{b}~1^{{tree}}")])
+    );
+    assert_eq!(repo.status(), "");
+}
+
+#[test]
+fn a_list_and_a_single_commit_are_accepted() {
+    let (repo, [b, c, d]) = with_history("");
+    // Given oldest first with a comma and spaces: reverted newest first anyway.
+    repo.release(&format!("{c}, {d}"), false).assert_code(0);
+    assert_eq!(
+        repo.subjects(2),
+        ["Revert \"add c\"", "Revert \"delete b\""]
+    );
+    repo.release(&b[..10], false).assert_code(0);
+    assert_eq!(repo.subjects(1), ["Revert \"edit a, add b\""]);
+    assert_eq!(repo.status(), "");
+}
+
+#[test]
+fn push_lands_on_the_bare_remote() {
+    let (repo, [_, c, _]) = with_history(", push: true");
+    let run = repo.release(&c, false);
+    run.assert_code(0);
+    let local = repo.head();
+    let remote = git_in(&repo.origin_path(), &["rev-parse", "refs/heads/main"]);
+    assert_eq!(remote.trim(), local);
+    assert_eq!(repo.subjects(1), ["Revert \"add c\""]);
+}
+
+#[test]
+fn dry_run_with_push_resolves_the_remote() {
+    let (repo, [_, c, _]) = with_history(", push: true");
+    let run = repo.release(&c, true);
+    run.assert_code(0);
+    assert_mentions(&run, "then push main to origin/main");
+    assert_mentions(
+        &run,
+        &format!("remote origin is {}", repo.origin_path().display()),
+    );
+    repo.git(&["remote", "remove", "origin"]);
+    let run = repo.release(&c, true);
+    run.assert_code(1);
+    assert_mentions(
+        &run,
+        "remote `origin` (release.yaml's repository.remote) is not configured",
+    );
+}
+
+#[test]
+fn rejected_push_is_reported_and_the_commits_stay_local() {
+    let (repo, [_, c, _]) = with_history(", push: true");
+    repo.git(&["push", "-q", "origin", "main"]);
+    // Someone else pushes first.
+    let other = tempfile::tempdir().unwrap();
+    let clone = other.path().join("clone");
+    git_in(
+        other.path(),
+        &[
+            "clone",
+            "-q",
+            repo.origin_path().to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(clone.join("other.txt"), "theirs\n").unwrap();
+    git_in(&clone, &["add", "."]);
+    git_in(
+        &clone,
+        &[
+            "-c",
+            "user.name=O",
+            "-c",
+            "user.email=o@example.com",
+            "commit",
+            "-qm",
+            "other",
+        ],
+    );
+    git_in(&clone, &["push", "-q", "origin", "main"]);
+    let theirs = git_in(&clone, &["rev-parse", "HEAD"]);
+
+    let run = repo.release(&c, false);
+    run.assert_code(1);
+    assert_mentions(&run, "rejected (non-fast-forward)");
+    assert_mentions(&run, "git pull --rebase origin main");
+    assert_mentions(&run, "the revert commits stay on local main");
+    assert_eq!(
+        git_in(&repo.origin_path(), &["rev-parse", "refs/heads/main"]),
+        theirs,
+        "the remote is untouched"
+    );
+    assert_eq!(repo.subjects(1), ["Revert \"add c\""]);
+}
+
+#[test]
+fn dirty_tree_is_refused_naming_the_files() {
+    let (repo, [_, c, _]) = with_history("");
+    repo.env.write("a.txt", "changed\n");
+    repo.env.write("c.txt", "staged\n");
+    repo.git(&["add", "c.txt"]);
+    let before = repo.state();
+    for dry_run in [true, false] {
+        let run = repo.release(&c, dry_run);
+        run.assert_code(1);
+        assert_mentions(
+            &run,
+            "work tree is dirty: a.txt (modified), c.txt (staged); commit or stash them first",
+        );
+        assert!(
+            before == repo.state(),
+            "nothing changed (dry-run {dry_run})"
+        );
+    }
+}
+
+#[test]
+fn untracked_and_ignored_files_do_not_count() {
+    let (repo, [_, c, _]) = with_history("");
+    repo.env.write("notes.txt", "mine\n");
+    repo.env.write("build/out.o", "ignored\n");
+    repo.env.write(".git/info/exclude", "build/\n");
+    repo.release(&c, false).assert_code(0);
+    assert_eq!(repo.subjects(1), ["Revert \"add c\""]);
+    assert_eq!(repo.env.read("notes.txt"), "mine\n");
+    assert_eq!(repo.status(), "?? notes.txt\n");
+}
+
+#[test]
+fn an_untracked_file_in_the_way_is_refused() {
+    let (repo, [_, _, d]) = with_history("");
+    // Reverting D brings b.txt back, where an untracked b.txt now stands.
+    repo.env.write("b.txt", "precious\n");
+    let before = repo.state();
+    for dry_run in [true, false] {
+        let run = repo.release(&d, dry_run);
+        run.assert_code(1);
+        assert_mentions(&run, "untracked or ignored files are in the way");
+        assert_mentions(&run, "b.txt; move or delete them first");
+        assert!(before == repo.state());
+    }
+}
+
+#[test]
+fn wrong_or_detached_branch_is_refused() {
+    let (repo, [_, c, _]) = with_history("");
+    repo.git(&["switch", "-q", "-c", "feature"]);
+    let before = repo.state();
+    for dry_run in [true, false] {
+        let run = repo.release(&c, dry_run);
+        run.assert_code(1);
+        assert_mentions(
+            &run,
+            "the work tree is on branch `feature`, but release.yaml's repository.branch is `main`",
+        );
+        assert!(before == repo.state());
+    }
+    repo.git(&["switch", "-q", "--detach", "main"]);
+    let run = repo.release(&c, false);
+    run.assert_code(1);
+    assert_mentions(&run, "HEAD is detached at");
+    assert_mentions(&run, "git switch main");
+}
+
+#[test]
+fn touching_keeps_only_the_commits_that_change_the_path() {
+    let repo = Repo::new(", touching: src/api");
+    let start = repo.head();
+    repo.commit_files("api one", &[("src/api/x.rs", "1\n")]);
+    repo.commit_files("web one", &[("src/web/y.rs", "1\n")]);
+    repo.commit_files("api two", &[("src/api/x.rs", "2\n")]);
+    repo.commit_files("web two", &[("src/web/y.rs", "2\n")]);
+    let end = repo.head();
+    let run = repo.release(&format!("{start}..{end}"), true);
+    run.assert_code(0);
+    assert_mentions(&run, "create 2 revert commits");
+    repo.release(&format!("{start}..{end}"), false)
+        .assert_code(0);
+    assert_eq!(
+        repo.subjects(3),
+        ["Revert \"api one\"", "Revert \"api two\"", "web two"]
+    );
+    assert!(!repo.env.join("src/api/x.rs").exists());
+    assert_eq!(repo.env.read("src/web/y.rs"), "2\n");
+}
+
+#[test]
+fn conflicts_are_reported_file_by_file_and_nothing_changes() {
+    let repo = Repo::new("");
+    let old = repo.commit_files(
+        "old change",
+        &[("a.txt", "one\nTWO\nthree\n"), ("b.txt", "bee\n")],
+    );
+    repo.commit_files(
+        "newer change",
+        &[("a.txt", "one\n2\nthree\n"), ("b.txt", "BEE\n")],
+    );
+    let before = repo.state();
+    let run = repo.release(&old, true);
+    run.assert_code(1);
+    assert_mentions(&run, "blocked");
+    assert_mentions(&run, "conflicts in 2 files");
+    assert_mentions(
+        &run,
+        "a.txt (changed on the branch since, and by the revert)",
+    );
+    assert_mentions(
+        &run,
+        "b.txt (modified on the branch since, deleted by the revert)",
+    );
+    assert_mentions(&run, "CONFLICT a.txt");
+    assert!(before == repo.state());
+    let run = repo.release(&old, false);
+    run.assert_code(1);
+    assert_mentions(&run, "conflicts in 2 files");
+    assert!(before == repo.state());
+}
+
+#[test]
+fn unknown_commit_and_merge_without_mainline_are_blocked() {
+    let (repo, _) = with_history("");
+    let run = repo.release("deadbeef", true);
+    run.assert_code(1);
+    assert_mentions(&run, "commit `deadbeef` is not in the repository");
+    repo.git(&["switch", "-q", "-c", "side"]);
+    repo.commit_files("side work", &[("s.txt", "s\n")]);
+    repo.git(&["switch", "-q", "main"]);
+    repo.git(&["merge", "-q", "--no-ff", "-m", "merge side", "side"]);
+    let run = repo.release("HEAD", true);
+    run.assert_code(1);
+    assert_mentions(&run, "is a merge of 2 parents; set `mainline:`");
+}
+
+#[test]
+fn a_revert_already_undone_is_skipped_so_a_rerun_only_pushes() {
+    let (repo, [_, c, _]) = with_history(", push: true");
+    repo.git(&["push", "-q", "origin", "main"]);
+    // A first run reverted c but could not push (here: done by hand without pushing).
+    repo.git(&["revert", "--no-edit", &c]);
+    let reverted = repo.head();
+    let run = repo.release(&c, true);
+    run.assert_code(0);
+    assert_mentions(&run, "nothing to revert");
+    repo.release(&c, false).assert_code(0);
+    assert_eq!(repo.head(), reverted, "no second revert commit");
+    assert_eq!(
+        git_in(&repo.origin_path(), &["rev-parse", "refs/heads/main"]).trim(),
+        reverted
+    );
+}

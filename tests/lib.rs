@@ -10,4 +10,5 @@ mod git_revert;
 mod harness;
 mod incident;
 mod init;
+mod production;
 mod validate;

@@ -1,16 +1,733 @@
-//! `git_revert` (being written; until then a real run refuses it before anything runs).
+//! `git_revert`: reverts commits with libgit2 (git2), one revert commit per commit, newest
+//! first (or one commit with `squash: true`), then optionally pushes.
+//!
+//! Design and invariants:
+//! - Every revert is computed in memory first ([`revert_in_memory`]): a three-way merge of
+//!   trees with the reverted commit's tree as the ancestor, the tree so far as ours and its
+//!   parent's tree as theirs. That is exactly what libgit2's `git_revert_commit` does, but
+//!   on trees, so reverts chain (each result is the next one's base) without a commit, a
+//!   ref or the index. `Repository::revert` is never used: it leaves REVERT state behind.
+//! - The dry-run opens its own `Repository` whose object database has an in-memory
+//!   (mempack) backend at the highest priority: the merged blobs and trees it writes stay
+//!   in memory. It never writes a ref, the index or a work-tree file, so it is `simulated`.
+//! - The real run checks again (branch, clean tree, signature) before changing anything,
+//!   recomputes the plan, refuses conflicts and untracked files in the way, writes the
+//!   commits (objects only), checks the new tree out safely (libgit2 finds every obstacle
+//!   before writing a file), and only then moves the branch, compare-and-swap against the
+//!   HEAD it planned from. A failure before that point leaves refs, index and work tree as
+//!   they were.
+//! - Reverting a commit whose changes are already undone changes nothing: it is skipped, so
+//!   re-running a rollback after a failed push creates no second revert and pushes.
+//! - All git2 work runs in `spawn_blocking`.
+//!
+//! Fidelity to `git revert` (checked by a differential property test against the git CLI):
+//! the same trees, messages (`Revert "<subject>"`, `Reapply "…"` for a revert of a revert,
+//! the mainline parent named for a merge) and conflicting files, with file renames detected
+//! as git does. One difference: libgit2 has no directory-rename detection, so where git
+//! stops with a "file location" conflict (a file added to a folder that the revert renames
+//! away), `git_revert` leaves the file where it is, as git does with
+//! `merge.directoryRenames=false`.
 
-use super::{
-    Execution, Preflight, StepAction, StepContext, not_available_execution, not_available_preflight,
+mod plan;
+mod push;
+mod select;
+#[cfg(test)]
+mod tests;
+mod worktree;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use git2::{Oid, Repository};
+
+pub use plan::{
+    Change, ChangeKind, Conflict, ConflictKind, RevertPlan, RevertStep, StepResult,
+    revert_in_memory, squash_message,
 };
-use crate::project::runbook::GitRevertAction;
+pub use push::{PushTarget, push_branch, resolve_remote};
+pub use select::{parse_commit_specs, select_commits};
+pub use worktree::{DirtyFile, check_branch, dirty_files, paths_in_the_way};
+
+use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict};
+use crate::engine::process::Line;
+use crate::project::runbook::{Commits, GitRevertAction};
+
+/// Why a revert cannot be planned or done. Each message names the thing and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RevertError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{context}: {source}")]
+    Git {
+        context: String,
+        #[source]
+        source: git2::Error,
+    },
+}
+
+impl RevertError {
+    pub(crate) fn git(context: impl Into<String>) -> impl FnOnce(git2::Error) -> RevertError {
+        let context = context.into();
+        move |source| RevertError::Git { context, source }
+    }
+}
+
+/// The most files listed for one revert in the dry-run's account.
+const FILES_SHOWN: usize = 50;
+
+/// The step's inputs, rendered and owned, so they can move to a blocking thread.
+#[derive(Clone, Debug)]
+struct Request {
+    root: PathBuf,
+    specs: Vec<String>,
+    touching: Option<String>,
+    mainline: Option<u32>,
+    squash: bool,
+    push: bool,
+    remote: String,
+    branch: String,
+    run_id: String,
+}
+
+impl Request {
+    fn new(action: &GitRevertAction, ctx: &StepContext<'_>) -> Result<Self, String> {
+        let t = ctx.templates;
+        let raw: Vec<&String> = match &action.commits {
+            Commits::One(one) => vec![one],
+            Commits::List(list) => list.iter().collect(),
+        };
+        let specs = raw
+            .into_iter()
+            .map(|s| t.render(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot render `commits`: {e}"))?;
+        let touching = action
+            .touching
+            .as_deref()
+            .map(|p| t.render(p))
+            .transpose()
+            .map_err(|e| format!("cannot render `touching`: {e}"))?;
+        let repository = &ctx.config.header.repository;
+        Ok(Self {
+            root: ctx.root.to_path_buf(),
+            specs,
+            touching,
+            mainline: action.mainline,
+            squash: action.squash,
+            push: action.push,
+            remote: repository.remote.clone(),
+            branch: repository.branch.clone(),
+            run_id: ctx.run.id.clone(),
+        })
+    }
+}
+
+fn short(oid: Oid) -> String {
+    let mut s = oid.to_string();
+    s.truncate(8);
+    s
+}
+
+fn open(root: &std::path::Path) -> Result<Repository, RevertError> {
+    let repo = Repository::discover(root).map_err(|e| {
+        RevertError::Refused(format!(
+            "{} is not inside a git repository ({}); run `git init` there, or move the project into one",
+            root.display(),
+            e.message()
+        ))
+    })?;
+    if repo.is_bare() {
+        return Err(RevertError::Refused(format!(
+            "the repository at {} is bare: there is no work tree to revert in",
+            repo.path().display()
+        )));
+    }
+    Ok(repo)
+}
+
+/// The checks every run repeats before anything changes: the branch, no operation in
+/// progress, a clean work tree. All problems at once.
+fn check_repository(repo: &Repository, branch: &str) -> Result<git2::Oid, RevertError> {
+    let mut problems = Vec::new();
+    let head = match check_branch(repo, branch) {
+        Ok(head) => Some(head),
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    let state = repo.state();
+    if state != git2::RepositoryState::Clean {
+        problems.push(format!(
+            "a git operation is in progress ({state:?}); finish it or abort it first (e.g. `git merge --abort`, `git revert --abort`)"
+        ));
+    }
+    match dirty_files(repo) {
+        Ok(dirty) if !dirty.is_empty() => {
+            let files = dirty
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            problems.push(format!(
+                "work tree is dirty: {files}; commit or stash them first"
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => problems.push(e.to_string()),
+    }
+    match (head, problems.is_empty()) {
+        (Some(head), true) => Ok(head),
+        _ => Err(RevertError::Refused(problems.join("; "))),
+    }
+}
+
+fn signature_problem(repo: &Repository) -> Option<String> {
+    repo.signature().err().map(|e| {
+        format!(
+            "git has no author for the revert commits ({}); set it with `git config user.name \"Your Name\"` and `git config user.email you@example.com`",
+            e.message()
+        )
+    })
+}
+
+/// The planned reverts, as the dry-run shows them and the real run announces them.
+fn describe_plan(plan: &RevertPlan, request: &Request) -> String {
+    let applied = plan.applied().count();
+    let mut out = String::new();
+    if plan.has_conflicts() {
+        let n = plan.steps.len();
+        let _ = write!(
+            out,
+            "revert {n} {} on {} (from {}), newest first, but a revert conflicts",
+            if n == 1 { "commit" } else { "commits" },
+            request.branch,
+            short(plan.head)
+        );
+    } else {
+        let commits = if request.squash && applied > 1 {
+            format!("1 revert commit (squashing {applied} reverts)")
+        } else if applied == 1 {
+            "1 revert commit".to_owned()
+        } else {
+            format!("{applied} revert commits")
+        };
+        let _ = write!(
+            out,
+            "create {commits} on {} (from {}), newest first",
+            request.branch,
+            short(plan.head)
+        );
+        if request.push {
+            let _ = write!(
+                out,
+                ", then push {0} to {1}/{0}",
+                request.branch, request.remote
+            );
+        }
+    }
+    out.push(':');
+    for step in &plan.steps {
+        let _ = write!(
+            out,
+            "\n    {} (reverts {}): ",
+            step.title(),
+            short(step.commit)
+        );
+        match &step.result {
+            StepResult::Applied { changes, .. } => {
+                let shown: Vec<String> = changes
+                    .iter()
+                    .take(FILES_SHOWN)
+                    .map(ToString::to_string)
+                    .collect();
+                out.push_str(&shown.join(", "));
+                if changes.len() > FILES_SHOWN {
+                    let _ = write!(out, " and {} more files", changes.len() - FILES_SHOWN);
+                }
+            }
+            StepResult::Empty => {
+                out.push_str("nothing: its changes are already undone, so it is skipped");
+            }
+            StepResult::Conflicted(conflicts) => {
+                let shown: Vec<String> =
+                    conflicts.iter().map(|c| format!("CONFLICT {c}")).collect();
+                out.push_str(&shown.join(", "));
+            }
+        }
+    }
+    if request.squash && applied > 1 {
+        let message = squash_message(plan);
+        let _ = write!(
+            out,
+            "\n    as one commit: {}",
+            message.lines().next().unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// The dry-run's reason when the plan has conflicts: every conflicting file, revert by revert.
+fn describe_conflicts(plan: &RevertPlan, branch: &str) -> String {
+    let parts: Vec<String> = plan
+        .steps
+        .iter()
+        .filter_map(|step| match &step.result {
+            StepResult::Conflicted(conflicts) => Some(format!(
+                "reverting {} ({}) conflicts in {} {}: {}",
+                short(step.commit),
+                step.subject,
+                conflicts.len(),
+                if conflicts.len() == 1 {
+                    "file"
+                } else {
+                    "files"
+                },
+                conflicts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            _ => None,
+        })
+        .collect();
+    format!(
+        "{}; {branch} changed these files after the reverted commit: include the newer commits that touch them, or revert by hand with `git revert` and resolve",
+        parts.join("; ")
+    )
+}
+
+fn blocked(reason: String, fidelity: Fidelity, would: String) -> Preflight {
+    Preflight {
+        verdict: Verdict::Blocked,
+        fidelity,
+        reason,
+        would,
+        output: None,
+    }
+}
+
+/// The repository, with an in-memory object store in front of its own: the merged blobs
+/// and trees the dry-run writes stay in memory, never in `.git/objects`.
+fn open_in_memory(root: &std::path::Path) -> Result<Repository, String> {
+    let repo = open(root).map_err(|e| e.to_string())?;
+    let odb = repo
+        .odb()
+        .map_err(|e| format!("cannot open the object database: {}", e.message()))?;
+    odb.add_new_mempack_backend(i32::MAX)
+        .map_err(|e| format!("cannot set up the in-memory object store: {}", e.message()))?;
+    drop(odb);
+    Ok(repo)
+}
+
+/// What the dry-run learns before computing anything: HEAD, the remote, and every problem.
+struct Checks {
+    head: Option<Oid>,
+    target: Option<PushTarget>,
+    problems: Vec<String>,
+}
+
+fn check_all(repo: &Repository, request: &Request) -> Checks {
+    let mut problems = Vec::new();
+    let head = check_repository(repo, &request.branch)
+        .map_err(|e| problems.push(e.to_string()))
+        .ok();
+    problems.extend(signature_problem(repo));
+    let target = if request.push {
+        resolve_remote(repo, &request.remote, &request.branch)
+            .map_err(|e| problems.push(e.to_string()))
+            .ok()
+    } else {
+        None
+    };
+    Checks {
+        head,
+        target,
+        problems,
+    }
+}
+
+/// Everything the dry-run checks, on a repository whose new objects stay in memory.
+fn preflight_blocking(request: &Request, reads_step_output: bool) -> Preflight {
+    let repo = match open_in_memory(&request.root) {
+        Ok(repo) => repo,
+        Err(e) => return blocked(e, Fidelity::Checked, String::new()),
+    };
+    let Checks {
+        head,
+        target,
+        mut problems,
+    } = check_all(&repo, request);
+    if reads_step_output && problems.is_empty() {
+        return Preflight {
+            verdict: Verdict::Warn,
+            fidelity: Fidelity::Unverifiable,
+            reason: format!(
+                "the commits come from an earlier step's output, known only in a real run; the work tree is clean and on {}",
+                request.branch
+            ),
+            would: format!("revert those commits on {}", request.branch),
+            output: None,
+        };
+    }
+    let Some(head) = head.filter(|_| !reads_step_output) else {
+        return blocked(problems.join("; "), Fidelity::Checked, String::new());
+    };
+    let plan = compute_plan(&repo, request, head);
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(e) => {
+            problems.insert(0, e.to_string());
+            return blocked(problems.join("; "), Fidelity::Checked, String::new());
+        }
+    };
+    let would = describe_plan(&plan, request);
+    if plan.has_conflicts() {
+        problems.insert(0, describe_conflicts(&plan, &request.branch));
+    } else {
+        match paths_in_the_way(&repo, plan.head, plan.tree) {
+            Ok(paths) if !paths.is_empty() => problems.push(in_the_way_message(&paths)),
+            Ok(_) => {}
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        return blocked(problems.join("; "), Fidelity::Simulated, would);
+    }
+    ready(&plan, request, target.as_ref(), would)
+}
+
+/// The commits selected and their reverts, computed from `head`.
+fn compute_plan(
+    repo: &Repository,
+    request: &Request,
+    head: Oid,
+) -> Result<RevertPlan, RevertError> {
+    let commits = select_commits(
+        repo,
+        &request.specs,
+        request.touching.as_deref(),
+        &request.root,
+        request.mainline,
+    )?;
+    let head = repo
+        .find_commit(head)
+        .map_err(RevertError::git("cannot read HEAD"))?;
+    revert_in_memory(repo, &head, &commits, request.mainline)
+}
+
+/// The preflight of a plan that nothing blocks: ready, or a warning when there is nothing
+/// to revert or the push may fail.
+fn ready(
+    plan: &RevertPlan,
+    request: &Request,
+    target: Option<&PushTarget>,
+    would: String,
+) -> Preflight {
+    let applied = plan.applied().count();
+    let mut notes = Vec::new();
+    let mut warned = false;
+    if applied == 0 {
+        warned = true;
+        notes.push(format!(
+            "nothing to revert: the changes of every selected commit are already undone on {}",
+            request.branch
+        ));
+    } else {
+        notes.push(format!(
+            "{applied} {} computed in memory on {} without conflicts",
+            if applied == 1 { "revert" } else { "reverts" },
+            request.branch
+        ));
+    }
+    if let Some(target) = target {
+        warned |= !target.warnings.is_empty();
+        notes.extend(target.warnings.iter().cloned());
+        notes.push(format!("remote {} is {}", request.remote, target.url));
+    }
+    Preflight {
+        verdict: if warned {
+            Verdict::Warn
+        } else {
+            Verdict::Ready
+        },
+        fidelity: Fidelity::Simulated,
+        reason: notes.join("; "),
+        would,
+        output: None,
+    }
+}
+
+fn in_the_way_message(paths: &[String]) -> String {
+    format!(
+        "untracked or ignored files are in the way of the revert, which creates these paths: {}; move or delete them first",
+        paths.join(", ")
+    )
+}
+
+/// What the first, local phase of a real run did.
+struct Committed {
+    /// The new commits, oldest first (the order they were created in).
+    commits: Vec<Oid>,
+    /// Progress lines for the log.
+    notes: Vec<String>,
+}
+
+/// Plans, commits, checks out, and moves the branch. Changes nothing when it fails.
+fn commit_blocking(request: &Request) -> Result<Committed, RevertError> {
+    let repo = open(&request.root)?;
+    let head = check_repository(&repo, &request.branch)?;
+    if let Some(problem) = signature_problem(&repo) {
+        return Err(RevertError::Refused(problem));
+    }
+    if request.push {
+        resolve_remote(&repo, &request.remote, &request.branch)?;
+    }
+    let plan = compute_plan(&repo, request, head)?;
+    if plan.has_conflicts() {
+        return Err(RevertError::Refused(format!(
+            "{}; nothing was changed",
+            describe_conflicts(&plan, &request.branch)
+        )));
+    }
+    let in_the_way = paths_in_the_way(&repo, plan.head, plan.tree)?;
+    if !in_the_way.is_empty() {
+        return Err(RevertError::Refused(format!(
+            "{}; nothing was changed",
+            in_the_way_message(&in_the_way)
+        )));
+    }
+    let mut notes: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|step| matches!(step.result, StepResult::Empty))
+        .map(|step| {
+            format!(
+                "{} is already undone on {}: skipped",
+                short(step.commit),
+                request.branch
+            )
+        })
+        .collect();
+    let to_commit: Vec<(String, Oid)> = if request.squash {
+        if plan.applied().count() == 0 {
+            Vec::new()
+        } else {
+            vec![(squash_message(&plan), plan.tree)]
+        }
+    } else {
+        plan.applied()
+            .map(|(step, tree)| (step.message.clone(), tree))
+            .collect()
+    };
+    let created = write_commits(&repo, head, &to_commit)?;
+    for (oid, (message, _)) in created.iter().zip(&to_commit) {
+        notes.push(format!(
+            "{} {}",
+            short(*oid),
+            message.lines().next().unwrap_or_default()
+        ));
+    }
+    if let Some(&new_head) = created.last() {
+        worktree::checkout(&repo, plan.tree)?;
+        let title = to_commit
+            .last()
+            .and_then(|(m, _)| m.lines().next())
+            .unwrap_or_default();
+        move_branch(&repo, request, head, new_head, title)?;
+    }
+    Ok(Committed {
+        commits: created,
+        notes,
+    })
+}
+
+/// Writes the commits (objects only, no ref), each on the one before, the first on `head`.
+fn write_commits(
+    repo: &Repository,
+    head: Oid,
+    commits: &[(String, Oid)],
+) -> Result<Vec<Oid>, RevertError> {
+    let signature = repo
+        .signature()
+        .map_err(RevertError::git("cannot read the author from git config"))?;
+    let mut parent = repo
+        .find_commit(head)
+        .map_err(RevertError::git("cannot read HEAD"))?;
+    let mut created = Vec::with_capacity(commits.len());
+    for (message, tree) in commits {
+        let tree = repo
+            .find_tree(*tree)
+            .map_err(RevertError::git("cannot read a reverted tree"))?;
+        let oid = repo
+            .commit(None, &signature, &signature, message, &tree, &[&parent])
+            .map_err(RevertError::git("cannot write a revert commit"))?;
+        created.push(oid);
+        parent = repo
+            .find_commit(oid)
+            .map_err(RevertError::git("cannot read the new commit"))?;
+    }
+    Ok(created)
+}
+
+/// Moves the branch from `head` to `new_head`, only if it is still at `head`.
+fn move_branch(
+    repo: &Repository,
+    request: &Request,
+    head: Oid,
+    new_head: Oid,
+    title: &str,
+) -> Result<(), RevertError> {
+    let refname = format!("refs/heads/{}", request.branch);
+    let log = format!("revert: {title} (release run {})", request.run_id);
+    let Err(e) = repo.reference_matching(&refname, new_head, true, head, &log) else {
+        return Ok(());
+    };
+    // Someone moved the branch while we worked: put the work tree back at its HEAD.
+    let restored = repo
+        .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+        .is_ok();
+    Err(RevertError::Refused(format!(
+        "{} moved while reverting ({}); the revert commits were not added to it{}",
+        request.branch,
+        e.message(),
+        if restored {
+            "; the work tree is back at its HEAD"
+        } else {
+            "; run `git checkout -f` to restore the work tree"
+        }
+    )))
+}
+
+fn failed(error: String, stdout: String) -> Execution {
+    Execution {
+        outcome: Outcome::Failed,
+        error: Some(error),
+        stdout,
+        interrupted: false,
+    }
+}
 
 impl StepAction for GitRevertAction {
-    async fn preflight(&self, _ctx: &StepContext<'_>) -> Preflight {
-        not_available_preflight("git_revert")
+    async fn preflight(&self, ctx: &StepContext<'_>) -> Preflight {
+        let request = match Request::new(self, ctx) {
+            Ok(request) => request,
+            Err(reason) => {
+                return Preflight {
+                    verdict: Verdict::Blocked,
+                    fidelity: Fidelity::Checked,
+                    reason,
+                    would: String::new(),
+                    output: None,
+                };
+            }
+        };
+        let reads_step_output = ctx.reads_step_output;
+        tokio::task::spawn_blocking(move || preflight_blocking(&request, reads_step_output))
+            .await
+            .unwrap_or_else(|e| Preflight {
+                verdict: Verdict::Blocked,
+                fidelity: Fidelity::Checked,
+                reason: format!("the revert preflight stopped unexpectedly: {e}"),
+                would: String::new(),
+                output: None,
+            })
     }
 
-    async fn execute(&self, _ctx: &StepContext<'_>) -> Execution {
-        not_available_execution("git_revert")
+    async fn execute(&self, ctx: &StepContext<'_>) -> Execution {
+        let request = match Request::new(self, ctx) {
+            Ok(request) => request,
+            Err(e) => return failed(e, String::new()),
+        };
+        let local = request.clone();
+        let committed = match tokio::task::spawn_blocking(move || commit_blocking(&local)).await {
+            Ok(Ok(committed)) => committed,
+            Ok(Err(e)) => return failed(e.to_string(), String::new()),
+            Err(e) => {
+                return failed(
+                    format!("the revert stopped unexpectedly: {e}"),
+                    String::new(),
+                );
+            }
+        };
+        for note in &committed.notes {
+            let _ = ctx.lines.send(Line {
+                stderr: false,
+                text: note.clone(),
+            });
+        }
+        let stdout = committed.commits.iter().fold(String::new(), |mut out, c| {
+            let _ = writeln!(out, "{c}");
+            out
+        });
+        if !request.push {
+            return Execution {
+                outcome: Outcome::Succeeded,
+                error: None,
+                stdout,
+                interrupted: false,
+            };
+        }
+        let kept = if committed.commits.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the revert commits stay on local {} ({})",
+                request.branch,
+                committed
+                    .commits
+                    .iter()
+                    .map(|c| short(*c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let remote = request.remote.clone();
+        let branch = request.branch.clone();
+        let root = request.root.clone();
+        let pushing = tokio::task::spawn_blocking(move || {
+            let repo = open(&root)?;
+            push_branch(&repo, &remote, &branch)
+        });
+        let mut cancel = ctx.cancel.clone();
+        let limit = ctx.timeout.unwrap_or(Duration::MAX);
+        let result = tokio::select! {
+            r = tokio::time::timeout(limit, pushing) => r,
+            _ = cancel.wait_for(|c| *c) => {
+                return Execution {
+                    outcome: Outcome::Failed,
+                    error: Some(format!("interrupted while pushing to {}{kept}", request.remote)),
+                    stdout,
+                    interrupted: true,
+                };
+            }
+        };
+        match result {
+            Ok(Ok(Ok(summary))) => {
+                let _ = ctx.lines.send(Line {
+                    stderr: false,
+                    text: summary,
+                });
+                Execution {
+                    outcome: Outcome::Succeeded,
+                    error: None,
+                    stdout,
+                    interrupted: false,
+                }
+            }
+            Ok(Ok(Err(e))) => failed(format!("{e}{kept}"), stdout),
+            Ok(Err(e)) => failed(format!("the push stopped unexpectedly: {e}{kept}"), stdout),
+            Err(_) => Execution {
+                outcome: Outcome::TimedOut,
+                error: Some(format!(
+                    "the push to {} did not finish within the step's timeout{kept}",
+                    request.remote
+                )),
+                stdout,
+                interrupted: false,
+            },
+        }
     }
 }

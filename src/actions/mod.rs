@@ -132,6 +132,7 @@ pub fn can_execute(action: &Action) -> bool {
             | Action::HealthCheck(_)
             | Action::CacheClear(_)
             | Action::IncidentIssue(_)
+            | Action::GitRevert(_)
     )
 }
 

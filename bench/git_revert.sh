@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# git_revert against `git revert` (the git CLI) on the same repository, in the same run:
+# 20,000 commits over 5,000 files (bench/gen_repo.py through `git fast-import`), a work
+# tree of 5,000 files, a project made by `release init` and committed.
+#
+# Two cases: one commit changing 10 files (`bench-ten`, 100 commits below HEAD), and the
+# 50-commit range `bench-range-from..bench-range-to` (the last 50 generated commits),
+# each timed as
+#   - `git revert --no-edit …` (the CLI, the reference),
+#   - `release run` of a one-step `git_revert` runbook (real: commits, checkout, audit),
+#   - the same with `--dry-run` (the in-memory preflight; writes only the audit log),
+# and `release --version` (process start, the fixed cost in every release figure).
+# The repository is put back with `git reset --hard` before every timing (--prepare), so
+# every run reverts from the same HEAD. gc.auto is 0 so that no run pays for a gc.
+# Targets: real ≤ 1.0× the CLI; dry-run ≤ 0.5× the CLI.
+#
+# usage: bench/git_revert.sh [RUNS=10]       (from the repository root; about 2 minutes)
+source "$(dirname "$0")/lib.sh"
+runs=${1:-10}
+need git
+
+build_release
+
+repo=$SANDBOX/repo
+echo "bench: generating the repository (20,000 commits, 5,000 files)…" >&2
+git init -q -b main "$repo"
+python3 "$ROOT/bench/gen_repo.py" 20000 5000 | git -C "$repo" fast-import --quiet
+git -C "$repo" reset -q --hard main
+git -C "$repo" config user.name Bench
+git -C "$repo" config user.email bench@example.com
+git -C "$repo" config gc.auto 0
+"$BIN" -C "$repo" -q init >/dev/null
+cat >"$repo/revert.yaml" <<'EOF'
+name: revert
+description: one git_revert step
+params:
+  commit: { required: true }
+steps:
+  - id: revert
+    git_revert: { commits: "{{ params.commit }}" }
+EOF
+git -C "$repo" add -A
+git -C "$repo" commit -q -m "release project"
+base=$(git -C "$repo" rev-parse HEAD)
+objects=$(git -C "$repo" count-objects -v | sed -n 's/^size-pack: //p')
+
+run=("$BIN" -C "$repo" run revert.yaml --component orchestration --stage staging --reason bench --no-progress)
+reset="git -C $repo reset -q --hard $base"
+
+bench_case() { # NAME COMMITS JSON
+  local name=$1 commits=$2 json=$3
+  hyperfine -N --style basic --warmup 2 --runs "$runs" \
+    --prepare "$reset" \
+    --export-json "$json" \
+    --command-name "git revert --no-edit $name (CLI)" \
+    "git -C $repo revert --no-edit $commits" \
+    --command-name "release run: git_revert $name" \
+    "${run[*]} --set commit=$commits" \
+    --command-name "release run --dry-run: git_revert $name" \
+    "${run[*]} --set commit=$commits --dry-run" >&2
+  # Each command must have done its work: check once more, outside the timings.
+  $reset
+  "${run[@]}" --set "commit=$commits" >/dev/null
+  local made
+  made=$(git -C "$repo" rev-list --count "$base..HEAD")
+  [[ $made -ge 1 && -z $(git -C "$repo" status --porcelain) ]] || {
+    echo "bench: git_revert $name did not revert cleanly" >&2
+    exit 1
+  }
+  echo "$made" >"$json.made"
+  $reset
+}
+
+bench_case "bench-ten" "bench-ten" "$SANDBOX/one.json"
+bench_case "bench-range-from..bench-range-to" "bench-range-from..bench-range-to" "$SANDBOX/range.json"
+hyperfine -N --style basic --warmup 10 --runs 50 --export-json "$SANDBOX/version.json" \
+  "$BIN --version" >&2
+
+echo
+echo "### git_revert vs \`git revert\`: 20,000 commits, 5,000 files"
+echo
+echo "$(machine_line), $(git --version)"
+echo
+echo "Command: \`bench/git_revert.sh $runs\`; the repository's pack is $objects KiB; each real run made $(cat "$SANDBOX/one.json.made") and $(cat "$SANDBOX/range.json.made") revert commits (checked after the timings, work tree clean)."
+echo
+python3 - "$SANDBOX/one.json" "$SANDBOX/range.json" "$SANDBOX/version.json" <<'PY'
+import json, sys
+
+def load(path):
+    return json.load(open(path))["results"]
+
+def ms(r):
+    return f"{r['mean'] * 1e3:.1f} ms ± {r['stddev'] * 1e3:.1f}"
+
+version = load(sys.argv[3])[0]
+print("| case | `git revert` (CLI) | `release run` (real) | real / CLI | target | `release run --dry-run` | dry-run / CLI | target |")
+print("|---|---|---|---|---|---|---|---|")
+for label, path in (("1 commit, 10 files", sys.argv[1]), ("50-commit range", sys.argv[2])):
+    cli, real, dry = load(path)
+    q_real = real["mean"] / cli["mean"]
+    q_dry = dry["mean"] / cli["mean"]
+    met = lambda q, t: "met" if q <= t else f"MISSED by {(q / t - 1) * 100:.0f} %"
+    print(f"| {label} | {ms(cli)} | {ms(real)} | {q_real:.2f}× | ≤ 1.0× {met(q_real, 1.0)} | "
+          f"{ms(dry)} | {q_dry:.2f}× | ≤ 0.5× {met(q_dry, 0.5)} |")
+print()
+print(f"Fixed cost in every `release` figure: `release --version` {ms(version)} (process start); "
+      "`release run` also loads release.yaml and the runbook, takes the lock and appends + fdatasyncs "
+      "its audit records.")
+PY

@@ -1,0 +1,411 @@
+//! The reverts computed in memory: each one a three-way merge of trees, chained.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+
+use git2::{Commit, Delta, DiffFindOptions, MergeOptions, Oid, Repository, Tree};
+
+use super::{RevertError, short};
+
+/// What a revert does to one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+    /// A file became a symlink or the reverse.
+    TypeChanged,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    pub kind: ChangeKind,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let letter = match self.kind {
+            ChangeKind::Added => "A",
+            ChangeKind::Modified => "M",
+            ChangeKind::Deleted => "D",
+            ChangeKind::TypeChanged => "T",
+        };
+        write!(f, "{letter} {}", self.path)
+    }
+}
+
+/// How a file conflicts, seen from the branch ("here") and the revert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// Changed here after the reverted commit, and by the revert.
+    BothModified,
+    /// Modified here after the reverted commit, which had added it: the revert deletes it.
+    DeletedByRevert,
+    /// Deleted here after the reverted commit, which the revert would change back.
+    DeletedHere,
+    /// Added here and by the revert, with different contents.
+    BothAdded,
+    /// A file renamed on one side and changed (or renamed again) on the other.
+    Renamed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub path: String,
+    pub kind: ConflictKind,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = match self.kind {
+            ConflictKind::BothModified => "changed on the branch since, and by the revert",
+            ConflictKind::DeletedByRevert => "modified on the branch since, deleted by the revert",
+            ConflictKind::DeletedHere => "deleted on the branch since, changed by the revert",
+            ConflictKind::BothAdded => "added on the branch and by the revert",
+            ConflictKind::Renamed => "renamed on one side, changed on the other",
+        };
+        write!(f, "{} ({how})", self.path)
+    }
+}
+
+/// What one revert gives, computed on the result of the reverts before it.
+#[derive(Clone, Debug)]
+pub enum StepResult {
+    /// A clean revert: the tree after it and the files it changes.
+    Applied { tree: Oid, changes: Vec<Change> },
+    /// The commit's changes are already undone: reverting it changes nothing.
+    Empty,
+    /// The files that conflict. Later reverts are computed as if this one were left out.
+    Conflicted(Vec<Conflict>),
+}
+
+/// One commit to revert and what reverting it gives.
+#[derive(Clone, Debug)]
+pub struct RevertStep {
+    /// The commit reverted.
+    pub commit: Oid,
+    /// The parent its changes are reverted against (none for a root commit).
+    pub parent: Option<Oid>,
+    /// The reverted commit's subject line.
+    pub subject: String,
+    /// The revert commit's message, as `git revert` writes it.
+    pub message: String,
+    pub result: StepResult,
+}
+
+impl RevertStep {
+    /// The first line of the revert commit's message.
+    pub fn title(&self) -> &str {
+        self.message.lines().next().unwrap_or_default()
+    }
+}
+
+/// Every revert, in order, and where they lead.
+#[derive(Clone, Debug)]
+pub struct RevertPlan {
+    /// The commit the reverts start from (HEAD).
+    pub head: Oid,
+    pub steps: Vec<RevertStep>,
+    /// The tree after every clean revert (HEAD's tree when none changes anything).
+    pub tree: Oid,
+}
+
+impl RevertPlan {
+    pub fn has_conflicts(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.result, StepResult::Conflicted(_)))
+    }
+
+    /// The reverts that change something, with the tree after each.
+    pub fn applied(&self) -> impl Iterator<Item = (&RevertStep, Oid)> {
+        self.steps.iter().filter_map(|s| match &s.result {
+            StepResult::Applied { tree, .. } => Some((s, *tree)),
+            _ => None,
+        })
+    }
+
+    /// The first revert that conflicts, where `git revert` would stop.
+    pub fn first_conflict(&self) -> Option<(&RevertStep, &[Conflict])> {
+        self.steps.iter().find_map(|s| match &s.result {
+            StepResult::Conflicted(c) => Some((s, c.as_slice())),
+            _ => None,
+        })
+    }
+}
+
+/// The message of the one commit a `squash: true` revert makes.
+pub fn squash_message(plan: &RevertPlan) -> String {
+    let applied: Vec<&RevertStep> = plan.applied().map(|(s, _)| s).collect();
+    if let [only] = applied.as_slice() {
+        return only.message.clone();
+    }
+    let mut message = format!("Revert {} commits\n\n", applied.len());
+    for step in &applied {
+        message.push_str(step.title());
+        message.push('\n');
+    }
+    message.push_str("\nThis reverts commits ");
+    let shas: Vec<String> = applied.iter().map(|s| s.commit.to_string()).collect();
+    message.push_str(&shas.join(", "));
+    message.push_str(".\n");
+    message
+}
+
+/// The commit's subject as git reads it: its first line.
+fn subject(commit: &Commit<'_>) -> String {
+    let message = String::from_utf8_lossy(commit.message_bytes());
+    message
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim_end()
+        .to_owned()
+}
+
+/// `git revert`'s message: `Revert "<subject>"` (or `Reapply "<subject>"` for a revert of a
+/// revert), a blank line, `This reverts commit <sha>.`, naming the mainline parent for
+/// a merge.
+fn revert_message(commit: &Commit<'_>, subject: &str, parent: Option<Oid>) -> String {
+    let title = match subject.strip_prefix("Revert \"") {
+        Some(original) if !original.starts_with("Revert \"") => format!("Reapply \"{original}"),
+        _ => format!("Revert \"{subject}\""),
+    };
+    let mut message = format!("{title}\n\nThis reverts commit {}", commit.id());
+    if commit.parent_count() > 1
+        && let Some(parent) = parent
+    {
+        let _ = write!(message, ", reversing\nchanges made to {parent}");
+    }
+    message.push_str(".\n");
+    message
+}
+
+/// The parent (0-based) whose changes a revert of `commit` undoes.
+fn reverted_parent(
+    commit: &Commit<'_>,
+    mainline: Option<u32>,
+) -> Result<Option<usize>, RevertError> {
+    let parents = commit.parent_count();
+    match (parents, mainline) {
+        (0, None) => Ok(None),
+        (0, Some(m)) => Err(RevertError::Refused(format!(
+            "`mainline: {m}` is set but {} is a root commit (it has no parent); remove `mainline`",
+            short(commit.id())
+        ))),
+        (1, None | Some(1)) => Ok(Some(0)),
+        (1, Some(m)) => Err(RevertError::Refused(format!(
+            "`mainline: {m}` is set but {} is not a merge (it has one parent); use `mainline: 1` or remove it",
+            short(commit.id())
+        ))),
+        (n, None) => Err(RevertError::Refused(format!(
+            "{} is a merge of {n} parents; set `mainline:` to the parent number (1 to {n}) whose side to keep, usually 1",
+            short(commit.id())
+        ))),
+        (n, Some(m)) if m == 0 || m as usize > n => Err(RevertError::Refused(format!(
+            "`mainline: {m}` is out of range: merge {} has {n} parents (1 to {n})",
+            short(commit.id())
+        ))),
+        (_, Some(m)) => Ok(Some(m as usize - 1)),
+    }
+}
+
+/// The files renamed from `from` to `to`, by their old path, found as the merge finds them.
+fn renames(
+    repo: &Repository,
+    from: &Tree<'_>,
+    to: &Tree<'_>,
+    out: &mut HashMap<String, Vec<String>>,
+) -> Result<(), RevertError> {
+    let mut diff = repo
+        .diff_tree_to_tree(Some(from), Some(to), None)
+        .map_err(RevertError::git("cannot compare trees"))?;
+    diff.find_similar(Some(DiffFindOptions::new().renames(true)))
+        .map_err(RevertError::git("cannot find renames"))?;
+    for delta in diff.deltas().filter(|d| d.status() == Delta::Renamed) {
+        if let (Some(old), Some(new)) =
+            (delta.old_file().path_bytes(), delta.new_file().path_bytes())
+        {
+            out.entry(String::from_utf8_lossy(old).into_owned())
+                .or_default()
+                .push(String::from_utf8_lossy(new).into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// The conflicting files, where `git revert` reports them. libgit2 records a conflict on
+/// a renamed file under each of its names (the old one holding only the ancestor); git
+/// records it under the name the file has after the rename, so the old names are mapped.
+fn conflicts(
+    repo: &Repository,
+    index: &git2::Index,
+    [ancestor, ours, theirs]: [&Tree<'_>; 3],
+) -> Result<Vec<Conflict>, RevertError> {
+    let path = |e: &git2::IndexEntry| String::from_utf8_lossy(&e.path).into_owned();
+    let mut found = Vec::new();
+    for conflict in index
+        .conflicts()
+        .map_err(RevertError::git("cannot read the conflicts"))?
+    {
+        found.push(conflict.map_err(RevertError::git("cannot read a conflict"))?);
+    }
+    let mut renamed = HashMap::new();
+    if found
+        .iter()
+        .any(|c| c.ancestor.is_some() && (c.our.is_none() || c.their.is_none()))
+    {
+        renames(repo, ancestor, ours, &mut renamed)?;
+        renames(repo, ancestor, theirs, &mut renamed)?;
+    }
+    let mut out = Vec::new();
+    for conflict in &found {
+        let kind = match (&conflict.ancestor, &conflict.our, &conflict.their) {
+            (Some(_), Some(_), Some(_)) => ConflictKind::BothModified,
+            (Some(_), Some(_), None) => ConflictKind::DeletedByRevert,
+            (Some(_), None, Some(_)) => ConflictKind::DeletedHere,
+            (None, Some(_), Some(_)) => ConflictKind::BothAdded,
+            _ => ConflictKind::Renamed,
+        };
+        let one_sided = conflict.our.is_none() || conflict.their.is_none();
+        if let Some(new_names) = conflict
+            .ancestor
+            .as_ref()
+            .filter(|_| one_sided)
+            .and_then(|a| renamed.get(&path(a)))
+        {
+            out.extend(new_names.iter().map(|name| Conflict {
+                path: name.clone(),
+                kind: ConflictKind::Renamed,
+            }));
+            continue;
+        }
+        let entry = conflict
+            .our
+            .as_ref()
+            .or(conflict.their.as_ref())
+            .or(conflict.ancestor.as_ref());
+        out.extend(entry.map(|e| Conflict {
+            path: path(e),
+            kind,
+        }));
+    }
+    // One line per file: a rename's own description gives way to a plainer one.
+    out.sort_by(|a, b| {
+        a.path
+            .cmp(&b.path)
+            .then((a.kind == ConflictKind::Renamed).cmp(&(b.kind == ConflictKind::Renamed)))
+    });
+    out.dedup_by(|a, b| a.path == b.path);
+    Ok(out)
+}
+
+fn changes(repo: &Repository, old: &Tree<'_>, new: &Tree<'_>) -> Result<Vec<Change>, RevertError> {
+    let diff = repo
+        .diff_tree_to_tree(Some(old), Some(new), None)
+        .map_err(RevertError::git("cannot list the changed files"))?;
+    Ok(diff
+        .deltas()
+        .filter_map(|d| {
+            let kind = match d.status() {
+                Delta::Added => ChangeKind::Added,
+                Delta::Deleted => ChangeKind::Deleted,
+                Delta::Typechange => ChangeKind::TypeChanged,
+                Delta::Unmodified => return None,
+                _ => ChangeKind::Modified,
+            };
+            let file = if kind == ChangeKind::Deleted {
+                d.old_file()
+            } else {
+                d.new_file()
+            };
+            let path = file.path_bytes().unwrap_or_default();
+            Some(Change {
+                path: String::from_utf8_lossy(path).into_owned(),
+                kind,
+            })
+        })
+        .collect())
+}
+
+fn empty_tree(repo: &Repository) -> Result<Tree<'_>, git2::Error> {
+    let id = repo.treebuilder(None)?.write()?;
+    repo.find_tree(id)
+}
+
+/// Computes every revert in memory, newest first as given: each one merges the reverted
+/// commit's tree (ancestor), the tree so far (ours) and the parent's tree (theirs), and the
+/// clean result becomes the next one's base. Writes objects (merged blobs, trees) to the
+/// object database, which the dry-run keeps in memory; never a ref, the index or a file.
+pub fn revert_in_memory(
+    repo: &Repository,
+    head: &Commit<'_>,
+    commits: &[Oid],
+    mainline: Option<u32>,
+) -> Result<RevertPlan, RevertError> {
+    let options = MergeOptions::new();
+    let mut current = head
+        .tree()
+        .map_err(RevertError::git("cannot read HEAD's tree"))?;
+    let mut steps = Vec::with_capacity(commits.len());
+    for &oid in commits {
+        let commit = repo
+            .find_commit(oid)
+            .map_err(RevertError::git(format!("cannot read commit {oid}")))?;
+        let parent = reverted_parent(&commit, mainline)?
+            .map(|n| commit.parent(n))
+            .transpose()
+            .map_err(RevertError::git(format!("cannot read the parent of {oid}")))?;
+        // A root commit is reverted against the empty tree: everything it added goes.
+        let parent_tree = parent
+            .as_ref()
+            .map_or_else(|| empty_tree(repo), Commit::tree)
+            .map_err(RevertError::git(format!(
+                "cannot read the parent tree of {oid}"
+            )))?;
+        let commit_tree = commit
+            .tree()
+            .map_err(RevertError::git(format!("cannot read the tree of {oid}")))?;
+        let mut index = repo
+            .merge_trees(&commit_tree, &current, &parent_tree, Some(&options))
+            .map_err(RevertError::git(format!(
+                "cannot compute the revert of {oid}"
+            )))?;
+        let subject = subject(&commit);
+        let message = revert_message(&commit, &subject, parent.as_ref().map(Commit::id));
+        let result = if index.has_conflicts() {
+            StepResult::Conflicted(conflicts(
+                repo,
+                &index,
+                [&commit_tree, &current, &parent_tree],
+            )?)
+        } else {
+            let id = index.write_tree_to(repo).map_err(RevertError::git(format!(
+                "cannot write the revert of {oid}"
+            )))?;
+            if id == current.id() {
+                StepResult::Empty
+            } else {
+                let tree = repo
+                    .find_tree(id)
+                    .map_err(RevertError::git("cannot read a reverted tree"))?;
+                let changes = changes(repo, &current, &tree)?;
+                current = tree;
+                StepResult::Applied { tree: id, changes }
+            }
+        };
+        steps.push(RevertStep {
+            commit: oid,
+            parent: parent.as_ref().map(Commit::id),
+            subject,
+            message,
+            result,
+        });
+    }
+    Ok(RevertPlan {
+        head: head.id(),
+        steps,
+        tree: current.id(),
+    })
+}

@@ -1,0 +1,233 @@
+//! Pushing the branch to the configured remote: credentials from ssh-agent, a token
+//! variable (`GIT_TOKEN`, then `GITHUB_TOKEN`) or git's credential helpers, and rejected
+//! updates reported as such. Tokens are never shown: URLs are printed without user info.
+
+use std::cell::RefCell;
+
+use git2::{Cred, CredentialType, ErrorCode, PushOptions, RemoteCallbacks, Repository};
+
+use super::{RevertError, short};
+
+/// The variables a token for HTTPS remotes is read from, in this order.
+const TOKEN_VARIABLES: [&str; 2] = ["GIT_TOKEN", "GITHUB_TOKEN"];
+
+/// The remote as the dry-run resolved it.
+#[derive(Clone, Debug)]
+pub struct PushTarget {
+    /// The push URL, without user info.
+    pub url: String,
+    /// What may make the push fail, known without the network.
+    pub warnings: Vec<String>,
+}
+
+/// A URL for people: user info (which may hold a token) removed.
+fn shown_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        format!("{scheme}://{host}{path}")
+    } else {
+        url.to_owned()
+    }
+}
+
+fn token() -> Option<String> {
+    TOKEN_VARIABLES
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|t| !t.trim().is_empty()))
+}
+
+/// The remote's push URL, and what the dry-run can tell about the push without the network.
+pub fn resolve_remote(
+    repo: &Repository,
+    name: &str,
+    branch: &str,
+) -> Result<PushTarget, RevertError> {
+    let remote = repo.find_remote(name).map_err(|_| {
+        RevertError::Refused(format!(
+            "remote `{name}` (release.yaml's repository.remote) is not configured in this repository; add it with `git remote add {name} URL` or change repository.remote"
+        ))
+    })?;
+    let url = remote
+        .pushurl_bytes()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| remote.url_bytes());
+    let url = Some(String::from_utf8_lossy(url).into_owned())
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            RevertError::Refused(format!(
+                "remote `{name}` has no URL; set one with `git remote set-url {name} URL`"
+            ))
+        })?;
+    let mut warnings = Vec::new();
+    let tracking = format!("refs/remotes/{name}/{branch}");
+    if let (Ok(theirs), Ok(ours)) = (repo.refname_to_id(&tracking), repo.refname_to_id("HEAD"))
+        && theirs != ours
+        && !repo.graph_descendant_of(ours, theirs).unwrap_or(true)
+    {
+        warnings.push(format!(
+            "as of the last fetch, {name}/{branch} has commits that {branch} lacks ({}): the push would be rejected; pull first",
+            short(theirs)
+        ));
+    }
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let has_userinfo = url.split_once("://").is_some_and(|(_, rest)| {
+            rest.split('/')
+                .next()
+                .is_some_and(|authority| authority.contains('@'))
+        });
+        let has_helper = repo
+            .config()
+            .ok()
+            .and_then(|c| c.get_string("credential.helper").ok())
+            .is_some_and(|h| !h.is_empty());
+        if token().is_none() && !has_helper && !has_userinfo {
+            warnings.push(format!(
+                "no credentials for pushing over HTTPS: set {} (or {}), or configure a git credential helper",
+                TOKEN_VARIABLES[0], TOKEN_VARIABLES[1]
+            ));
+        }
+    } else if (lower.starts_with("ssh://")
+        || (!lower.contains("://") && url.contains(':') && !url.starts_with('/')))
+        && std::env::var_os("SSH_AUTH_SOCK").is_none()
+    {
+        warnings.push(
+            "SSH_AUTH_SOCK is not set: no ssh-agent to authenticate the push over SSH".into(),
+        );
+    }
+    Ok(PushTarget {
+        url: shown_url(&url),
+        warnings,
+    })
+}
+
+/// The kinds of credentials offered so far, so that a refused one is not offered again
+/// (libgit2 asks again after each refusal).
+#[derive(Default)]
+struct Tried(Vec<&'static str>);
+
+impl Tried {
+    /// True the first time `kind` is asked for.
+    fn first(&mut self, kind: &'static str) -> bool {
+        if self.0.contains(&kind) {
+            return false;
+        }
+        self.0.push(kind);
+        true
+    }
+}
+
+/// Pushes `branch` to the same branch on `remote`. Returns a line saying what was pushed.
+pub fn push_branch(
+    repo: &Repository,
+    remote_name: &str,
+    branch: &str,
+) -> Result<String, RevertError> {
+    let target = resolve_remote(repo, remote_name, branch)?;
+    let mut remote = repo
+        .find_remote(remote_name)
+        .map_err(RevertError::git(format!(
+            "cannot open remote `{remote_name}`"
+        )))?;
+    let config = repo
+        .config()
+        .map_err(RevertError::git("cannot read git config"))?;
+    let rejected: RefCell<Vec<(String, String)>> = RefCell::new(Vec::new());
+    let mut tried = Tried::default();
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.credentials(|url, username, allowed| {
+        let user = username.unwrap_or("git");
+        if allowed.contains(CredentialType::USERNAME) {
+            return Cred::username(user);
+        }
+        if allowed.contains(CredentialType::SSH_KEY) && tried.first("agent") {
+            return Cred::ssh_key_from_agent(user);
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if tried.first("token")
+                && let Some(token) = token()
+            {
+                return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token);
+            }
+            if tried.first("helper")
+                && let Ok(cred) = Cred::credential_helper(&config, url, username)
+            {
+                return Ok(cred);
+            }
+        }
+        if allowed.contains(CredentialType::DEFAULT) && tried.first("default") {
+            return Cred::default();
+        }
+        Err(git2::Error::from_str(&format!(
+            "no accepted credentials: tried ssh-agent, {} / {} and git's credential helpers",
+            TOKEN_VARIABLES[0], TOKEN_VARIABLES[1]
+        )))
+    });
+    callbacks.push_update_reference(|refname, status| {
+        if let Some(status) = status {
+            rejected
+                .borrow_mut()
+                .push((refname.to_owned(), status.to_owned()));
+        }
+        Ok(())
+    });
+    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    let mut options = PushOptions::new();
+    options.remote_callbacks(callbacks);
+    let result = remote.push(&[refspec.as_str()], Some(&mut options));
+    drop(options);
+    let shown = format!("{remote_name} ({})", target.url);
+    match result {
+        Err(e) if e.code() == ErrorCode::NotFastForward => {
+            return Err(RevertError::Refused(format!(
+                "push to {shown} rejected (non-fast-forward): {remote_name}/{branch} has commits that {branch} lacks; fetch and rebase (`git pull --rebase {remote_name} {branch}`), then push again"
+            )));
+        }
+        Err(e) if e.class() == git2::ErrorClass::Http || e.code() == ErrorCode::Auth => {
+            return Err(RevertError::Refused(format!(
+                "push to {shown} failed: {}; set {} (or {}) for HTTPS, load a key into ssh-agent for SSH, or configure a git credential helper",
+                e.message(),
+                TOKEN_VARIABLES[0],
+                TOKEN_VARIABLES[1]
+            )));
+        }
+        Err(e) => {
+            return Err(RevertError::Refused(format!(
+                "push to {shown} failed: {}",
+                e.message()
+            )));
+        }
+        Ok(()) => {}
+    }
+    let rejected = rejected.into_inner();
+    if !rejected.is_empty() {
+        let what: Vec<String> = rejected
+            .iter()
+            .map(|(r, why)| format!("{r} ({why})"))
+            .collect();
+        return Err(RevertError::Refused(format!(
+            "push to {shown} rejected by the remote: {}; fetch, reconcile and push again",
+            what.join(", ")
+        )));
+    }
+    Ok(format!("pushed {branch} to {shown}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn urls_are_shown_without_user_info() {
+        assert_eq!(
+            shown_url("https://x-access-token:s3cr3t@github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
+        assert_eq!(
+            shown_url("git@github.com:o/r.git"),
+            "git@github.com:o/r.git"
+        );
+        assert_eq!(shown_url("/srv/origin.git"), "/srv/origin.git");
+    }
+}
