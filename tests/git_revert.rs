@@ -524,3 +524,13 @@ fn a_revert_already_undone_is_skipped_so_a_rerun_only_pushes() {
         reverted
     );
 }
+
+#[test]
+fn a_same_size_edit_right_after_a_commit_is_dirty() {
+    let (repo, [_, c, _]) = with_history("");
+    // Same size as the committed "one\nTWO\nthree\n", written at once.
+    repo.env.write("a.txt", "one\nTwo\nthree\n");
+    let run = repo.release(&c, false);
+    run.assert_code(1);
+    assert_mentions(&run, "work tree is dirty: a.txt (modified)");
+}

@@ -310,9 +310,8 @@ fn blocked(reason: String, fidelity: Fidelity, would: String) -> Preflight {
 }
 
 /// The repository, with an in-memory object store in front of its own: the merged blobs
-/// and trees the dry-run writes stay in memory, never in `.git/objects`.
-fn open_in_memory(root: &std::path::Path) -> Result<Repository, String> {
-    let repo = open(root).map_err(|e| e.to_string())?;
+/// and trees written from now on stay in memory, never in `.git/objects`.
+fn with_memory_store(repo: Repository) -> Result<Repository, String> {
     let odb = repo
         .odb()
         .map_err(|e| format!("cannot open the object database: {}", e.message()))?;
@@ -320,6 +319,10 @@ fn open_in_memory(root: &std::path::Path) -> Result<Repository, String> {
         .map_err(|e| format!("cannot set up the in-memory object store: {}", e.message()))?;
     drop(odb);
     Ok(repo)
+}
+
+fn open_in_memory(root: &std::path::Path) -> Result<Repository, String> {
+    with_memory_store(open(root).map_err(|e| e.to_string())?)
 }
 
 /// What the dry-run learns before computing anything: HEAD, the remote, and every problem.
@@ -478,6 +481,9 @@ struct Committed {
 /// Plans, commits, checks out, and moves the branch. Changes nothing when it fails.
 fn commit_blocking(request: &Request) -> Result<Committed, RevertError> {
     let repo = open(&request.root)?;
+    // As in the dry-run, new objects go to memory first; the new commits' objects are
+    // written to the repository once everything is known to work ([`persist`]).
+    let repo = with_memory_store(repo).map_err(RevertError::Refused)?;
     let head = check_repository(&repo, &request.branch)?;
     if let Some(problem) = signature_problem(&repo) {
         return Err(RevertError::Refused(problem));
@@ -531,7 +537,8 @@ fn commit_blocking(request: &Request) -> Result<Committed, RevertError> {
         ));
     }
     if let Some(&new_head) = created.last() {
-        worktree::checkout(&repo, plan.tree)?;
+        persist(&repo, &open(&request.root)?, new_head)?;
+        worktree::checkout(&repo, head, plan.tree)?;
         let title = to_commit
             .last()
             .and_then(|(m, _)| m.lines().next())
@@ -542,6 +549,42 @@ fn commit_blocking(request: &Request) -> Result<Committed, RevertError> {
         commits: created,
         notes,
     })
+}
+
+/// Copies `tip` and every object it reaches that `disk` lacks (the new commits, trees and
+/// merged blobs) from `memory`, whose new objects live in memory, to `disk`, which writes
+/// them to `.git/objects`. Parents before children are not needed: nothing refers to
+/// these objects until the branch moves.
+fn persist(memory: &Repository, disk: &Repository, tip: Oid) -> Result<(), RevertError> {
+    let context = "cannot write the revert commits to the repository";
+    let from = memory.odb().map_err(RevertError::git(context))?;
+    let to = disk.odb().map_err(RevertError::git(context))?;
+    let mut pending = vec![tip];
+    while let Some(id) = pending.pop() {
+        if to.exists(id) {
+            continue;
+        }
+        let object = from.read(id).map_err(RevertError::git(context))?;
+        match object.kind() {
+            git2::ObjectType::Commit => {
+                let commit = memory.find_commit(id).map_err(RevertError::git(context))?;
+                pending.push(commit.tree_id());
+                pending.extend(commit.parent_ids());
+            }
+            git2::ObjectType::Tree => {
+                let tree = memory.find_tree(id).map_err(RevertError::git(context))?;
+                pending.extend(
+                    tree.iter()
+                        .filter(|e| e.kind() != Some(git2::ObjectType::Commit))
+                        .map(|e| e.id()),
+                );
+            }
+            _ => {}
+        }
+        to.write(object.kind(), object.data())
+            .map_err(RevertError::git(context))?;
+    }
+    Ok(())
 }
 
 /// Writes the commits (objects only, no ref), each on the one before, the first on `head`.

@@ -329,6 +329,103 @@ fn changes(repo: &Repository, old: &Tree<'_>, new: &Tree<'_>) -> Result<Vec<Chan
         .collect())
 }
 
+/// libgit2's three-way merge of whole trees (with rename detection): the merged tree, or
+/// the conflicting files.
+fn full_merge(
+    repo: &Repository,
+    [ancestor, ours, theirs]: [&Tree<'_>; 3],
+    options: &MergeOptions,
+) -> Result<Result<Oid, Vec<Conflict>>, RevertError> {
+    let mut index = repo
+        .merge_trees(ancestor, ours, theirs, Some(options))
+        .map_err(RevertError::git("cannot merge"))?;
+    if index.has_conflicts() {
+        return Ok(Err(conflicts(repo, &index, [ancestor, ours, theirs])?));
+    }
+    index
+        .write_tree_to(repo)
+        .map(Ok)
+        .map_err(RevertError::git("cannot write the merged tree"))
+}
+
+/// A tree entry as a merge compares it: what it holds and its mode.
+type Entry = Option<(Oid, i32)>;
+
+const TREE_MODE: i32 = 0o040_000;
+
+fn entries(tree: Option<&Tree<'_>>) -> HashMap<Vec<u8>, (Oid, i32)> {
+    tree.map(|t| {
+        t.iter()
+            .map(|e| (e.name_bytes().to_vec(), (e.id(), e.filemode())))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The three-way merge when every path changed on one side at most: whole entries are
+/// taken, untouched folders are never read, only the folders on a changed path are
+/// written. `None` when a path needs more (changed on both sides, or a shape where
+/// rename detection could decide otherwise: deleted on both sides, added on both sides):
+/// then the full merge decides. Where it answers, it answers what the full merge would,
+/// since renames only matter where both sides touched a path.
+fn trivial_merge(
+    repo: &Repository,
+    base: Option<&Tree<'_>>,
+    ours: &Tree<'_>,
+    theirs: &Tree<'_>,
+) -> Result<Option<Oid>, git2::Error> {
+    let base_id = base.map(Tree::id);
+    if ours.id() == theirs.id() && base_id.is_some() {
+        return Ok(Some(ours.id()));
+    }
+    if base_id == Some(ours.id()) {
+        return Ok(Some(theirs.id()));
+    }
+    if base_id == Some(theirs.id()) {
+        return Ok(Some(ours.id()));
+    }
+    let (b, o, t) = (entries(base), entries(Some(ours)), entries(Some(theirs)));
+    let mut names: Vec<&Vec<u8>> = b.keys().chain(o.keys()).chain(t.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut builder = repo.treebuilder(Some(ours))?;
+    for name in names {
+        let (be, oe, te): (Entry, Entry, Entry) = (
+            b.get(name).copied(),
+            o.get(name).copied(),
+            t.get(name).copied(),
+        );
+        let merged = match (be, oe, te) {
+            // Rename detection could pair these with an addition elsewhere.
+            (Some(_), None, None) | (None, Some(_), Some(_)) => return Ok(None),
+            _ if oe == te => oe,
+            _ if be == oe => te,
+            _ if be == te => oe,
+            (Some((bid, TREE_MODE)), Some((oid, TREE_MODE)), Some((tid, TREE_MODE))) => {
+                let (bt, ot, tt) = (
+                    repo.find_tree(bid)?,
+                    repo.find_tree(oid)?,
+                    repo.find_tree(tid)?,
+                );
+                match trivial_merge(repo, Some(&bt), &ot, &tt)? {
+                    Some(id) => Some((id, TREE_MODE)),
+                    None => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        };
+        if merged != oe {
+            match merged {
+                Some((id, mode)) => {
+                    builder.insert(name.as_slice(), id, mode)?;
+                }
+                None => builder.remove(name.as_slice())?,
+            }
+        }
+    }
+    builder.write().map(Some)
+}
+
 fn empty_tree(repo: &Repository) -> Result<Tree<'_>, git2::Error> {
     let id = repo.treebuilder(None)?.write()?;
     repo.find_tree(id)
@@ -367,26 +464,33 @@ pub fn revert_in_memory(
         let commit_tree = commit
             .tree()
             .map_err(RevertError::git(format!("cannot read the tree of {oid}")))?;
-        let mut index = repo
-            .merge_trees(&commit_tree, &current, &parent_tree, Some(&options))
-            .map_err(RevertError::git(format!(
-                "cannot compute the revert of {oid}"
-            )))?;
         let subject = subject(&commit);
         let message = revert_message(&commit, &subject, parent.as_ref().map(Commit::id));
-        let result = if index.has_conflicts() {
-            StepResult::Conflicted(conflicts(
-                repo,
-                &index,
-                [&commit_tree, &current, &parent_tree],
-            )?)
-        } else {
-            let id = index.write_tree_to(repo).map_err(RevertError::git(format!(
-                "cannot write the revert of {oid}"
-            )))?;
-            if id == current.id() {
-                StepResult::Empty
-            } else {
+        let fast = trivial_merge(repo, Some(&commit_tree), &current, &parent_tree).map_err(
+            RevertError::git(format!("cannot compute the revert of {oid}")),
+        )?;
+        // The shortcut must agree with the full merge: the tests check it on every revert.
+        #[cfg(test)]
+        if let Some(fast) = fast {
+            let full = full_merge(repo, [&commit_tree, &current, &parent_tree], &options);
+            assert_eq!(full.ok(), Some(Ok(fast)), "trivial merge differs for {oid}");
+        }
+        let merged =
+            match fast {
+                Some(tree) => Ok(tree),
+                None => full_merge(repo, [&commit_tree, &current, &parent_tree], &options)
+                    .map_err(|e| match e {
+                        RevertError::Git { source, .. } => RevertError::Git {
+                            context: format!("cannot compute the revert of {oid}"),
+                            source,
+                        },
+                        other => other,
+                    })?,
+            };
+        let result = match merged {
+            Err(conflicts) => StepResult::Conflicted(conflicts),
+            Ok(id) if id == current.id() => StepResult::Empty,
+            Ok(id) => {
                 let tree = repo
                     .find_tree(id)
                     .map_err(RevertError::git("cannot read a reverted tree"))?;

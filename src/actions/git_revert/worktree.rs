@@ -28,6 +28,9 @@ impl fmt::Display for DirtyFile {
 
 /// The tracked files modified or staged (untracked and ignored files do not count).
 pub fn dirty_files(repo: &Repository) -> Result<Vec<DirtyFile>, RevertError> {
+    if proven_clean(repo).unwrap_or(false) {
+        return Ok(Vec::new());
+    }
     let mut options = StatusOptions::new();
     options
         .include_untracked(false)
@@ -65,6 +68,162 @@ pub fn dirty_files(repo: &Repository) -> Result<Vec<DirtyFile>, RevertError> {
             })
         })
         .collect())
+}
+
+/// What the stat data of one tracked file says.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stat {
+    Clean,
+    /// Changed, or a case left to the full status.
+    Differs,
+}
+
+/// Settings that decide how a file's stat data compares with its index entry.
+struct StatRules {
+    /// Entries written at or after the index (racily clean) cannot be trusted.
+    index_mtime: (i64, i64),
+    trust_ctime: bool,
+    file_mode: bool,
+    /// Content filters (attributes, autocrlf) may apply: hashing a file proves nothing.
+    filters: bool,
+}
+
+#[cfg(unix)]
+fn check_entry(entry: &git2::IndexEntry, workdir: &Path, rules: &StatRules) -> Stat {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    // Assume-valid, intent-to-add, skip-worktree, and anything but a plain file: the full
+    // status knows what they mean.
+    if entry.flags & 0x8000 != 0 || entry.flags_extended & 0x6000 != 0 {
+        return Stat::Differs;
+    }
+    match entry.mode & 0o170_000 {
+        0o160_000 => return Stat::Clean, // a submodule: not part of the check
+        0o100_000 => {}
+        _ => return Stat::Differs,
+    }
+    let path = workdir.join(std::ffi::OsStr::from_bytes(&entry.path));
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return Stat::Differs;
+    };
+    if !meta.file_type().is_file()
+        || (rules.file_mode && (entry.mode & 0o100 != 0) != (meta.mode() & 0o100 != 0))
+    {
+        return Stat::Differs;
+    }
+    // The index keeps 32 bits of each field, as git does.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the index stores 32-bit fields"
+    )]
+    let same = meta.size() as u32 == entry.file_size
+        && meta.mtime() as i32 == entry.mtime.seconds()
+        && meta.mtime_nsec() as u32 == entry.mtime.nanoseconds()
+        && meta.ino() as u32 == entry.ino
+        && (!rules.trust_ctime
+            || (meta.ctime() as i32 == entry.ctime.seconds()
+                && meta.ctime_nsec() as u32 == entry.ctime.nanoseconds()));
+    let racy = (
+        i64::from(entry.mtime.seconds()),
+        i64::from(entry.mtime.nanoseconds()),
+    ) >= rules.index_mtime;
+    if same && !racy {
+        return Stat::Clean;
+    }
+    if rules.filters {
+        return Stat::Differs;
+    }
+    match git2::Oid::hash_file(git2::ObjectType::Blob, &path) {
+        Ok(id) if id == entry.id => Stat::Clean,
+        Ok(_) | Err(_) => Stat::Differs,
+    }
+}
+
+/// True when attributes or `core.autocrlf` may filter content between the index and the
+/// work tree.
+fn filters_possible(
+    repo: &Repository,
+    config: &git2::Config,
+    entries: &[git2::IndexEntry],
+) -> bool {
+    let autocrlf = config
+        .get_string("core.autocrlf")
+        .is_ok_and(|v| !v.eq_ignore_ascii_case("false"));
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))
+        .map(|d| d.join("git/attributes"));
+    autocrlf
+        || config.get_string("core.attributesfile").is_ok()
+        || repo.path().join("info/attributes").exists()
+        || xdg.is_some_and(|p| p.exists())
+        || Path::new("/etc/gitattributes").exists()
+        || entries
+            .iter()
+            .any(|e| e.path == b".gitattributes" || e.path.ends_with(b"/.gitattributes"))
+}
+
+/// The cheap proof that the work tree is clean, as git's own index refresh gives it:
+/// nothing staged (the index's tree is HEAD's, known at once from the index's tree cache),
+/// and every tracked file's stat data matching its index entry, or its content matching
+/// where the stat data cannot vouch for it. `false` proves nothing: the full status decides.
+#[cfg(unix)]
+fn proven_clean(repo: &Repository) -> Result<bool, git2::Error> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(workdir) = repo.workdir() else {
+        return Ok(false);
+    };
+    let mut index = repo.index()?;
+    if index.has_conflicts() {
+        return Ok(false);
+    }
+    let head_tree = repo.head()?.peel_to_tree()?;
+    // Writes nothing when the tree cache is valid; otherwise the folders' trees (which the
+    // dry-run keeps in memory).
+    if index.write_tree()? != head_tree.id() {
+        return Ok(false);
+    }
+    let Ok(index_meta) = std::fs::metadata(repo.path().join("index")) else {
+        return Ok(false);
+    };
+    let config = repo.config()?.snapshot()?;
+    let entries: Vec<git2::IndexEntry> = index.iter().collect();
+    let rules = StatRules {
+        index_mtime: (index_meta.mtime(), index_meta.mtime_nsec()),
+        trust_ctime: config.get_bool("core.trustctime").unwrap_or(true),
+        file_mode: config.get_bool("core.filemode").unwrap_or(true),
+        filters: filters_possible(repo, &config, &entries),
+    };
+    // Like git's preloaded index: the stat calls are spread over threads.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(8);
+    let chunk = entries.len().div_ceil(threads).max(256);
+    let worst = std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                let rules = &rules;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|e| check_entry(e, workdir, rules))
+                        .find(|s| *s == Stat::Differs)
+                        .unwrap_or(Stat::Clean)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Stat::Differs))
+            .max()
+            .unwrap_or(Stat::Clean)
+    });
+    Ok(worst == Stat::Clean)
+}
+
+#[cfg(not(unix))]
+fn proven_clean(_repo: &Repository) -> Result<bool, git2::Error> {
+    Ok(false)
 }
 
 /// HEAD's commit when HEAD is the branch `branch`; otherwise what is wrong and the fix.
@@ -185,17 +344,32 @@ pub fn paths_in_the_way(
     Ok(in_the_way.into_iter().collect())
 }
 
-/// Makes the index and the work tree match `tree`, changing only what differs from HEAD.
-/// libgit2 looks for every obstacle before it writes a file: on failure nothing changed.
-pub(super) fn checkout(repo: &Repository, tree: Oid) -> Result<(), RevertError> {
+/// Makes the index and the work tree match `tree`, changing only the files that differ
+/// from HEAD. libgit2 looks for every obstacle before it writes a file: on failure nothing
+/// changed.
+pub(super) fn checkout(repo: &Repository, head: Oid, tree: Oid) -> Result<(), RevertError> {
+    let head_tree = repo
+        .find_commit(head)
+        .and_then(|c| c.tree())
+        .map_err(RevertError::git("cannot read HEAD's tree"))?;
     let tree = repo
         .find_tree(tree)
         .map_err(RevertError::git("cannot read the reverted tree"))?;
+    let diff = repo
+        .diff_tree_to_tree(Some(&head_tree), Some(&tree), None)
+        .map_err(RevertError::git("cannot compare the reverted tree"))?;
     let mut obstacles = Vec::new();
     let result = {
         let mut builder = CheckoutBuilder::new();
+        builder.safe().disable_pathspec_match(true);
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(path) = file.path() {
+                    builder.path(path);
+                }
+            }
+        }
         builder
-            .safe()
             .notify_on(CheckoutNotificationType::CONFLICT)
             .notify(|_, path, _, _, _| {
                 if let Some(path) = path {
@@ -207,7 +381,10 @@ pub(super) fn checkout(repo: &Repository, tree: Oid) -> Result<(), RevertError> 
     };
     result.map_err(|e| {
         RevertError::Refused(if obstacles.is_empty() {
-            format!("cannot update the work tree: {}; nothing was changed", e.message())
+            format!(
+                "cannot update the work tree: {}; nothing was changed",
+                e.message()
+            )
         } else {
             format!(
                 "files in the work tree are in the way: {}; move or commit them, then run again; nothing was changed",
