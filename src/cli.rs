@@ -58,6 +58,12 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Init(commands::init::InitArgs),
+    Status(commands::status::StatusArgs),
+    Gates(commands::gates::GatesArgs),
+    Promote(commands::promote::PromoteArgs),
+    Attest(commands::attest::AttestArgs),
+    Approve(commands::approve::ApproveArgs),
+    Deprecate(commands::deprecate::DeprecateArgs),
     Run(commands::run::RunArgs),
     Rollback(commands::rollback::RollbackArgs),
     Runbook(commands::runbook::RunbookArgs),

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod error;
+pub mod gates;
 pub mod output;
 pub mod project;
 pub mod state;

@@ -11,4 +11,6 @@ mod harness;
 mod incident;
 mod init;
 mod production;
+mod promotion;
+mod status;
 mod validate;

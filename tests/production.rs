@@ -299,25 +299,90 @@ fn production_rollback_dry_run_changes_nothing_and_is_ready() {
     }
 }
 
+/// A Prometheus answering every instant query with one series at `value`.
+const PROMETHEUS_UP: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"job":"x"},"value":[1764000000,"0.999"]}]}}"#;
+
+impl Sandbox {
+    /// Takes both components to production through `release promote`, with every default
+    /// production gate passing for real: coverage reports, a Prometheus on 127.0.0.1, the
+    /// security review attested, the rollback rehearsed (a dry-run), the docs, no critical
+    /// issue. `stable_for` is shortened to 0s (a real week cannot pass in a test).
+    fn promote_to_production(&self, prometheus: &Http) {
+        let config = self
+            .env
+            .read("release.yaml")
+            .replace("http://127.0.0.1:8081/health", &self.health.url("/health"))
+            .replace("http://127.0.0.1:9090", &prometheus.url(""))
+            .replace("stable_for: 7d", "stable_for: 0s")
+            .replace(
+                "    - { id: unit-tests, run: [uv, run, pytest, \"tests/{{ component }}\"] }\n",
+                "    - { id: unit-tests, run: [\"true\"] }\n",
+            )
+            .replace(
+                "    - { id: lint, run: [uv, run, ruff, check, \"src/{{ component }}\"] }\n",
+                "",
+            );
+        assert!(!config.contains("uv, run"), "release.yaml changed shape");
+        self.env.write("release.yaml", &config);
+        for component in ["player_experience", "orchestration"] {
+            self.env.write(
+                &format!("coverage/{component}.xml"),
+                r#"<?xml version="1.0" ?><coverage version="7.6.1" timestamp="1" lines-valid="200" lines-covered="184" line-rate="0.92" branches-covered="0" branches-valid="0" branch-rate="0" complexity="0"><packages/></coverage>"#,
+            );
+            self.env
+                .write(&format!("src/{component}/README.md"), "# docs\n");
+            self.env.write(&format!("specs/{component}.md"), "# spec\n");
+        }
+        let dir = self.env.path();
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "-q", "-m", "docs and coverage"]);
+        git(dir, &["push", "-q", "origin", "main"]);
+        let commit = format!("commit={}", self.bad);
+        for component in ["player_experience", "orchestration"] {
+            self.release(&["attest", component, "security-review", "--note", "ok"])
+                .assert_code(0);
+            self.release(&[
+                "rollback",
+                component,
+                "--stage",
+                "production",
+                "--set",
+                &commit,
+                "--dry-run",
+            ])
+            .assert_code(0);
+        }
+        for (component, stage) in [
+            ("player_experience", "staging"),
+            ("orchestration", "staging"),
+            ("player_experience", "production"),
+            ("orchestration", "production"),
+        ] {
+            self.release(&[
+                "promote",
+                component,
+                "--to",
+                stage,
+                "--reason",
+                "release 42",
+                "--yes",
+            ])
+            .assert_code(0)
+            .assert_stdout_contains(&format!("promoted {component}"));
+        }
+    }
+}
+
 #[test]
 fn production_rollback_runs_for_real_with_every_part() {
     let sandbox = Sandbox::new();
-    // The default runbook, but for its `verify` step, whose gates come with promotion:
-    // `health` then waits for `caches` and `migration` directly.
-    let runbook = sandbox
-        .env
-        .read("runbooks/production/rollback.yaml")
-        .replace(
-            "  - id: verify\n    needs: [migration, caches]\n    verify: { stage: production }\n  - id: health\n",
-            "  - id: health\n    needs: [migration, caches]\n",
-        );
-    assert!(!runbook.contains("verify:"), "the runbook changed shape");
-    sandbox.env.write("ops/production-rollback.yaml", &runbook);
+    let prometheus = Http::start(PROMETHEUS_UP);
+    sandbox.promote_to_production(&prometheus);
+    let slack_before = sandbox.slack.bodies().len();
     let commit = format!("commit={}", sandbox.bad);
+    // The default runbook, whole: its `verify` step re-evaluates the production gates.
     let run = sandbox.release(&[
-        "run",
-        "ops/production-rollback.yaml",
-        "--component",
+        "rollback",
         "orchestration",
         "--stage",
         "production",
@@ -330,9 +395,15 @@ fn production_rollback_runs_for_real_with_every_part() {
         "--yes",
     ]);
     run.assert_code(0);
+    let audit = sandbox.env.read(".release/audit.jsonl");
+    let verified = audit
+        .lines()
+        .find(|l| l.contains("\"step.finished\"") && l.contains("\"step\":\"verify\""))
+        .expect("a verify step record");
+    assert!(verified.contains("\"outcome\":\"succeeded\""), "{verified}");
 
     // Notified first.
-    let slack = sandbox.slack.bodies();
+    let slack = sandbox.slack.bodies()[slack_before..].to_vec();
     assert_eq!(slack.len(), 1, "{slack:?}");
     assert!(slack[0].contains("Production rollback initiated for orchestration: 5xx spike"));
     // Reverted and pushed.

@@ -122,41 +122,6 @@ pub trait StepAction {
     fn execute(&self, ctx: &StepContext<'_>) -> impl Future<Output = Execution> + Send;
 }
 
-/// True when this build can execute the action.
-pub fn can_execute(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::Run(_)
-            | Action::Notify(_)
-            | Action::MigrationRollback(_)
-            | Action::HealthCheck(_)
-            | Action::CacheClear(_)
-            | Action::IncidentIssue(_)
-            | Action::GitRevert(_)
-    )
-}
-
-/// The preflight of an action this version cannot run yet.
-pub fn not_available_preflight(name: &str) -> Preflight {
-    Preflight {
-        verdict: Verdict::Blocked,
-        fidelity: Fidelity::Unverifiable,
-        reason: format!("this version of release cannot run `{name}` steps yet"),
-        would: String::new(),
-        output: None,
-    }
-}
-
-/// The execution of an action this version cannot run yet (never reached: refused first).
-pub fn not_available_execution(name: &str) -> Execution {
-    Execution {
-        outcome: Outcome::Failed,
-        error: Some(not_available_preflight(name).reason),
-        stdout: String::new(),
-        interrupted: false,
-    }
-}
-
 pub async fn preflight(action: &Action, ctx: &StepContext<'_>) -> Preflight {
     match action {
         Action::Run(a) => a.preflight(ctx).await,

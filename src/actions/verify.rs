@@ -1,41 +1,76 @@
-//! `verify`: re-evaluates a stage's gates for the component after a rollback. Its preflight
-//! lists the gates it would evaluate; evaluating them comes with the gates (the promotion
-//! work), so until then a real run refuses a runbook with a `verify` step before starting.
+//! `verify`: re-evaluates a stage's gates for the component inside a runbook (after a
+//! rollback), not the promotion rules: it is already there. Its preflight lists the gates
+//! it would evaluate.
+//!
+//! The gates that govern the act of entering a stage — `stable_for` (time in the stage
+//! being left), `approvals` (used up by the promotion) and `freeze` (when promotions may
+//! happen) — say nothing about the component once it is there, so `verify` lists them as
+//! not re-evaluated; every other gate is evaluated exactly as `release gates` does.
 
-use super::{
-    Execution, Fidelity, Preflight, StepAction, StepContext, Verdict, not_available_execution,
-};
-use crate::project::config::GateKind;
+use std::fmt::Write as _;
+
+use chrono::Utc;
+
+use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict};
+use crate::engine::process::Line;
+use crate::gates::evaluate::{Subject, evaluate, kind_name};
+use crate::project::config::{Config, Gate, GateKind};
+use crate::project::display_path;
 use crate::project::runbook::VerifyAction;
+use crate::state::audit::AuditLog;
+use crate::state::history::History;
+use crate::state::redact::Redactor;
 
-fn kind_name(kind: &GateKind) -> &'static str {
-    match kind {
-        GateKind::Run(_) => "run",
-        GateKind::Coverage(_) => "coverage",
-        GateKind::StableFor(_) => "stable_for",
-        GateKind::Uptime(_) => "uptime",
-        GateKind::Attested(_) => "attested",
-        GateKind::Approvals(_) => "approvals",
-        GateKind::Freeze(_) => "freeze",
-        GateKind::RollbackTested(_) => "rollback_tested",
-        GateKind::FileExists(_) => "file_exists",
-        GateKind::NoOpenIssues(_) => "no_open_issues",
+/// True for the gates about entering a stage, which `verify` does not re-evaluate.
+fn entry_only(kind: &GateKind) -> bool {
+    matches!(
+        kind,
+        GateKind::StableFor(_) | GateKind::Approvals(_) | GateKind::Freeze(_)
+    )
+}
+
+fn split(config: &Config, stage: &str) -> (Vec<Gate>, Vec<Gate>) {
+    config
+        .gates_for(stage)
+        .into_iter()
+        .partition(|g| !entry_only(&g.kind))
+}
+
+fn names(gates: &[Gate]) -> String {
+    gates
+        .iter()
+        .map(|g| format!("{} ({})", g.id, kind_name(&g.kind)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn skipped_note(skipped: &[Gate]) -> String {
+    if skipped.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not re-evaluated (they govern entering the stage): {}",
+            names(skipped)
+        )
     }
 }
 
 impl StepAction for VerifyAction {
     async fn preflight(&self, ctx: &StepContext<'_>) -> Preflight {
         let stage = &self.stage.value;
-        let gates = ctx.config.gates_for(stage);
-        let list = gates
-            .iter()
-            .map(|g| format!("{} ({})", g.id, kind_name(&g.kind)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let (gates, skipped) = split(ctx.config, stage);
         let would = if gates.is_empty() {
-            format!("nothing: stage `{stage}` has no gates")
+            format!(
+                "nothing to evaluate: stage `{stage}` has no gate about the component's state{}",
+                skipped_note(&skipped)
+            )
         } else {
-            format!("evaluate the {} gates of `{stage}`: {list}", gates.len())
+            format!(
+                "evaluate {} gate(s) of `{stage}`: {}{}",
+                gates.len(),
+                names(&gates),
+                skipped_note(&skipped)
+            )
         };
         Preflight {
             verdict: Verdict::Ready,
@@ -46,7 +81,98 @@ impl StepAction for VerifyAction {
         }
     }
 
-    async fn execute(&self, _ctx: &StepContext<'_>) -> Execution {
-        not_available_execution("verify")
+    async fn execute(&self, ctx: &StepContext<'_>) -> Execution {
+        let stage = &self.stage.value;
+        let (gates, skipped) = split(ctx.config, stage);
+        let audit = AuditLog::new(
+            ctx.root.join(&ctx.config.header.audit.path),
+            ctx.run.actor.clone(),
+            Redactor::default(),
+        );
+        let runbooks = display_path(ctx.root, &ctx.root.join(&ctx.config.header.runbooks))
+            .display()
+            .to_string();
+        let loaded = tokio::task::spawn_blocking(move || History::load(&audit, &runbooks)).await;
+        let history = match loaded {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return failed(format!("cannot read the audit log: {e}"), String::new()),
+            Err(e) => return failed(format!("cannot read the audit log: {e}"), String::new()),
+        };
+        let subject = Subject {
+            root: ctx.root,
+            config: ctx.config,
+            history: &history,
+            component: &ctx.run.component,
+            target: stage,
+            current: stage,
+            actor: &ctx.run.actor,
+            now: Utc::now(),
+            cancel: ctx.cancel.clone(),
+        };
+        let results = evaluate(&subject, &gates).await;
+        let mut stdout = String::new();
+        for r in &results {
+            let line = format!(
+                "{} {} ({}): {}",
+                if r.passed { "pass" } else { "FAIL" },
+                r.id,
+                r.kind,
+                r.summary
+            );
+            let _ = ctx.lines.send(Line {
+                stderr: false,
+                text: line.clone(),
+            });
+            stdout.push_str(&line);
+            stdout.push('\n');
+        }
+        for g in &skipped {
+            let _ = writeln!(
+                stdout,
+                "skip {} ({}): governs entering the stage",
+                g.id,
+                kind_name(&g.kind)
+            );
+        }
+        let failing: Vec<String> = results
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| format!("{}: {}", r.id, r.summary))
+            .collect();
+        if *ctx.cancel.borrow() {
+            return Execution {
+                outcome: Outcome::Failed,
+                error: Some("interrupted while evaluating the gates".into()),
+                stdout,
+                interrupted: true,
+            };
+        }
+        if failing.is_empty() {
+            Execution {
+                outcome: Outcome::Succeeded,
+                error: None,
+                stdout,
+                interrupted: false,
+            }
+        } else {
+            failed(
+                format!(
+                    "{} of {} gate(s) of {stage} fail: {}",
+                    failing.len(),
+                    results.len(),
+                    failing.join("; ")
+                ),
+                stdout,
+            )
+        }
+    }
+}
+
+fn failed(error: String, stdout: String) -> Execution {
+    Execution {
+        outcome: Outcome::Failed,
+        error: Some(error),
+        stdout,
+        interrupted: false,
     }
 }

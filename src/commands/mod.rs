@@ -1,13 +1,19 @@
 //! One file per subcommand, and the one `match` that dispatches to them.
 
+pub mod approve;
+pub mod attest;
 pub mod audit;
 pub mod completions;
+pub mod deprecate;
+pub mod gates;
 pub mod init;
 pub mod man;
+pub mod promote;
 pub mod rollback;
 pub mod run;
 pub mod runbook;
 pub mod schema;
+pub mod status;
 pub mod unlock;
 
 use std::path::PathBuf;
@@ -54,6 +60,12 @@ pub fn dispatch(cli: Cli, output: &Output) -> Result<i32, Error> {
         Command::Audit(args) => audit::cmd_audit(&ctx, &args),
         Command::Unlock(args) => unlock::cmd_unlock(&ctx, &args),
         Command::Schema(args) => schema::cmd_schema(&ctx, &args),
+        Command::Status(args) => status::cmd_status(&ctx, &args),
+        Command::Gates(args) => gates::cmd_gates(&ctx, &args),
+        Command::Promote(args) => promote::cmd_promote(&ctx, &args),
+        Command::Attest(args) => attest::cmd_attest(&ctx, &args),
+        Command::Approve(args) => approve::cmd_approve(&ctx, &args),
+        Command::Deprecate(args) => deprecate::cmd_deprecate(&ctx, &args),
         Command::Completions(args) => completions::cmd_completions(&args),
         Command::Man(args) => man::cmd_man(&args),
     }

@@ -1,8 +1,9 @@
 use crate::commands::Context;
-use crate::commands::run::{RunOptions, audit_log, check_target, execute_runbook};
+use crate::commands::run::{
+    Job, RunOptions, audit_log, check_target, execute_runbook, load_history,
+};
 use crate::error::Error;
 use crate::project::Project;
-use crate::state::history::component_history;
 use crate::state::redact::Redactor;
 
 /// Run a stage's rollback runbook (`runbooks/<stage>/rollback.yaml`) for a component.
@@ -49,10 +50,7 @@ pub fn cmd_rollback(ctx: &Context<'_>, args: &RollbackArgs) -> Result<i32, Error
             });
         }
         let audit = audit_log(&project, Redactor::default());
-        let history = component_history(&audit, component).map_err(|e| Error::Failed {
-            message: e.to_string(),
-            hint: Some("`release audit verify` names the bad line".into()),
-        })?;
+        let history = load_history(&project, &audit)?.component(component);
         let stages: Vec<&str> = project.config.stages().collect();
         let reached = history.stage.as_deref().unwrap_or(stages[0]);
         let position = |s: &str| stages.iter().position(|x| *x == s).unwrap_or(0);
@@ -70,10 +68,13 @@ pub fn cmd_rollback(ctx: &Context<'_>, args: &RollbackArgs) -> Result<i32, Error
     execute_runbook(
         ctx,
         &project,
-        &path,
-        component,
-        stage,
-        &args.options,
-        "rollback",
+        &Job {
+            path: &path,
+            component,
+            stage,
+            options: &args.options,
+            purpose: "rollback",
+            held: None,
+        },
     )
 }

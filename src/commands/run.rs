@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use sha2::Digest;
 
-use crate::actions;
 use crate::commands::Context;
 use crate::engine::{self, Report, Request, RunOutcome, confirm, reporter, scheduler::Dispatcher};
 use crate::error::Error;
@@ -13,7 +12,7 @@ use crate::project::runbook::{Action, Runbook};
 use crate::project::yaml::suggest;
 use crate::project::{Project, display_path};
 use crate::state::audit::{AuditLog, Entry, current_actor};
-use crate::state::history::component_history;
+use crate::state::history::History;
 use crate::state::lock::{self, Acquired, LockError, LockHolder};
 use crate::state::redact::Redactor;
 
@@ -61,16 +60,32 @@ pub fn cmd_run(ctx: &Context<'_>, args: &RunArgs) -> Result<i32, Error> {
     execute_runbook(
         ctx,
         &project,
-        &path,
-        &args.component,
-        &args.stage,
-        &args.options,
-        "run",
+        &Job {
+            path: &path,
+            component: &args.component,
+            stage: &args.stage,
+            options: &args.options,
+            purpose: "run",
+            held: None,
+        },
     )
 }
 
-/// Checks the component and stage exist (exit 2 with the nearest name otherwise).
-pub fn check_target(project: &Project, component: &str, stage: &str) -> Result<(), Error> {
+/// A runbook to run for a component at a stage.
+pub struct Job<'a> {
+    pub path: &'a Path,
+    pub component: &'a str,
+    pub stage: &'a str,
+    pub options: &'a RunOptions,
+    /// `run`, `rollback` or `promote` (recorded in `run.started`).
+    pub purpose: &'static str,
+    /// The run id of a caller that already holds the component's lock at this stage (the
+    /// run then uses that id and takes no lock).
+    pub held: Option<&'a str>,
+}
+
+/// Checks the component exists (exit 2 with the nearest name otherwise).
+pub fn check_component(project: &Project, component: &str) -> Result<(), Error> {
     if !project.config.components.contains(component) {
         let names: Vec<&str> = project.config.components.names().collect();
         return Err(Error::InvalidInput {
@@ -78,6 +93,12 @@ pub fn check_target(project: &Project, component: &str, stage: &str) -> Result<(
             hint: Some(suggest(component, &names)),
         });
     }
+    Ok(())
+}
+
+/// Checks the component and stage exist (exit 2 with the nearest name otherwise).
+pub fn check_target(project: &Project, component: &str, stage: &str) -> Result<(), Error> {
+    check_component(project, component)?;
     if !project.config.has_stage(stage) {
         let stages: Vec<&str> = project.config.stages().collect();
         return Err(Error::InvalidInput {
@@ -185,20 +206,50 @@ pub fn audit_log(project: &Project, redactor: Redactor) -> AuditLog {
     )
 }
 
+/// A runbook's path as the audit log records it: relative to the project root, without
+/// `..` or symlinks, so that every way of naming the file gives the same text (the gates
+/// compare it with `runbooks/<stage>/rollback.yaml`).
+pub fn runbook_label(project: &Project, path: &Path) -> String {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    display_path(&real(&project.root), &real(path))
+        .display()
+        .to_string()
+}
+
+/// Replays the audit log (SPEC §7): the only record of each component's stage and history.
+pub fn load_history(project: &Project, audit: &AuditLog) -> Result<History, Error> {
+    History::load(audit, &project.runbooks_label()).map_err(|e| Error::Failed {
+        message: e.to_string(),
+        hint: Some("`release audit verify` names the bad line".into()),
+    })
+}
+
 pub fn locks_dir(project: &Project) -> PathBuf {
     project.root.join(".release").join("locks")
 }
 
 /// Loads, checks and runs a runbook; prints the report; returns the exit code.
-pub fn execute_runbook(
+pub fn execute_runbook(ctx: &Context<'_>, project: &Project, job: &Job<'_>) -> Result<i32, Error> {
+    let (report, redactor) = run_job(ctx, project, job)?;
+    print_report(ctx, &report, &redactor);
+    Ok(report.outcome.exit_code())
+}
+
+/// Loads, checks and runs a runbook; returns its report (not printed) and the redactor of
+/// its secrets.
+pub fn run_job(
     ctx: &Context<'_>,
     project: &Project,
-    path: &Path,
-    component: &str,
-    stage: &str,
-    options: &RunOptions,
-    purpose: &'static str,
-) -> Result<i32, Error> {
+    job: &Job<'_>,
+) -> Result<(Report, Redactor), Error> {
+    let Job {
+        path,
+        component,
+        stage,
+        options,
+        purpose,
+        held,
+    } = *job;
     check_target(project, component, stage)?;
     let bytes = std::fs::read(path).map_err(|e| Error::InvalidInput {
         message: format!(
@@ -219,13 +270,10 @@ pub fn execute_runbook(
 
     let redactor = secrets(project, &runbook);
     let audit = audit_log(project, redactor.clone());
-    let history = component_history(&audit, component).map_err(|e| Error::Failed {
-        message: e.to_string(),
-        hint: Some("`release audit verify` names the bad line".into()),
-    })?;
-    let run_id = engine::new_run_id();
+    let history = load_history(project, &audit)?.component(component);
+    let run_id = held.map_or_else(engine::new_run_id, str::to_owned);
     // One real run at a time per component and stage; dry-runs change nothing and take none.
-    let lock = if dry_run {
+    let lock = if dry_run || held.is_some() {
         None
     } else {
         Some(take_lock(ctx, project, &audit, &run_id, component, stage)?)
@@ -234,7 +282,7 @@ pub fn execute_runbook(
     let request = Request {
         root: project.root.clone(),
         config: std::sync::Arc::new(project.config.clone()),
-        runbook_path: display_path(&project.root, path).display().to_string(),
+        runbook_path: runbook_label(project, path),
         runbook_sha256: hex::encode(sha2::Sha256::digest(&bytes)),
         runbook,
         component: component.to_owned(),
@@ -270,27 +318,12 @@ pub fn execute_runbook(
     if let Some(lock) = lock {
         let _ = lock.release();
     }
-    print_report(ctx, &report, &redactor);
-    Ok(report.outcome.exit_code())
+    Ok((report, redactor))
 }
 
-/// A real run is refused before anything runs when it could not finish: an action this
-/// version cannot execute, or a confirmation nobody can answer.
-fn refuse_unrunnable(ctx: &Context<'_>, runbook: &Runbook) -> Result<(), Error> {
-    if let Some(step) = runbook
-        .steps
-        .iter()
-        .find(|s| !actions::can_execute(&s.action))
-    {
-        return Err(Error::Refused {
-            message: format!(
-                "step `{}` uses `{}`, which this version of release cannot run yet; nothing ran",
-                step.id,
-                step.action.name()
-            ),
-            hint: Some("rehearse it with --dry-run, or run a runbook made of `run` steps".into()),
-        });
-    }
+/// A real run is refused before anything runs when it could not finish: a confirmation
+/// nobody can answer.
+pub fn refuse_unrunnable(ctx: &Context<'_>, runbook: &Runbook) -> Result<(), Error> {
     if confirm::needed(runbook) && !ctx.global.yes && !confirm::can_ask() {
         return Err(Error::Refused {
             message: "this runbook asks for confirmation and there is no terminal to answer it; nothing ran".into(),
@@ -303,7 +336,7 @@ fn refuse_unrunnable(ctx: &Context<'_>, runbook: &Runbook) -> Result<(), Error> 
 }
 
 /// Takes the run lock, recording the takeover of a dead holder's lock; refuses a live one.
-fn take_lock(
+pub fn take_lock(
     ctx: &Context<'_>,
     project: &Project,
     audit: &AuditLog,
@@ -387,7 +420,7 @@ fn template_context(
     })
 }
 
-fn print_report(ctx: &Context<'_>, report: &Report, redactor: &Redactor) {
+pub fn print_report(ctx: &Context<'_>, report: &Report, redactor: &Redactor) {
     if ctx.output.json {
         let mut value = serde_json::to_value(report).unwrap_or_default();
         redactor.redact_json(&mut value);

@@ -70,7 +70,8 @@ impl fmt::Display for Duration {
         if millis == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in UNITS.iter().rev() {
+        // Days are the largest unit shown: people write `7d` and `30d`, not `1w` and `4w2d`.
+        for (unit, size) in UNITS.iter().rev().filter(|(u, _)| *u != "w") {
             if millis >= *size {
                 write!(f, "{}{unit}", millis / size)?;
                 millis %= size;

@@ -86,6 +86,14 @@ impl Project {
         self.root.join(&self.config.header.runbooks)
     }
 
+    /// The runbooks folder as the audit log names runbooks: relative to the project root.
+    pub fn runbooks_label(&self) -> String {
+        let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        display_path(&real(&self.root), &real(&self.runbooks_dir()))
+            .display()
+            .to_string()
+    }
+
     /// `runbooks/<stage>/<kind>.yaml`.
     pub fn runbook_path(&self, stage: &str, kind: &str) -> PathBuf {
         self.runbooks_dir().join(stage).join(format!("{kind}.yaml"))

@@ -492,10 +492,10 @@ pub struct Records {
     path: PathBuf,
 }
 
-impl Iterator for Records {
-    type Item = Result<Record, AuditError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl Records {
+    /// The next line's bytes (without its newline), for readers that parse only what they
+    /// need; the buffer is reused, so memory stays flat.
+    pub fn next_line(&mut self) -> Option<Result<(u64, &[u8]), AuditError>> {
         let reader = self.reader.as_mut()?;
         self.buffer.clear();
         match reader.read_until(b'\n', &mut self.buffer) {
@@ -506,19 +506,37 @@ impl Iterator for Records {
             Ok(_) => {
                 self.line += 1;
                 let line = self.buffer.strip_suffix(b"\n").unwrap_or(&self.buffer);
-                Some(
-                    serde_json::from_slice(line).map_err(|e| AuditError::Corrupt {
-                        path: self.path.clone(),
-                        line: self.line,
-                        reason: e.to_string(),
-                    }),
-                )
+                Some(Ok((self.line, line)))
             }
             Err(source) => Some(Err(AuditError::Io {
                 path: self.path.clone(),
                 source,
             })),
         }
+    }
+
+    /// The error for line `line`, which is not a record.
+    pub fn corrupt(&self, line: u64, reason: impl std::fmt::Display) -> AuditError {
+        AuditError::Corrupt {
+            path: self.path.clone(),
+            line,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, AuditError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (number, parsed) = match self.next_line()? {
+            Ok((number, line)) => (
+                number,
+                serde_json::from_slice(line).map_err(|e| e.to_string()),
+            ),
+            Err(e) => return Some(Err(e)),
+        };
+        Some(parsed.map_err(|reason| self.corrupt(number, reason)))
     }
 }
 

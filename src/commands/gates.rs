@@ -1,0 +1,284 @@
+//! `release gates COMPONENT --stage S [--file-blockers]`: evaluates the promotion rules and
+//! the gates for entering S, prints the table, writes `workflow_report_<component>.json`,
+//! records `gates.evaluated`; exit 0 when all pass, 1 otherwise.
+
+use std::fmt::Write as _;
+
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::commands::Context;
+use crate::commands::run::{audit_log, check_target, load_history};
+use crate::engine;
+use crate::error::Error;
+use crate::gates::evaluate::Subject;
+use crate::gates::{self, Evaluation};
+use crate::project::{Project, display_path};
+use crate::state::audit::{AuditLog, Entry};
+use crate::state::history::History;
+use crate::state::redact::Redactor;
+use crate::trackers::{self, NewIssue, Tracker};
+
+/// Evaluate the promotion rules and the gates for entering a stage.
+#[derive(Debug, clap::Args)]
+pub struct GatesArgs {
+    /// The component.
+    pub component: String,
+
+    /// The stage it would enter.
+    #[arg(long)]
+    pub stage: String,
+
+    /// Open (or update) one tracker issue per failing component and stage; close it once
+    /// the gates pass.
+    #[arg(long)]
+    pub file_blockers: bool,
+}
+
+pub fn cmd_gates(ctx: &Context<'_>, args: &GatesArgs) -> Result<i32, Error> {
+    let project = Project::load(&ctx.cwd, ctx.global.config.as_deref())?;
+    let (component, target) = (args.component.as_str(), args.stage.as_str());
+    check_target(&project, component, target)?;
+    let audit = audit_log(&project, secrets(&project));
+    let history = load_history(&project, &audit)?;
+    let run_id = engine::new_run_id();
+    let runtime = runtime()?;
+    let Some(evaluation) = runtime.block_on(evaluate(
+        &project, &history, &audit, component, target, true,
+    )) else {
+        return Ok(130);
+    };
+    append(
+        &audit,
+        &run_id,
+        "gates.evaluated",
+        component,
+        target,
+        evaluation.record(false),
+    )?;
+    let report = gates::write_report(&project.root, &evaluation)
+        .map_err(|e| Error::io(format!("cannot write workflow_report_{component}.json"), e))?;
+    let report = display_path(&ctx.cwd, &report).display().to_string();
+    let blockers = if args.file_blockers {
+        Some(runtime.block_on(file_blockers(&project, &evaluation, &run_id)))
+    } else {
+        None
+    };
+    if ctx.output.json {
+        let mut value = evaluation.report();
+        value["report_file"] = json!(report);
+        if let Some(b) = &blockers {
+            value["blocker_issue"] = match b {
+                Ok(text) => json!(text),
+                Err(e) => json!({ "error": e }),
+            };
+        }
+        ctx.output.json_value(&value);
+    } else {
+        let mut text = evaluation.table();
+        text.push('\n');
+        text.push_str(&verdict_line(&evaluation));
+        let _ = write!(text, "\nreport: {report}");
+        if let Some(Ok(done)) = &blockers {
+            let _ = write!(text, "\nblocker issue: {done}");
+        }
+        ctx.output.result(&text);
+    }
+    if let Some(Err(e)) = blockers {
+        return Err(Error::Failed {
+            message: format!("cannot file the blocker issue: {e}"),
+            hint: Some(
+                "the gates were evaluated and recorded; fix the tracker and run again".into(),
+            ),
+        });
+    }
+    Ok(i32::from(!evaluation.passed))
+}
+
+/// The last line under the table.
+pub fn verdict_line(evaluation: &Evaluation) -> String {
+    let failed = evaluation.failing().count();
+    let total = evaluation.rules.len() + evaluation.gates.len();
+    if evaluation.passed {
+        format!(
+            "PASSED: all {total} rules and gates pass for {} → {}",
+            evaluation.component, evaluation.target
+        )
+    } else {
+        format!(
+            "FAILED: {failed} of {total} rules and gates fail for {} → {}",
+            evaluation.component, evaluation.target
+        )
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the runtime", e))
+}
+
+/// The values of the `*_env` variables release.yaml names (gate evidence may echo them).
+pub fn secrets(project: &Project) -> Redactor {
+    let mut redactor = Redactor::default();
+    let names = project
+        .config
+        .notify
+        .iter()
+        .filter_map(|(_, c)| c.url_env.as_ref().map(|e| e.value.clone()))
+        .chain(
+            project
+                .config
+                .header
+                .github
+                .iter()
+                .map(|g| g.token_env.value.clone()),
+        );
+    for name in names {
+        if let Ok(value) = std::env::var(&name) {
+            redactor.add(&value);
+        }
+    }
+    redactor
+}
+
+/// Evaluates rules and gates now; `None` when interrupted (SIGINT/SIGTERM), after the
+/// gate commands were stopped.
+pub async fn evaluate(
+    project: &Project,
+    history: &History,
+    audit: &AuditLog,
+    component: &str,
+    target: &str,
+    all_gates: bool,
+) -> Option<Evaluation> {
+    let (cancel_tx, cancel) = watch::channel(false);
+    let current = gates::rules::standing(&project.config, history, component).stage;
+    let subject = Subject {
+        root: &project.root,
+        config: &project.config,
+        history,
+        component,
+        target,
+        current,
+        actor: audit.actor(),
+        now: Utc::now(),
+        cancel,
+    };
+    let evaluation = gates::evaluate_promotion(&subject, !all_gates);
+    tokio::pin!(evaluation);
+    let interrupted = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    };
+    tokio::select! {
+        done = &mut evaluation => Some(done),
+        () = interrupted => {
+            eprintln!("interrupted: stopping the gate commands");
+            let _ = cancel_tx.send(true);
+            let _ = evaluation.await;
+            None
+        }
+    }
+}
+
+/// Appends one record; a failure stops the command (fail closed).
+pub fn append(
+    audit: &AuditLog,
+    run: &str,
+    kind: &'static str,
+    component: &str,
+    stage: &str,
+    data: serde_json::Value,
+) -> Result<(), Error> {
+    audit
+        .append(Entry {
+            run: run.to_owned(),
+            kind,
+            component: Some(component.to_owned()),
+            stage: Some(stage.to_owned()),
+            data,
+        })
+        .map(|_| ())
+        .map_err(|e| Error::Failed {
+            message: e.to_string(),
+            hint: Some("nothing further was done: the audit log must record first".into()),
+        })
+}
+
+/// The labels of a blocker issue.
+fn blocker_labels(component: &str, target: &str) -> Vec<String> {
+    vec![
+        format!("component:{component}"),
+        format!("target:{target}"),
+        "blocker".into(),
+        "quality-gate-failure".into(),
+    ]
+}
+
+/// Opens or updates the component's blocker issue for `target` when gates fail; closes it
+/// when they pass. Returns what was done, for people.
+async fn file_blockers(
+    project: &Project,
+    evaluation: &Evaluation,
+    run_id: &str,
+) -> Result<String, String> {
+    let (component, target) = (&evaluation.component, &evaluation.target);
+    let tracker = Tracker::from_config(&project.config, &project.root)?;
+    let labels = blocker_labels(component, target);
+    let marker = trackers::marker(&[("blocker", &format!("{component}/{target}"))]);
+    let open = tracker.find_open_with_marker(&labels, &marker).await?;
+    if evaluation.passed {
+        return match open {
+            Some(issue) => {
+                let closed = tracker.close(&issue).await?;
+                Ok(format!(
+                    "closed {} (the gates pass now)",
+                    closed.reference()
+                ))
+            }
+            None => Ok("none open".into()),
+        };
+    }
+    let mut body = format!(
+        "The quality gates block the promotion of `{component}` from {} to {target}.\n\nFailing:\n",
+        evaluation.from
+    );
+    for g in evaluation.failing() {
+        let _ = writeln!(body, "- **{}** ({}): {}", g.id, g.kind, g.summary);
+        if let Some(fix) = &g.fix {
+            let _ = writeln!(body, "  - fix: {fix}");
+        }
+    }
+    let _ = writeln!(
+        body,
+        "\nEvaluated {} by {} (run {run_id}). Re-run `release gates {component} --stage {target} --file-blockers`: this issue is updated, and closed once the gates pass.",
+        evaluation.evaluated_at.format("%Y-%m-%d %H:%M UTC"),
+        evaluation.actor
+    );
+    if let Some(issue) = open {
+        let updated = tracker.update(&issue, &body).await?;
+        return Ok(format!("updated {}", updated.reference()));
+    }
+    let opened = tracker
+        .open(&NewIssue {
+            title: format!("Quality gates block {component} → {target}"),
+            body,
+            labels,
+            marker,
+            run_id: run_id.to_owned(),
+        })
+        .await?;
+    Ok(format!("opened {}", opened.reference()))
+}

@@ -1,0 +1,688 @@
+//! Evaluating a stage's gates for a component: every gate at once (`run` gates one after
+//! the other, since test suites often share build folders), each with its evidence and,
+//! when it fails, the fix.
+
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use super::GateResult;
+use crate::actions::http;
+use crate::engine::process::{Exit, run_process};
+use crate::project::config::{
+    ApprovalsGate, AttestedGate, Config, CoverageGate, FreezeWindow, Gate, GateKind,
+    RollbackTestedGate, UptimeGate,
+};
+use crate::project::duration::Duration;
+use crate::project::spanned::Spanned;
+use crate::state::history::{ComponentHistory, History};
+use crate::trackers::Tracker;
+
+/// What a gate is evaluated for.
+pub struct Subject<'a> {
+    /// The project root: where `run` gates run and paths are resolved.
+    pub root: &'a Path,
+    pub config: &'a Config,
+    pub history: &'a History,
+    pub component: &'a str,
+    /// The stage the gates guard (the promotion's target, or `verify`'s stage).
+    pub target: &'a str,
+    /// The stage the component is in now (the one `stable_for` measures).
+    pub current: &'a str,
+    /// Who is promoting or evaluating: never counted as an approver.
+    pub actor: &'a str,
+    pub now: DateTime<Utc>,
+    pub cancel: watch::Receiver<bool>,
+}
+
+/// The gate kind's name, as written in `release.yaml`.
+pub fn kind_name(kind: &GateKind) -> &'static str {
+    match kind {
+        GateKind::Run(_) => "run",
+        GateKind::Coverage(_) => "coverage",
+        GateKind::StableFor(_) => "stable_for",
+        GateKind::Uptime(_) => "uptime",
+        GateKind::Attested(_) => "attested",
+        GateKind::Approvals(_) => "approvals",
+        GateKind::Freeze(_) => "freeze",
+        GateKind::RollbackTested(_) => "rollback_tested",
+        GateKind::FileExists(_) => "file_exists",
+        GateKind::NoOpenIssues(_) => "no_open_issues",
+    }
+}
+
+/// True for the gates that only the audit log answers (no process, file or network).
+pub fn audit_derived(kind: &GateKind) -> bool {
+    matches!(
+        kind,
+        GateKind::StableFor(_)
+            | GateKind::Attested(_)
+            | GateKind::Approvals(_)
+            | GateKind::Freeze(_)
+    )
+}
+
+/// Evaluates `gates` concurrently; results come back in the order the gates are written.
+pub async fn evaluate(subject: &Subject<'_>, gates: &[Gate]) -> Vec<GateResult> {
+    let templates = Templates::new(subject);
+    let component = subject.history.component(subject.component);
+    let (runs, others): (Vec<_>, Vec<_>) = gates
+        .iter()
+        .enumerate()
+        .partition(|(_, g)| matches!(g.kind, GateKind::Run(_)));
+    let sequential = async {
+        let mut out = Vec::new();
+        for (i, gate) in runs {
+            out.push((i, one(subject, &templates, &component, gate).await));
+        }
+        out
+    };
+    let concurrent = futures_util::future::join_all(others.into_iter().map(|(i, gate)| {
+        let (templates, component) = (&templates, &component);
+        async move { (i, one(subject, templates, component, gate).await) }
+    }));
+    let (mut a, b) = tokio::join!(sequential, concurrent);
+    a.extend(b);
+    a.sort_by_key(|(i, _)| *i);
+    a.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Renders gate templates: `component`, `stage` (the target), `spec`, `vars`, `repository`.
+struct Templates {
+    env: minijinja::Environment<'static>,
+    context: serde_json::Value,
+}
+
+impl Templates {
+    fn new(subject: &Subject<'_>) -> Self {
+        let definition = subject.config.components.get(subject.component);
+        Templates {
+            env: crate::template::environment(),
+            context: json!({
+                "component": subject.component,
+                "stage": subject.target,
+                "spec": definition.and_then(|c| c.spec.clone()).unwrap_or_default(),
+                "vars": definition.map(|c| serde_json::to_value(&c.vars).unwrap_or_default()).unwrap_or_default(),
+                "repository": subject.config.header.repository,
+            }),
+        }
+    }
+
+    fn render(&self, text: &str) -> Result<String, String> {
+        if !crate::template::is_template(text) {
+            return Ok(text.to_owned());
+        }
+        self.env
+            .render_str(
+                text,
+                minijinja::Value::from(minijinja::value::Serde(&self.context)),
+            )
+            .map_err(|e| format!("cannot render `{text}`: {e}"))
+    }
+
+    fn render_all(&self, texts: &[String]) -> Result<Vec<String>, String> {
+        texts.iter().map(|t| self.render(t)).collect()
+    }
+}
+
+/// A gate's verdict before its id, kind and duration are attached.
+struct Verdict {
+    passed: bool,
+    summary: String,
+    evidence: serde_json::Value,
+    fix: Option<String>,
+}
+
+impl Verdict {
+    fn pass(summary: String, evidence: serde_json::Value) -> Self {
+        Verdict {
+            passed: true,
+            summary,
+            evidence,
+            fix: None,
+        }
+    }
+
+    fn fail(summary: String, evidence: serde_json::Value, fix: impl Into<String>) -> Self {
+        Verdict {
+            passed: false,
+            summary,
+            evidence,
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+async fn one(
+    subject: &Subject<'_>,
+    templates: &Templates,
+    history: &ComponentHistory,
+    gate: &Gate,
+) -> GateResult {
+    let started = Instant::now();
+    let verdict = match &gate.kind {
+        GateKind::Run(argv) => run_gate(subject, templates, argv).await,
+        GateKind::Coverage(c) => coverage_gate(subject, templates, c),
+        GateKind::StableFor(d) => stable_for(subject, history, d),
+        GateKind::Uptime(u) => uptime_gate(templates, u).await,
+        GateKind::Attested(a) => attested(subject, history, a),
+        GateKind::Approvals(a) => approvals(subject, history, a),
+        GateKind::Freeze(windows) => freeze(subject, windows),
+        GateKind::RollbackTested(r) => rollback_tested(subject, history, r),
+        GateKind::FileExists(paths) => file_exists(subject, templates, paths),
+        GateKind::NoOpenIssues(n) => no_open_issues(subject, templates, &n.labels).await,
+    };
+    GateResult {
+        id: gate.id.clone(),
+        kind: kind_name(&gate.kind),
+        passed: verdict.passed,
+        summary: verdict.summary,
+        evidence: verdict.evidence,
+        fix: verdict.fix,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// The last lines of a gate command's output kept as evidence.
+const OUTPUT_LINES: usize = 20;
+
+async fn run_gate(subject: &Subject<'_>, templates: &Templates, argv: &[String]) -> Verdict {
+    let argv = match templates.render_all(argv) {
+        Ok(argv) => argv,
+        Err(e) => return Verdict::fail(e, json!({}), "fix the gate's template in release.yaml"),
+    };
+    let shown = argv.join(" ");
+    let (lines, mut receiver) = mpsc::unbounded_channel();
+    // The output is kept, not streamed: the last lines go in the evidence.
+    let collect = async move {
+        let mut tail = std::collections::VecDeque::new();
+        while let Some(line) = receiver.recv().await {
+            let line: crate::engine::process::Line = line;
+            if tail.len() == OUTPUT_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line.text);
+        }
+        tail.into_iter().collect::<Vec<String>>()
+    };
+    let started = Instant::now();
+    let no_env = std::collections::BTreeMap::new();
+    let run = run_process(
+        &argv,
+        &no_env,
+        subject.root,
+        None,
+        subject.cancel.clone(),
+        lines,
+    );
+    let (result, output) = tokio::join!(run, collect);
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let code = match result.exit {
+        Exit::Code(code) => Some(code),
+        _ => None,
+    };
+    let evidence = json!({
+        "argv": argv,
+        "exit_code": code,
+        "duration_ms": duration_ms,
+        "output": output,
+    });
+    if result.succeeded() {
+        return Verdict::pass(format!("`{shown}` exited 0"), evidence);
+    }
+    let fix = match &result.exit {
+        Exit::SpawnFailed(_) => format!(
+            "install `{}` (or fix the gate's argv in release.yaml); the command runs in {}",
+            argv.first().map_or("", String::as_str),
+            subject.root.display()
+        ),
+        _ => format!("run `{shown}` and fix what it reports"),
+    };
+    Verdict::fail(result.describe_failure(&shown), evidence, fix)
+}
+
+fn coverage_gate(subject: &Subject<'_>, templates: &Templates, gate: &CoverageGate) -> Verdict {
+    let min = gate.min.value;
+    let report = match templates.render(&gate.report) {
+        Ok(r) => r,
+        Err(e) => return Verdict::fail(e, json!({}), "fix the gate's template in release.yaml"),
+    };
+    let path = subject.root.join(&report);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Verdict::fail(
+                format!(
+                    "cannot read the coverage report {report}: {}",
+                    io_reason(&e)
+                ),
+                json!({ "report": report, "min": min }),
+                "produce the report before evaluating the gates (e.g. `pytest --cov --cov-report=xml:…`, `cargo llvm-cov --json --output-path …`)",
+            );
+        }
+    };
+    match super::coverage::parse(&bytes, gate.format) {
+        Ok(measured) => {
+            let percent = measured.percent();
+            let evidence = json!({
+                "report": report,
+                "format": measured.format,
+                "covered": measured.covered,
+                "total": measured.total,
+                "percent": (percent * 100.0).round() / 100.0,
+                "min": min,
+            });
+            let summary = format!(
+                "line coverage {percent:.2} % ({} of {} lines) {} {min} %",
+                measured.covered,
+                measured.total,
+                if percent >= min { "≥" } else { "<" }
+            );
+            if percent >= min {
+                Verdict::pass(summary, evidence)
+            } else {
+                Verdict::fail(
+                    summary,
+                    evidence,
+                    format!("add tests until {report} shows at least {min} % of lines covered"),
+                )
+            }
+        }
+        Err(e) => Verdict::fail(
+            format!("{report}: {e}"),
+            json!({ "report": report, "min": min }),
+            "point `report:` at a Cobertura XML, LCOV, coverage.py JSON or llvm-cov JSON report, or set `format:`",
+        ),
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        "no such file".into()
+    } else {
+        e.to_string()
+    }
+}
+
+fn human(d: chrono::TimeDelta) -> String {
+    let minutes = d.num_minutes();
+    if minutes < 0 {
+        return "0m".into();
+    }
+    let (days, hours, minutes) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (days, hours) {
+        (0, 0) => format!("{minutes}m"),
+        (0, h) => format!("{h}h {minutes}m"),
+        (d, h) => format!("{d}d {h}h"),
+    }
+}
+
+fn stable_for(subject: &Subject<'_>, history: &ComponentHistory, required: &Duration) -> Verdict {
+    let stage = subject.current;
+    let required_delta = chrono::TimeDelta::from_std(required.0).unwrap_or(chrono::TimeDelta::MAX);
+    let rollbacks = history.rollbacks.get(stage).map_or(0, |r| r.since_entered);
+    let Some(entered) = history.entered_at else {
+        return Verdict::fail(
+            format!(
+                "no record of {} in {stage} yet: its time there starts with its first audit record",
+                subject.component
+            ),
+            json!({ "stage": stage, "entered_at": null, "rollbacks_since": 0, "required": required.to_string() }),
+            format!(
+                "evaluate the gates once (`release gates {} --stage {}`) to start the clock, then wait {required}",
+                subject.component, subject.target
+            ),
+        );
+    };
+    let in_stage = subject.now - entered;
+    let evidence = json!({
+        "stage": stage,
+        "entered_at": entered,
+        "in_stage": human(in_stage),
+        "required": required.to_string(),
+        "rollbacks_since": rollbacks,
+    });
+    if rollbacks > 0 {
+        let last = history.rollbacks.get(stage).and_then(|r| r.last_at);
+        return Verdict::fail(
+            format!(
+                "{rollbacks} rollback(s) in {stage} since it entered on {} (last {})",
+                entered.format("%Y-%m-%d %H:%M UTC"),
+                last.map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            ),
+            evidence,
+            format!(
+                "the clock restarts when {} is promoted into {stage} again with a fixed commit",
+                subject.component
+            ),
+        );
+    }
+    if in_stage >= required_delta {
+        Verdict::pass(
+            format!(
+                "in {stage} for {} (since {}), no rollback; needs {required}",
+                human(in_stage),
+                entered.format("%Y-%m-%d %H:%M UTC")
+            ),
+            evidence,
+        )
+    } else {
+        let at = entered + required_delta;
+        Verdict::fail(
+            format!("in {stage} for {} only; needs {required}", human(in_stage)),
+            evidence,
+            format!(
+                "wait until {} ({} from now)",
+                at.format("%Y-%m-%d %H:%M UTC"),
+                human(at - subject.now)
+            ),
+        )
+    }
+}
+
+async fn uptime_gate(templates: &Templates, gate: &UptimeGate) -> Verdict {
+    let query = match templates.render(&gate.query) {
+        Ok(q) => q,
+        Err(e) => return Verdict::fail(e, json!({}), "fix the gate's template in release.yaml"),
+    };
+    let server = http::redacted_url(&gate.prometheus);
+    let client = match http::client(std::time::Duration::from_secs(30)) {
+        Ok(c) => c,
+        Err(e) => return Verdict::fail(e, json!({}), "see the message"),
+    };
+    match super::uptime::query(&client, &gate.prometheus, &query).await {
+        Ok(sample) => {
+            let evidence = json!({
+                "prometheus": server,
+                "query": query,
+                "value": sample.value,
+                "series": sample.series,
+                "min": gate.min,
+            });
+            let summary = format!(
+                "{} {} {}",
+                sample.value,
+                if sample.value >= gate.min { "≥" } else { "<" },
+                gate.min
+            );
+            if sample.value >= gate.min {
+                Verdict::pass(summary, evidence)
+            } else {
+                Verdict::fail(
+                    summary,
+                    evidence,
+                    "the service must meet its uptime objective first: look at its incidents over the query's range",
+                )
+            }
+        }
+        Err(e) => Verdict::fail(
+            e,
+            json!({ "prometheus": server, "query": query, "min": gate.min }),
+            "check that Prometheus is reachable from here and the query returns one instant value",
+        ),
+    }
+}
+
+fn within(now: DateTime<Utc>, at: DateTime<Utc>, window: Option<&Duration>) -> bool {
+    window.is_none_or(|w| chrono::TimeDelta::from_std(w.0).is_ok_and(|w| now - at <= w))
+}
+
+fn attested(subject: &Subject<'_>, history: &ComponentHistory, gate: &AttestedGate) -> Verdict {
+    let check = &gate.check;
+    let fix = format!(
+        "after the {check}, record it: `release attest {} {check} --note \"…\"`",
+        subject.component
+    );
+    let Some(found) = history.attestations.get(check) else {
+        return Verdict::fail(
+            format!("no {check} attestation recorded"),
+            json!({ "check": check }),
+            fix,
+        );
+    };
+    let evidence = json!({
+        "check": check,
+        "by": found.actor,
+        "at": found.at,
+        "note": found.note,
+        "within": gate.within.map(|w| w.to_string()),
+    });
+    let when = format!("{} on {}", found.actor, found.at.format("%Y-%m-%d"));
+    if within(subject.now, found.at, gate.within.as_ref()) {
+        Verdict::pass(format!("{check} attested by {when}"), evidence)
+    } else {
+        Verdict::fail(
+            format!(
+                "the last {check} ({when}) is older than {}",
+                gate.within.map(|w| w.to_string()).unwrap_or_default()
+            ),
+            evidence,
+            fix,
+        )
+    }
+}
+
+fn approvals(subject: &Subject<'_>, history: &ComponentHistory, gate: &ApprovalsGate) -> Verdict {
+    let min = gate.min.value as usize;
+    let mut counted = Vec::new();
+    let mut excluded = Vec::new();
+    for (actor, signed) in history.approvals.get(subject.target).into_iter().flatten() {
+        if !within(subject.now, signed.at, gate.within.as_ref()) {
+            excluded
+                .push(json!({ "by": signed.actor, "at": signed.at, "why": "outside the window" }));
+        } else if actor.eq_ignore_ascii_case(subject.actor) {
+            excluded.push(
+                json!({ "by": signed.actor, "at": signed.at, "why": "the actor promoting (four eyes)" }),
+            );
+        } else {
+            counted.push(json!({ "by": signed.actor, "at": signed.at, "note": signed.note }));
+        }
+    }
+    let names: Vec<String> = counted
+        .iter()
+        .filter_map(|c| c["by"].as_str().map(str::to_owned))
+        .collect();
+    let evidence = json!({ "approvals": counted, "excluded": excluded, "min": min });
+    let summary = format!(
+        "{} of {min} approval(s){}",
+        counted.len(),
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", names.join(", "))
+        }
+    );
+    if counted.len() >= min {
+        Verdict::pass(summary, evidence)
+    } else {
+        Verdict::fail(
+            summary,
+            evidence,
+            format!(
+                "{} more person(s), not {}, must run `release approve {} --to {}`",
+                min - counted.len(),
+                subject.actor,
+                subject.component,
+                subject.target
+            ),
+        )
+    }
+}
+
+fn freeze(subject: &Subject<'_>, windows: &[Spanned<FreezeWindow>]) -> Verdict {
+    match super::freeze::blocking(windows, subject.now) {
+        None => Verdict::pass(
+            format!("outside every freeze window ({})", windows.len()),
+            json!({ "windows": windows.len() }),
+        ),
+        Some(b) => Verdict::fail(
+            b.description.clone(),
+            json!({ "window": b.index, "description": b.description, "ends_at": b.ends_at }),
+            format!(
+                "wait until the freeze ends ({})",
+                b.ends_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+        ),
+    }
+}
+
+fn rollback_tested(
+    subject: &Subject<'_>,
+    history: &ComponentHistory,
+    gate: &RollbackTestedGate,
+) -> Verdict {
+    let stage = subject.target;
+    let path = subject
+        .root
+        .join(&subject.config.header.runbooks)
+        .join(stage)
+        .join("rollback.yaml");
+    let shown = crate::project::display_path(subject.root, &path)
+        .display()
+        .to_string();
+    let rehearse = format!(
+        "rehearse it: `release rollback {} --stage {stage} --dry-run --set commit=HEAD` (with the parameters it needs)",
+        subject.component
+    );
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Verdict::fail(
+                format!("cannot read {shown}: {}", io_reason(&e)),
+                json!({ "runbook": shown }),
+                format!("`release init` writes the default rollback runbook of {stage}"),
+            );
+        }
+    };
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let rehearsals = history.rehearsals_of(stage);
+    let fresh: Vec<_> = rehearsals
+        .iter()
+        .filter(|r| within(subject.now, r.at, Some(&gate.within)))
+        .collect();
+    if let Some(r) = fresh.iter().find(|r| r.runbook_sha256 == sha) {
+        return Verdict::pass(
+            format!(
+                "{} {} succeeded on {} with today's {shown}",
+                if r.dry_run { "dry-run" } else { "run" },
+                r.run,
+                r.at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            json!({ "run": r.run, "at": r.at, "dry_run": r.dry_run, "runbook": shown, "runbook_sha256": sha }),
+        );
+    }
+    let evidence = json!({
+        "runbook": shown,
+        "runbook_sha256": sha,
+        "within": gate.within.to_string(),
+        "rehearsals": rehearsals.iter().take(5).map(|r| json!({ "run": r.run, "at": r.at, "runbook_sha256": r.runbook_sha256 })).collect::<Vec<_>>(),
+    });
+    let summary = match (fresh.first(), rehearsals.first()) {
+        (Some(r), _) => format!(
+            "{shown} changed since it was rehearsed ({} on {}): the rehearsal no longer counts",
+            r.run,
+            r.at.format("%Y-%m-%d")
+        ),
+        (None, Some(r)) => format!(
+            "the last successful rehearsal ({} on {}) is older than {}",
+            r.run,
+            r.at.format("%Y-%m-%d"),
+            gate.within
+        ),
+        (None, None) => format!(
+            "{shown} was never rehearsed successfully for {}",
+            subject.component
+        ),
+    };
+    Verdict::fail(summary, evidence, rehearse)
+}
+
+fn file_exists(subject: &Subject<'_>, templates: &Templates, paths: &[String]) -> Verdict {
+    let paths = match templates.render_all(paths) {
+        Ok(p) => p,
+        Err(e) => return Verdict::fail(e, json!({}), "fix the gate's template in release.yaml"),
+    };
+    let root = subject.root;
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|p| p.trim().is_empty() || !root.join(p).exists())
+        .collect();
+    let evidence = json!({ "paths": paths, "missing": missing });
+    if missing.is_empty() {
+        Verdict::pass(format!("all {} present", paths.len()), evidence)
+    } else {
+        let list: Vec<&str> = missing
+            .iter()
+            .map(|m| {
+                if m.trim().is_empty() {
+                    "(an empty path)"
+                } else {
+                    m.as_str()
+                }
+            })
+            .collect();
+        Verdict::fail(
+            format!("missing: {}", list.join(", ")),
+            evidence,
+            "write the missing files (paths are relative to release.yaml's folder)",
+        )
+    }
+}
+
+async fn no_open_issues(
+    subject: &Subject<'_>,
+    templates: &Templates,
+    labels: &[String],
+) -> Verdict {
+    let labels = match templates.render_all(labels) {
+        Ok(l) => l,
+        Err(e) => return Verdict::fail(e, json!({}), "fix the gate's template in release.yaml"),
+    };
+    let tracker = match Tracker::from_config(subject.config, subject.root) {
+        Ok(t) => t,
+        Err(e) => {
+            return Verdict::fail(
+                e,
+                json!({ "labels": labels }),
+                "configure the tracker (see `incidents:` and `github:` in release.yaml)",
+            );
+        }
+    };
+    match tracker.list_open_with_labels(&labels).await {
+        Ok(issues) => {
+            let found: Vec<_> = issues
+                .iter()
+                .map(|i| json!({ "number": i.number, "title": i.title, "at": i.reference() }))
+                .collect();
+            let evidence =
+                json!({ "tracker": tracker.describe(), "labels": labels, "open": found });
+            if issues.is_empty() {
+                Verdict::pass(
+                    format!("no open issue labelled {}", labels.join(" + ")),
+                    evidence,
+                )
+            } else {
+                let list: Vec<String> = issues
+                    .iter()
+                    .map(|i| format!("{} {}", i.reference(), i.title))
+                    .collect();
+                Verdict::fail(
+                    format!("{} open: {}", issues.len(), list.join("; ")),
+                    evidence,
+                    "resolve and close these issues first",
+                )
+            }
+        }
+        Err(e) => Verdict::fail(
+            e,
+            json!({ "tracker": tracker.describe(), "labels": labels }),
+            "check the tracker is reachable and its token set, then evaluate again",
+        ),
+    }
+}
