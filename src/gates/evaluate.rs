@@ -241,7 +241,16 @@ async fn run_gate(subject: &Subject<'_>, templates: &Templates, argv: &[String])
         ),
         _ => format!("run `{shown}` and fix what it reports"),
     };
-    Verdict::fail(result.describe_failure(&shown), evidence, fix)
+    let program = argv.first().map_or("", String::as_str);
+    let summary = match &result.exit {
+        Exit::SpawnFailed(_)
+            if crate::engine::process::resolve_program(program, subject.root).is_none() =>
+        {
+            format!("cannot start `{shown}`: `{program}` is not installed or not on PATH")
+        }
+        _ => result.describe_failure(&shown),
+    };
+    Verdict::fail(summary, evidence, fix)
 }
 
 fn coverage_gate(subject: &Subject<'_>, templates: &Templates, gate: &CoverageGate) -> Verdict {
