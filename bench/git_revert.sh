@@ -9,7 +9,8 @@
 #   - `git revert --no-edit …` (the CLI, the reference),
 #   - `release run` of a one-step `git_revert` runbook (real: commits, checkout, audit),
 #   - the same with `--dry-run` (the in-memory preflight; writes only the audit log),
-# and `release --version` (process start, the fixed cost in every release figure).
+# and the fixed costs inside every release figure: `release --version` (process start) and
+# `release run` of a one-step `run: ["true"]` runbook (the engine: config, lock, audit).
 # The repository is put back with `git reset --hard` before every timing (--prepare), so
 # every run reverts from the same HEAD. gc.auto is 0 so that no run pays for a gc.
 # Targets: real ≤ 1.0× the CLI; dry-run ≤ 0.5× the CLI.
@@ -39,13 +40,21 @@ steps:
   - id: revert
     git_revert: { commits: "{{ params.commit }}" }
 EOF
+cat >"$repo/noop.yaml" <<'EOF'
+name: noop
+description: one step that does nothing (the engine's own cost)
+steps:
+  - id: noop
+    run: ["true"]
+EOF
 git -C "$repo" add -A
 git -C "$repo" commit -q -m "release project"
 base=$(git -C "$repo" rev-parse HEAD)
 objects=$(git -C "$repo" count-objects -v | sed -n 's/^size-pack: //p')
 
 run=("$BIN" -C "$repo" run revert.yaml --component orchestration --stage staging --reason bench --no-progress)
-reset="git -C $repo reset -q --hard $base"
+# Back to the same HEAD, with no revert of the CLI's left in progress.
+reset="sh -c 'git -C $repo revert --quit 2>/dev/null; git -C $repo reset -q --hard $base'"
 
 bench_case() { # NAME COMMITS JSON
   local name=$1 commits=$2 json=$3
@@ -59,7 +68,7 @@ bench_case() { # NAME COMMITS JSON
     --command-name "release run --dry-run: git_revert $name" \
     "${run[*]} --set commit=$commits --dry-run" >&2
   # Each command must have done its work: check once more, outside the timings.
-  $reset
+  eval "$reset"
   "${run[@]}" --set "commit=$commits" >/dev/null
   local made
   made=$(git -C "$repo" rev-list --count "$base..HEAD")
@@ -68,13 +77,15 @@ bench_case() { # NAME COMMITS JSON
     exit 1
   }
   echo "$made" >"$json.made"
-  $reset
+  eval "$reset"
 }
 
 bench_case "bench-ten" "bench-ten" "$SANDBOX/one.json"
 bench_case "bench-range-from..bench-range-to" "bench-range-from..bench-range-to" "$SANDBOX/range.json"
-hyperfine -N --style basic --warmup 10 --runs 50 --export-json "$SANDBOX/version.json" \
-  "$BIN --version" >&2
+hyperfine -N --style basic --warmup 5 --runs 30 --export-json "$SANDBOX/version.json" \
+  --command-name "release --version" "$BIN --version" \
+  --command-name "release run noop.yaml (one run: [true] step)" \
+  "$BIN -C $repo run noop.yaml --component orchestration --stage staging --reason bench --no-progress" >&2
 
 echo
 echo "### git_revert vs \`git revert\`: 20,000 commits, 5,000 files"
@@ -92,18 +103,26 @@ def load(path):
 def ms(r):
     return f"{r['mean'] * 1e3:.1f} ms ± {r['stddev'] * 1e3:.1f}"
 
-version = load(sys.argv[3])[0]
+version, noop = load(sys.argv[3])
+met = lambda q, t: "met" if q <= t else f"MISSED by {(q / t - 1) * 100:.0f} %"
 print("| case | `git revert` (CLI) | `release run` (real) | real / CLI | target | `release run --dry-run` | dry-run / CLI | target |")
 print("|---|---|---|---|---|---|---|---|")
+rows = []
 for label, path in (("1 commit, 10 files", sys.argv[1]), ("50-commit range", sys.argv[2])):
     cli, real, dry = load(path)
     q_real = real["mean"] / cli["mean"]
     q_dry = dry["mean"] / cli["mean"]
-    met = lambda q, t: "met" if q <= t else f"MISSED by {(q / t - 1) * 100:.0f} %"
+    rows.append((label, cli, real, dry))
     print(f"| {label} | {ms(cli)} | {ms(real)} | {q_real:.2f}× | ≤ 1.0× {met(q_real, 1.0)} | "
           f"{ms(dry)} | {q_dry:.2f}× | ≤ 0.5× {met(q_dry, 0.5)} |")
 print()
-print(f"Fixed cost in every `release` figure: `release --version` {ms(version)} (process start); "
-      "`release run` also loads release.yaml and the runbook, takes the lock and appends + fdatasyncs "
-      "its audit records.")
+print(f"Fixed costs inside every `release run` figure: process start (`release --version`) {ms(version)}; "
+      f"the engine with nothing to do (`release run` of one `run: [\"true\"]` step: config, runbook, "
+      f"lock, audit records appended and fdatasynced) {ms(noop)}.")
+print()
+print("| case, net of the engine's fixed cost | real − engine | / CLI | dry-run − engine | / CLI |")
+print("|---|---|---|---|---|")
+for label, cli, real, dry in rows:
+    r, d = real["mean"] - noop["mean"], dry["mean"] - noop["mean"]
+    print(f"| {label} | {r * 1e3:.1f} ms | {r / cli['mean']:.2f}× | {d * 1e3:.1f} ms | {d / cli['mean']:.2f}× |")
 PY

@@ -534,3 +534,47 @@ fn a_same_size_edit_right_after_a_commit_is_dirty() {
     run.assert_code(1);
     assert_mentions(&run, "work tree is dirty: a.txt (modified)");
 }
+
+#[test]
+fn reverts_that_remove_a_folder_or_change_a_mode_leave_a_clean_tree() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = Repo::new("");
+    let start = repo.head();
+    repo.commit_files(
+        "add docs",
+        &[("docs/a.md", "a\n"), ("docs/deep/b.md", "b\n")],
+    );
+    repo.commit_files("add script", &[("run.sh", "echo hi\n")]);
+    std::fs::set_permissions(
+        repo.env.join("run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    repo.git(&["add", "run.sh"]);
+    repo.git(&["commit", "-q", "-m", "make it executable"]);
+    // A file where a folder was: `docs` becomes a file.
+    repo.git(&["rm", "-q", "-r", "docs"]);
+    repo.commit_files("docs as a file", &[("docs", "see the wiki\n")]);
+    let end = repo.head();
+
+    repo.release(&format!("{end}~1..{end}"), false)
+        .assert_code(0);
+    assert!(
+        repo.env.join("docs/deep/b.md").is_file(),
+        "the folder is back"
+    );
+    assert_eq!(repo.status(), "");
+    repo.release(&format!("{end}~1"), false).assert_code(0);
+    let mode = std::fs::metadata(repo.env.join("run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0, "the executable bit is reverted");
+    assert_eq!(repo.status(), "");
+    let run = repo.release(&format!("{start}..{start}~0"), true);
+    run.assert_code(1);
+    assert_mentions(&run, "is empty");
+    repo.release(&format!("{end}~3"), false).assert_code(0);
+    assert!(!repo.env.join("docs").exists(), "the whole folder is gone");
+    assert_eq!(repo.status(), "");
+}

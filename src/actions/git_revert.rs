@@ -4,18 +4,28 @@
 //! Design and invariants:
 //! - Every revert is computed in memory first ([`revert_in_memory`]): a three-way merge of
 //!   trees with the reverted commit's tree as the ancestor, the tree so far as ours and its
-//!   parent's tree as theirs. That is exactly what libgit2's `git_revert_commit` does, but
-//!   on trees, so reverts chain (each result is the next one's base) without a commit, a
-//!   ref or the index. `Repository::revert` is never used: it leaves REVERT state behind.
-//! - The dry-run opens its own `Repository` whose object database has an in-memory
-//!   (mempack) backend at the highest priority: the merged blobs and trees it writes stay
-//!   in memory. It never writes a ref, the index or a work-tree file, so it is `simulated`.
-//! - The real run checks again (branch, clean tree, signature) before changing anything,
-//!   recomputes the plan, refuses conflicts and untracked files in the way, writes the
-//!   commits (objects only), checks the new tree out safely (libgit2 finds every obstacle
-//!   before writing a file), and only then moves the branch, compare-and-swap against the
-//!   HEAD it planned from. A failure before that point leaves refs, index and work tree as
-//!   they were.
+//!   parent's tree as theirs. That is what libgit2's `git_revert_commit` does, but on
+//!   trees, so reverts chain (each result is the next one's base) without a commit, a ref
+//!   or the index. `Repository::revert` is never used: it leaves REVERT state behind.
+//!   When every path changed on one side only, the merge takes whole entries and reads
+//!   only the folders on changed paths; otherwise libgit2's full merge (with rename
+//!   detection) decides. The tests check the shortcut against the full merge.
+//! - Both runs open the repository with an in-memory (mempack) object store in front of
+//!   its own: the merged blobs, trees and commits they write stay in memory. The dry-run
+//!   never writes a ref, the index, a work-tree file or an object, so it is `simulated`.
+//! - The real run repeats every check (branch, clean tree, author) before changing
+//!   anything, recomputes the plan, refuses conflicts and untracked files in the way, makes
+//!   the commits in memory, writes the objects they reach to `.git/objects`, checks the
+//!   changed files out safely (libgit2 finds every obstacle before it writes a file), and
+//!   only then moves the branch, compare-and-swap against the HEAD it planned from. A
+//!   failure before that point leaves refs, index and work tree as they were.
+//! - "Clean" is proven cheaply when it can be, as git's index refresh does: the index's
+//!   cached tree is HEAD's and every tracked file's stat data matches (or its content,
+//!   where the stat data cannot vouch for it). Anything else goes to libgit2's status.
+//!   The stat calls start first, on a thread of their own, from the index file as read
+//!   directly, while libgit2 starts (its first use loads OpenSSL's CA bundle) and the
+//!   reverts are computed; their result counts only if it read the very index libgit2
+//!   then loads.
 //! - Reverting a commit whose changes are already undone changes nothing: it is skipped, so
 //!   re-running a rollback after a failed push creates no second revert and pushes.
 //! - All git2 work runs in `spawn_blocking`.
@@ -23,11 +33,13 @@
 //! Fidelity to `git revert` (checked by a differential property test against the git CLI):
 //! the same trees, messages (`Revert "<subject>"`, `Reapply "…"` for a revert of a revert,
 //! the mainline parent named for a merge) and conflicting files, with file renames detected
-//! as git does. One difference: libgit2 has no directory-rename detection, so where git
-//! stops with a "file location" conflict (a file added to a folder that the revert renames
-//! away), `git_revert` leaves the file where it is, as git does with
-//! `merge.directoryRenames=false`.
+//! as git does (libgit2's rename conflicts are reported under git's names, and those where
+//! both sides agree are resolved as git resolves them). One difference: libgit2 has no
+//! directory-rename detection, so where git stops with a "file location" conflict (a file
+//! added to a folder that the revert renames away), `git_revert` leaves the file where it
+//! is, as git does with `merge.directoryRenames=false`.
 
+mod index_file;
 mod plan;
 mod push;
 mod select;
@@ -47,7 +59,7 @@ pub use plan::{
 };
 pub use push::{PushTarget, push_branch, resolve_remote};
 pub use select::{parse_commit_specs, select_commits};
-pub use worktree::{DirtyFile, check_branch, dirty_files, paths_in_the_way};
+pub use worktree::{DirtyFile, StatScan, check_branch, dirty_files, paths_in_the_way};
 
 use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict};
 use crate::engine::process::Line;
@@ -123,6 +135,42 @@ impl Request {
     }
 }
 
+/// Starts libgit2 on a thread of its own and returns at once. libgit2's first use loads
+/// OpenSSL's CA bundle, which takes a few milliseconds (more than a one-commit revert's
+/// own checks); a run with a `git_revert` step can call this as it starts, so that the
+/// step finds libgit2 ready instead of waiting for it.
+pub fn warm_up() {
+    let _ = std::thread::Builder::new()
+        .name("git_revert-warm-up".into())
+        .spawn(|| drop(Oid::from_bytes(&[0; 20])));
+}
+
+/// Phase timings at debug level (`-vv` or `RUST_LOG=release=debug`).
+struct Phases(std::time::Instant);
+
+impl Phases {
+    fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    fn mark(&self, phase: &str) {
+        tracing::debug!(elapsed = ?self.0.elapsed(), "git_revert: {phase}");
+    }
+}
+
+/// A repository path (bytes, `/`-separated) as a path on this system.
+fn bytes_path(path: &[u8]) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        PathBuf::from(std::ffi::OsStr::from_bytes(path))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(String::from_utf8_lossy(path).into_owned())
+    }
+}
+
 fn short(oid: Oid) -> String {
     let mut s = oid.to_string();
     s.truncate(8);
@@ -147,8 +195,15 @@ fn open(root: &std::path::Path) -> Result<Repository, RevertError> {
 }
 
 /// The checks every run repeats before anything changes: the branch, no operation in
-/// progress, a clean work tree. All problems at once.
-fn check_repository(repo: &Repository, branch: &str) -> Result<git2::Oid, RevertError> {
+/// progress, a clean work tree. All problems at once. `meanwhile` runs once HEAD is known
+/// to be fine and before the work tree check, so that its work overlaps the stat scan
+/// started early (`scan`).
+fn check_repository<T>(
+    repo: &Repository,
+    branch: &str,
+    scan: Option<StatScan>,
+    meanwhile: impl FnOnce(Oid) -> T,
+) -> (Result<Oid, RevertError>, Option<T>) {
     let mut problems = Vec::new();
     let head = match check_branch(repo, branch) {
         Ok(head) => Some(head),
@@ -163,7 +218,8 @@ fn check_repository(repo: &Repository, branch: &str) -> Result<git2::Oid, Revert
             "a git operation is in progress ({state:?}); finish it or abort it first (e.g. `git merge --abort`, `git revert --abort`)"
         ));
     }
-    match dirty_files(repo) {
+    let early = head.filter(|_| problems.is_empty()).map(meanwhile);
+    match dirty_files(repo, scan) {
         Ok(dirty) if !dirty.is_empty() => {
             let files = dirty
                 .iter()
@@ -177,10 +233,11 @@ fn check_repository(repo: &Repository, branch: &str) -> Result<git2::Oid, Revert
         Ok(_) => {}
         Err(e) => problems.push(e.to_string()),
     }
-    match (head, problems.is_empty()) {
+    let checked = match (head, problems.is_empty()) {
         (Some(head), true) => Ok(head),
         _ => Err(RevertError::Refused(problems.join("; "))),
-    }
+    };
+    (checked, early)
 }
 
 fn signature_problem(repo: &Repository) -> Option<String> {
@@ -325,18 +382,31 @@ fn open_in_memory(root: &std::path::Path) -> Result<Repository, String> {
     with_memory_store(open(root).map_err(|e| e.to_string())?)
 }
 
-/// What the dry-run learns before computing anything: HEAD, the remote, and every problem.
+/// What the dry-run learns: HEAD, the remote, every problem, and the plan when there is
+/// one to compute.
 struct Checks {
     head: Option<Oid>,
     target: Option<PushTarget>,
     problems: Vec<String>,
+    plan: Option<Result<RevertPlan, RevertError>>,
 }
 
-fn check_all(repo: &Repository, request: &Request) -> Checks {
+fn check_all(
+    repo: &Repository,
+    request: &Request,
+    scan: Option<StatScan>,
+    reads_step_output: bool,
+    phases: &Phases,
+) -> Checks {
+    phases.mark("repository open");
     let mut problems = Vec::new();
-    let head = check_repository(repo, &request.branch)
-        .map_err(|e| problems.push(e.to_string()))
-        .ok();
+    let (head, plan) = check_repository(repo, &request.branch, scan, |head| {
+        let plan = (!reads_step_output).then(|| compute_plan(repo, request, head));
+        phases.mark("reverts computed");
+        plan
+    });
+    let head = head.map_err(|e| problems.push(e.to_string())).ok();
+    phases.mark("branch and work tree checked");
     problems.extend(signature_problem(repo));
     let target = if request.push {
         resolve_remote(repo, &request.remote, &request.branch)
@@ -349,11 +419,14 @@ fn check_all(repo: &Repository, request: &Request) -> Checks {
         head,
         target,
         problems,
+        plan: plan.flatten(),
     }
 }
 
 /// Everything the dry-run checks, on a repository whose new objects stay in memory.
 fn preflight_blocking(request: &Request, reads_step_output: bool) -> Preflight {
+    let phases = Phases::start();
+    let scan = StatScan::start(&request.root);
     let repo = match open_in_memory(&request.root) {
         Ok(repo) => repo,
         Err(e) => return blocked(e, Fidelity::Checked, String::new()),
@@ -362,7 +435,8 @@ fn preflight_blocking(request: &Request, reads_step_output: bool) -> Preflight {
         head,
         target,
         mut problems,
-    } = check_all(&repo, request);
+        plan,
+    } = check_all(&repo, request, scan, reads_step_output, &phases);
     if reads_step_output && problems.is_empty() {
         return Preflight {
             verdict: Verdict::Warn,
@@ -378,7 +452,7 @@ fn preflight_blocking(request: &Request, reads_step_output: bool) -> Preflight {
     let Some(head) = head.filter(|_| !reads_step_output) else {
         return blocked(problems.join("; "), Fidelity::Checked, String::new());
     };
-    let plan = compute_plan(&repo, request, head);
+    let plan = plan.unwrap_or_else(|| compute_plan(&repo, request, head));
     let plan = match plan {
         Ok(plan) => plan,
         Err(e) => {
@@ -399,6 +473,7 @@ fn preflight_blocking(request: &Request, reads_step_output: bool) -> Preflight {
     if !problems.is_empty() {
         return blocked(problems.join("; "), Fidelity::Simulated, would);
     }
+    phases.mark("preflight done");
     ready(&plan, request, target.as_ref(), would)
 }
 
@@ -480,18 +555,28 @@ struct Committed {
 
 /// Plans, commits, checks out, and moves the branch. Changes nothing when it fails.
 fn commit_blocking(request: &Request) -> Result<Committed, RevertError> {
+    let phases = Phases::start();
+    let scan = StatScan::start(&request.root);
     let repo = open(&request.root)?;
     // As in the dry-run, new objects go to memory first; the new commits' objects are
     // written to the repository once everything is known to work ([`persist`]).
     let repo = with_memory_store(repo).map_err(RevertError::Refused)?;
-    let head = check_repository(&repo, &request.branch)?;
+    phases.mark("repository open");
+    // The plan is computed while the stat scan runs; its errors come after the checks'.
+    let (head, plan) = check_repository(&repo, &request.branch, scan, |head| {
+        let plan = compute_plan(&repo, request, head);
+        phases.mark("reverts computed");
+        plan
+    });
+    let head = head?;
+    phases.mark("branch and work tree checked");
     if let Some(problem) = signature_problem(&repo) {
         return Err(RevertError::Refused(problem));
     }
     if request.push {
         resolve_remote(&repo, &request.remote, &request.branch)?;
     }
-    let plan = compute_plan(&repo, request, head)?;
+    let plan = plan.unwrap_or_else(|| compute_plan(&repo, request, head))?;
     if plan.has_conflicts() {
         return Err(RevertError::Refused(format!(
             "{}; nothing was changed",
@@ -529,6 +614,7 @@ fn commit_blocking(request: &Request) -> Result<Committed, RevertError> {
             .collect()
     };
     let created = write_commits(&repo, head, &to_commit)?;
+    phases.mark("commits written");
     for (oid, (message, _)) in created.iter().zip(&to_commit) {
         notes.push(format!(
             "{} {}",
@@ -537,13 +623,19 @@ fn commit_blocking(request: &Request) -> Result<Committed, RevertError> {
         ));
     }
     if let Some(&new_head) = created.last() {
-        persist(&repo, &open(&request.root)?, new_head)?;
+        let disk = Repository::open(repo.path()).map_err(RevertError::git(
+            "cannot open the repository to write the commits",
+        ))?;
+        persist(&repo, &disk, new_head)?;
+        phases.mark("objects written");
         worktree::checkout(&repo, head, plan.tree)?;
+        phases.mark("work tree updated");
         let title = to_commit
             .last()
             .and_then(|(m, _)| m.lines().next())
             .unwrap_or_default();
         move_branch(&repo, request, head, new_head, title)?;
+        phases.mark("branch moved");
     }
     Ok(Committed {
         commits: created,

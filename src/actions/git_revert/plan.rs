@@ -237,7 +237,8 @@ fn renames(
 
 /// The conflicting files, where `git revert` reports them. libgit2 records a conflict on
 /// a renamed file under each of its names (the old one holding only the ancestor); git
-/// records it under the name the file has after the rename, so the old names are mapped.
+/// records it under the name the file has after the rename, so the old names are mapped
+/// (and kept as well when each side renamed the file to a different name, as git does).
 fn conflicts(
     repo: &Repository,
     index: &git2::Index,
@@ -279,6 +280,14 @@ fn conflicts(
                 path: name.clone(),
                 kind: ConflictKind::Renamed,
             }));
+            // Renamed differently on each side: git keeps the old name too (its ancestor
+            // only), so it lists all three.
+            if new_names.iter().any(|n| *n != new_names[0]) {
+                out.extend(conflict.ancestor.as_ref().map(|a| Conflict {
+                    path: path(a),
+                    kind: ConflictKind::Renamed,
+                }));
+            }
             continue;
         }
         let entry = conflict
@@ -301,30 +310,80 @@ fn conflicts(
     Ok(out)
 }
 
+/// One file that differs between two trees, its path as git stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TreeChange {
+    pub(crate) path: Vec<u8>,
+    pub(crate) kind: ChangeKind,
+}
+
+/// The files that differ between two trees, in path order. Unlike a generic diff, folders
+/// whose trees are identical are never read: the cost follows the change, not the tree.
+pub(crate) fn tree_changes(
+    repo: &Repository,
+    old: &Tree<'_>,
+    new: &Tree<'_>,
+) -> Result<Vec<TreeChange>, git2::Error> {
+    let mut out = Vec::new();
+    diff_level(repo, Some(old), Some(new), &[], &mut out)?;
+    Ok(out)
+}
+
+fn diff_level(
+    repo: &Repository,
+    old: Option<&Tree<'_>>,
+    new: Option<&Tree<'_>>,
+    prefix: &[u8],
+    out: &mut Vec<TreeChange>,
+) -> Result<(), git2::Error> {
+    if let (Some(a), Some(b)) = (old, new)
+        && a.id() == b.id()
+    {
+        return Ok(());
+    }
+    let (a, b) = (entries(old), entries(new));
+    let mut names: Vec<&Vec<u8>> = a.keys().chain(b.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let mut path = prefix.to_vec();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        let subtree = |entry: Option<&(Oid, i32)>| match entry {
+            Some(&(id, TREE_MODE)) => repo.find_tree(id).map(Some),
+            _ => Ok(None),
+        };
+        let (x, y) = (a.get(name), b.get(name));
+        if x == y {
+            continue;
+        }
+        let (xt, yt) = (subtree(x)?, subtree(y)?);
+        if xt.is_some() || yt.is_some() {
+            diff_level(repo, xt.as_ref(), yt.as_ref(), &path, out)?;
+        }
+        let kind = match (x.filter(|_| xt.is_none()), y.filter(|_| yt.is_none())) {
+            (Some(_), None) => ChangeKind::Deleted,
+            (None, Some(_)) => ChangeKind::Added,
+            (Some((_, xm)), Some((_, ym))) if xm & 0o170_000 != ym & 0o170_000 => {
+                ChangeKind::TypeChanged
+            }
+            (Some(_), Some(_)) => ChangeKind::Modified,
+            (None, None) => continue,
+        };
+        out.push(TreeChange { path, kind });
+    }
+    Ok(())
+}
+
 fn changes(repo: &Repository, old: &Tree<'_>, new: &Tree<'_>) -> Result<Vec<Change>, RevertError> {
-    let diff = repo
-        .diff_tree_to_tree(Some(old), Some(new), None)
-        .map_err(RevertError::git("cannot list the changed files"))?;
-    Ok(diff
-        .deltas()
-        .filter_map(|d| {
-            let kind = match d.status() {
-                Delta::Added => ChangeKind::Added,
-                Delta::Deleted => ChangeKind::Deleted,
-                Delta::Typechange => ChangeKind::TypeChanged,
-                Delta::Unmodified => return None,
-                _ => ChangeKind::Modified,
-            };
-            let file = if kind == ChangeKind::Deleted {
-                d.old_file()
-            } else {
-                d.new_file()
-            };
-            let path = file.path_bytes().unwrap_or_default();
-            Some(Change {
-                path: String::from_utf8_lossy(path).into_owned(),
-                kind,
-            })
+    Ok(tree_changes(repo, old, new)
+        .map_err(RevertError::git("cannot list the changed files"))?
+        .into_iter()
+        .map(|c| Change {
+            path: String::from_utf8_lossy(&c.path).into_owned(),
+            kind: c.kind,
         })
         .collect())
 }
@@ -339,13 +398,115 @@ fn full_merge(
     let mut index = repo
         .merge_trees(ancestor, ours, theirs, Some(options))
         .map_err(RevertError::git("cannot merge"))?;
-    if index.has_conflicts() {
+    if index.has_conflicts() && !resolve_agreed(repo, &mut index, [ancestor, ours, theirs])? {
         return Ok(Err(conflicts(repo, &index, [ancestor, ours, theirs])?));
     }
     index
         .write_tree_to(repo)
         .map(Ok)
         .map_err(RevertError::git("cannot write the merged tree"))
+}
+
+/// Resolves the conflicts libgit2 reports where both sides in fact agree, as git does:
+/// when every conflict is either the same file added on both sides (a file renamed on one
+/// side onto a path where the other side added the same content), or a file one side
+/// removed and the other left untouched (the old name of that rename), or changed where
+/// the removing side renamed it onto such an agreed path. In that last case git's merge
+/// (ort) takes the agreed content and drops the change: once both sides hold the same file
+/// at the rename's target, that path is settled before the rename is looked at, so the
+/// change merged into the rename is not used. All or nothing: true when the index has no
+/// conflict left.
+fn resolve_agreed(
+    repo: &Repository,
+    index: &mut git2::Index,
+    [ancestor, ours, theirs]: [&Tree<'_>; 3],
+) -> Result<bool, RevertError> {
+    let Ok(found) = index
+        .conflicts()
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+    else {
+        return Ok(false);
+    };
+    let same = |a: &git2::IndexEntry, b: &git2::IndexEntry| a.id == b.id && a.mode == b.mode;
+    // Paths both sides added with the same content.
+    let agreed: Vec<&[u8]> = found
+        .iter()
+        .filter_map(|c| match (&c.ancestor, &c.our, &c.their) {
+            (None, Some(our), Some(their)) if our.path == their.path && same(our, their) => {
+                Some(our.path.as_slice())
+            }
+            _ => None,
+        })
+        .collect();
+    // The renames of the side that removed a file, found only when needed.
+    let mut renamed: [Option<HashMap<String, Vec<String>>>; 2] = [None, None];
+    let mut renamed_onto_agreed = |side: usize, old: &[u8]| -> Result<bool, RevertError> {
+        if agreed.is_empty() {
+            return Ok(false);
+        }
+        if renamed[side].is_none() {
+            let mut map = HashMap::new();
+            renames(repo, ancestor, [ours, theirs][side], &mut map)?;
+            renamed[side] = Some(map);
+        }
+        Ok(renamed[side]
+            .as_ref()
+            .and_then(|map| map.get(String::from_utf8_lossy(old).as_ref()))
+            .is_some_and(|targets| targets.iter().any(|t| agreed.contains(&t.as_bytes()))))
+    };
+    let mut resolved = Vec::with_capacity(found.len());
+    for conflict in &found {
+        match (&conflict.ancestor, &conflict.our, &conflict.their) {
+            (_, Some(our), Some(their)) if our.path == their.path && same(our, their) => {
+                resolved.push((
+                    our.path.clone(),
+                    Some(git2::IndexEntry {
+                        ctime: our.ctime,
+                        mtime: our.mtime,
+                        dev: our.dev,
+                        ino: our.ino,
+                        mode: our.mode,
+                        uid: our.uid,
+                        gid: our.gid,
+                        file_size: our.file_size,
+                        id: our.id,
+                        flags: our.flags & !0x3000, // stage 0: merged
+                        flags_extended: our.flags_extended,
+                        path: our.path.clone(),
+                    }),
+                ));
+            }
+            (Some(base), Some(kept), None) | (Some(base), None, Some(kept))
+                if base.path == kept.path && same(base, kept) =>
+            {
+                resolved.push((base.path.clone(), None));
+            }
+            (Some(base), Some(kept), None) if base.path == kept.path => {
+                if !renamed_onto_agreed(1, &base.path)? {
+                    return Ok(false);
+                }
+                resolved.push((base.path.clone(), None));
+            }
+            (Some(base), None, Some(kept)) if base.path == kept.path => {
+                if !renamed_onto_agreed(0, &base.path)? {
+                    return Ok(false);
+                }
+                resolved.push((base.path.clone(), None));
+            }
+            _ => return Ok(false),
+        }
+    }
+    for (path, entry) in resolved {
+        if index.conflict_remove(&super::bytes_path(&path)).is_err() {
+            return Ok(false);
+        }
+        if let Some(entry) = entry
+            && index.add(&entry).is_err()
+        {
+            return Ok(false);
+        }
+    }
+    Ok(!index.has_conflicts())
 }
 
 /// A tree entry as a merge compares it: what it holds and its mode.
@@ -362,12 +523,46 @@ fn entries(tree: Option<&Tree<'_>>) -> HashMap<Vec<u8>, (Oid, i32)> {
     .unwrap_or_default()
 }
 
+/// True when `both` (what each side made of `base`) differs from `base` by changed files
+/// only: no file or folder added or removed at any depth. A file removed on both sides may
+/// be one side's rename source, one added on both sides its target: rename detection
+/// decides those, even inside a folder both sides left identical.
+fn changed_files_only(
+    repo: &Repository,
+    base: &Tree<'_>,
+    both: &Tree<'_>,
+) -> Result<bool, git2::Error> {
+    if base.id() == both.id() {
+        return Ok(true);
+    }
+    let (b, o) = (entries(Some(base)), entries(Some(both)));
+    if b.len() != o.len() {
+        return Ok(false);
+    }
+    for (name, &(bid, bmode)) in &b {
+        let Some(&(oid, omode)) = o.get(name) else {
+            return Ok(false);
+        };
+        match (bmode == TREE_MODE, omode == TREE_MODE) {
+            (true, true) => {
+                if !changed_files_only(repo, &repo.find_tree(bid)?, &repo.find_tree(oid)?)? {
+                    return Ok(false);
+                }
+            }
+            (false, false) => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
 /// The three-way merge when every path changed on one side at most: whole entries are
 /// taken, untouched folders are never read, only the folders on a changed path are
 /// written. `None` when a path needs more (changed on both sides, or a shape where
-/// rename detection could decide otherwise: deleted on both sides, added on both sides):
-/// then the full merge decides. Where it answers, it answers what the full merge would,
-/// since renames only matter where both sides touched a path.
+/// rename detection could decide otherwise: deleted on both sides, added on both sides,
+/// also inside a folder both sides changed the same way): then the full merge decides.
+/// Where it answers, it answers what the full merge would, since renames only matter where
+/// both sides touched a path.
 fn trivial_merge(
     repo: &Repository,
     base: Option<&Tree<'_>>,
@@ -375,8 +570,8 @@ fn trivial_merge(
     theirs: &Tree<'_>,
 ) -> Result<Option<Oid>, git2::Error> {
     let base_id = base.map(Tree::id);
-    if ours.id() == theirs.id() && base_id.is_some() {
-        return Ok(Some(ours.id()));
+    if let Some(base) = base.filter(|_| ours.id() == theirs.id()) {
+        return Ok(changed_files_only(repo, base, ours)?.then(|| ours.id()));
     }
     if base_id == Some(ours.id()) {
         return Ok(Some(theirs.id()));
@@ -398,6 +593,19 @@ fn trivial_merge(
         let merged = match (be, oe, te) {
             // Rename detection could pair these with an addition elsewhere.
             (Some(_), None, None) | (None, Some(_), Some(_)) => return Ok(None),
+            // The same folder on both sides: what it holds decides (see above).
+            (Some((bid, TREE_MODE)), Some((oid, TREE_MODE)), Some(_)) if oe == te => {
+                if !changed_files_only(repo, &repo.find_tree(bid)?, &repo.find_tree(oid)?)? {
+                    return Ok(None);
+                }
+                oe
+            }
+            // A folder became a file, or a file a folder, the same way on both sides.
+            (Some((_, bm)), Some((_, om)), Some(_))
+                if oe == te && (bm == TREE_MODE) != (om == TREE_MODE) =>
+            {
+                return Ok(None);
+            }
             _ if oe == te => oe,
             _ if be == oe => te,
             _ if be == te => oe,
@@ -408,6 +616,8 @@ fn trivial_merge(
                     repo.find_tree(tid)?,
                 );
                 match trivial_merge(repo, Some(&bt), &ot, &tt)? {
+                    // git keeps no empty folders: a folder left empty goes.
+                    Some(id) if repo.find_tree(id)?.is_empty() => None,
                     Some(id) => Some((id, TREE_MODE)),
                     None => return Ok(None),
                 }
@@ -484,7 +694,7 @@ pub fn revert_in_memory(
                             context: format!("cannot compute the revert of {oid}"),
                             source,
                         },
-                        other => other,
+                        refused @ RevertError::Refused(_) => refused,
                     })?,
             };
         let result = match merged {

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use git2::{Oid, Repository, Signature, Time};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 use super::*;
 
@@ -209,8 +210,104 @@ fn op() -> impl Strategy<Value = Op> {
     (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>())
 }
 
+/// Reverts `selection(kind, picks)` of `history` both ways and compares: the trees and
+/// messages of the commits made (up to the first conflict), the final tree, or the
+/// conflicting files; and each revert's list of changed files against a full diff.
+fn compare_with_git(history: &[Vec<Op>], kind: u8, picks: &[usize]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("repo");
+    let (repo, commits) = make_history(&origin, history);
+    let specs = selection(kind, picks, &commits);
+    let selected = select_commits(&repo, &specs, None, &origin, None).unwrap();
+    let head = repo.head().unwrap().peel_to_commit().unwrap();
+    let plan = revert_in_memory(&repo, &head, &selected, None).unwrap();
+
+    // Each revert's list of changed files is what a full diff of the trees gives.
+    let mut before = head.tree_id();
+    for (step, tree) in plan.applied() {
+        let StepResult::Applied { changes, .. } = &step.result else {
+            unreachable!()
+        };
+        let diff = repo
+            .diff_tree_to_tree(
+                Some(&repo.find_tree(before).unwrap()),
+                Some(&repo.find_tree(tree).unwrap()),
+                None,
+            )
+            .unwrap();
+        let expected: Vec<(String, ChangeKind)> = diff
+            .deltas()
+            .map(|d| {
+                let kind = match d.status() {
+                    git2::Delta::Added => ChangeKind::Added,
+                    git2::Delta::Deleted => ChangeKind::Deleted,
+                    git2::Delta::Typechange => ChangeKind::TypeChanged,
+                    _ => ChangeKind::Modified,
+                };
+                let file = if kind == ChangeKind::Deleted {
+                    d.old_file()
+                } else {
+                    d.new_file()
+                };
+                (file.path().unwrap().display().to_string(), kind)
+            })
+            .collect();
+        let ours: Vec<(String, ChangeKind)> =
+            changes.iter().map(|c| (c.path.clone(), c.kind)).collect();
+        prop_assert_eq!(ours, expected);
+        before = tree;
+    }
+    let clone = dir.path().join("clone");
+    git_ok(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            origin.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    let (created, conflict) = git_cli_revert(&clone, &selected);
+
+    // The reverts git made before it stopped (or all of them) match ours one by one.
+    let first_conflict = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s.result, StepResult::Conflicted(_)));
+    let ours: Vec<(Oid, String)> = plan.steps[..first_conflict.unwrap_or(plan.steps.len())]
+        .iter()
+        .filter_map(|s| match &s.result {
+            StepResult::Applied { tree, .. } => Some((*tree, s.message.trim_end().to_owned())),
+            _ => None,
+        })
+        .collect();
+    prop_assert_eq!(&ours, &created, "specs {:?}", specs);
+    match (plan.first_conflict(), conflict) {
+        (None, None) => prop_assert_eq!(
+            plan.tree,
+            git_ok(&clone, &["rev-parse", "HEAD^{tree}"])
+                .trim()
+                .parse::<Oid>()
+                .unwrap()
+        ),
+        (Some((_, files)), Some(theirs)) => {
+            let ours: BTreeSet<String> = files.iter().map(|c| c.path.clone()).collect();
+            prop_assert_eq!(ours, theirs, "specs {:?}", specs);
+        }
+        (ours, theirs) => {
+            prop_assert!(false, "ours {:?}, git's {:?} for {:?}", ours, theirs, specs);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+    // PROPTEST_CASES raises the count for a longer hunt (e.g. PROPTEST_CASES=1000).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(32),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     /// The in-memory reverts give what `git revert` gives: tree after tree, message after
     /// message; or both stop on the same conflicting files.
@@ -220,37 +317,156 @@ proptest! {
         kind in any::<u8>(),
         picks in prop::collection::vec(any::<usize>(), 3),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let origin = dir.path().join("repo");
-        let (repo, commits) = make_history(&origin, &history);
-        let specs = selection(kind, &picks, &commits);
-        let selected = select_commits(&repo, &specs, None, &origin, None).unwrap();
-        let head = repo.head().unwrap().peel_to_commit().unwrap();
-        let plan = revert_in_memory(&repo, &head, &selected, None).unwrap();
-
-        let clone = dir.path().join("clone");
-        git_ok(dir.path(), &["clone", "-q", origin.to_str().unwrap(), clone.to_str().unwrap()]);
-        let (created, conflict) = git_cli_revert(&clone, &selected);
-
-        // The reverts git made before it stopped (or all of them) match ours one by one.
-        let first_conflict = plan.steps.iter().position(|s| matches!(s.result, StepResult::Conflicted(_)));
-        let ours: Vec<(Oid, String)> = plan.steps[..first_conflict.unwrap_or(plan.steps.len())]
-            .iter()
-            .filter_map(|s| match &s.result {
-                StepResult::Applied { tree, .. } => Some((*tree, s.message.trim_end().to_owned())),
-                _ => None,
-            })
-            .collect();
-        prop_assert_eq!(&ours, &created, "specs {:?}", specs);
-        match (plan.first_conflict(), conflict) {
-            (None, None) => prop_assert_eq!(plan.tree, git_ok(&clone, &["rev-parse", "HEAD^{tree}"]).trim().parse::<Oid>().unwrap()),
-            (Some((_, files)), Some(theirs)) => {
-                let ours: BTreeSet<String> = files.iter().map(|c| c.path.clone()).collect();
-                prop_assert_eq!(ours, theirs, "specs {:?}", specs);
-            }
-            (ours, theirs) => prop_assert!(false, "ours {:?}, git's {:?} for {:?}", ours, theirs, specs),
-        }
+        compare_with_git(&history, kind, &picks)?;
     }
+}
+
+/// Cases the property test found, kept: each once diverged from git.
+#[test]
+fn regressions_match_git_revert() {
+    type Case<'a> = (&'a [&'a [Op]], u8, [usize; 3]);
+    let cases: [Case; 6] = [
+        // Renamed back onto a path where the same content was added again: clean in git.
+        (
+            &[
+                &[(0, 15, 127, 177)],
+                &[(0, 138, 0, 0)],
+                &[(7, 25, 11, 44)],
+                &[(0, 25, 127, 153)],
+                &[(37, 142, 95, 187), (196, 3, 224, 95)],
+                &[(14, 17, 132, 168)],
+                &[(249, 62, 110, 62)],
+            ],
+            0,
+            [2, 2, 2],
+        ),
+        // A folder emptied by the revert goes (no empty tree is written).
+        (
+            &[
+                &[(0, 198, 0, 0)],
+                &[(0, 67, 0, 0)],
+                &[(0, 23, 0, 0)],
+                &[(7, 128, 0, 0)],
+                &[(239, 67, 86, 241)],
+            ],
+            1,
+            [1, 4, 4],
+        ),
+        // A rename/delete conflict: reported under the file's new name, as git does.
+        (
+            &[
+                &[(0, 2, 0, 0)],
+                &[(0, 4, 0, 0)],
+                &[(7, 153, 0, 0)],
+                &[(127, 187, 11, 220)],
+                &[(118, 187, 61, 209), (86, 108, 114, 134)],
+            ],
+            1,
+            [0, 2, 4],
+        ),
+        // The revert renames a.txt (changed on the branch since) back to dir/d.txt, where
+        // the branch has since added the same content: git keeps the agreed dir/d.txt and
+        // drops a.txt, cleanly.
+        (
+            &[
+                &[(0, 44, 0, 0)],
+                &[(0, 4, 0, 0)],
+                &[(0, 58, 40, 215), (0, 87, 0, 0)],
+                &[(127, 197, 0, 0)],
+                &[(0, 109, 0, 0)],
+                &[(0, 84, 0, 0)],
+                &[(7, 83, 9, 152)],
+                &[(0, 0, 0, 0)],
+                &[(0, 0, 0, 0)],
+                &[(8, 0, 0, 0)],
+                &[(0, 0, 0, 0)],
+                &[(231, 108, 0, 0)],
+                &[(0, 49, 0, 0)],
+                &[(0, 153, 88, 215)],
+            ],
+            26,
+            [16_995_991_299_150_392_934, 3_020_828_358_258_248_328, 0],
+        ),
+        // Renamed b.txt -> e.txt, then e.txt -> dir/c.txt; reverting the first renames
+        // e.txt back to b.txt while the branch renamed it to dir/c.txt: git lists the old
+        // name e.txt as conflicting too.
+        (
+            &[
+                &[(0, 66, 0, 0)],
+                &[(199, 151, 170, 188)],
+                &[(199, 199, 106, 6)],
+                &[(0, 0, 0, 0)],
+                &[(0, 0, 0, 0)],
+            ],
+            0,
+            [15_304_943_270_497_432_556, 0, 0],
+        ),
+        // Renamed b.txt -> dir/d.txt, later deleted: dir/ is the same on the branch and
+        // in the revert, but reverting the rename deletes dir/d.txt on both sides, which
+        // rename detection pairs with b.txt: a rename/delete conflict (the shortcut merge
+        // once took it as clean).
+        (
+            &[
+                &[(0, 54, 0, 0)],
+                &[(0, 16, 0, 0)],
+                &[(0, 37, 0, 0)],
+                &[(87, 211, 57, 74)],
+                &[(71, 103, 0, 0)],
+            ],
+            100,
+            [
+                58_813_792_272_387_725,
+                18_323_765_834_155_488_598,
+                3_671_483_603_280_403_900,
+            ],
+        ),
+    ];
+    for (history, kind, picks) in cases {
+        let history: Vec<Vec<Op>> = history.iter().map(|c| c.to_vec()).collect();
+        compare_with_git(&history, kind, &picks).unwrap();
+    }
+}
+
+/// A revert that renames a file back to where the branch has since added the same
+/// content, while the branch also changed the file (here so that merging the change
+/// would even conflict): git keeps the agreed file, drops the renamed one, and reports no
+/// conflict. So does `git_revert`.
+#[test]
+fn rename_back_onto_an_agreed_file_matches_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    std::fs::create_dir_all(path.join("dir")).unwrap();
+    let lines = |first: &str| {
+        std::iter::once(first.to_owned())
+            .chain((2..=12).map(|n| format!("line {n}")))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    };
+    git_ok(&path, &["init", "-q", "-b", "main"]);
+    std::fs::write(path.join("dir/d.txt"), lines("first")).unwrap();
+    std::fs::write(path.join("e.txt"), "e\n").unwrap();
+    git_ok(&path, &["add", "."]);
+    git_ok(&path, &["commit", "-qm", "base"]);
+    git_ok(&path, &["mv", "dir/d.txt", "a.txt"]);
+    std::fs::write(path.join("a.txt"), lines("renamed")).unwrap();
+    git_ok(&path, &["commit", "-qam", "rename"]);
+    let renamed = git_ok(&path, &["rev-parse", "HEAD"]).trim().to_owned();
+    std::fs::write(path.join("a.txt"), lines("changed since")).unwrap();
+    std::fs::create_dir_all(path.join("dir")).unwrap();
+    std::fs::write(path.join("dir/d.txt"), lines("first")).unwrap();
+    git_ok(&path, &["add", "."]);
+    git_ok(&path, &["commit", "-qm", "change and add back"]);
+
+    let repo = Repository::open(&path).unwrap();
+    let head = repo.head().unwrap().peel_to_commit().unwrap();
+    let plan = revert_in_memory(&repo, &head, &[Oid::from_str(&renamed).unwrap()], None).unwrap();
+    assert!(!plan.has_conflicts(), "{plan:?}");
+    git_ok(&path, &["revert", "--no-edit", &renamed]);
+    assert_eq!(
+        plan.tree.to_string(),
+        git_ok(&path, &["rev-parse", "HEAD^{tree}"]).trim()
+    );
 }
 
 #[test]
@@ -382,4 +598,36 @@ fn the_dry_run_writes_no_object_ref_or_index() {
         before == after,
         "every file under the repository is byte-identical"
     );
+}
+
+/// The stat scan started before the repository is opened gives what the check gives
+/// alone, and counts for nothing once the index it read has changed.
+#[test]
+fn the_early_stat_scan_agrees_with_the_plain_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let history: Vec<Vec<Op>> = (0..4).map(|i| vec![(0, i, i, i)]).collect();
+    let (repo, _) = make_history(dir.path(), &history);
+    git_ok(dir.path(), &["reset", "-q", "--hard"]);
+    let dirty = |scan: Option<StatScan>| -> Vec<String> {
+        dirty_files(&repo, scan)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert!(dirty(StatScan::start(dir.path())).is_empty());
+    assert!(dirty(None).is_empty());
+    // From a folder inside the work tree too.
+    assert!(dirty(StatScan::start(&dir.path().join("dir"))).is_empty());
+
+    std::fs::write(dir.path().join("a.txt"), "changed\n").unwrap();
+    let modified = vec!["a.txt (modified)".to_owned()];
+    assert_eq!(dirty(StatScan::start(dir.path())), modified);
+    assert_eq!(dirty(None), modified);
+
+    // The scan reads the index before it is staged: its result is set aside.
+    let scan = StatScan::start(dir.path());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    git_ok(dir.path(), &["add", "a.txt"]);
+    assert_eq!(dirty(scan), vec!["a.txt (staged)".to_owned()]);
 }
