@@ -262,6 +262,14 @@ pub fn run_job(
         .load_runbook(&ctx.cwd, path)
         .map_err(Error::Invalid)?;
     ctx.output.warnings(&warnings);
+    if runbook
+        .steps
+        .iter()
+        .any(|step| matches!(step.action, Action::GitRevert(_)))
+    {
+        // libgit2 starts (loading OpenSSL's CA bundle) while the run gets ready.
+        crate::actions::git_revert::warm_up();
+    }
     let params = resolve_params(&runbook, &options.set)?;
     let dry_run = options.dry_run;
     if !dry_run {
