@@ -270,6 +270,98 @@ fn notify_dry_run_sends_nothing_and_names_a_missing_variable() {
 }
 
 #[test]
+fn notify_with_a_variable_that_is_not_a_url_is_blocked_and_never_retried() {
+    let env = TestEnv::initialized();
+    env.write(
+        "n.yaml",
+        "steps:\n  - id: tell\n    notify: { channel: slack, message: hi }\n",
+    );
+    for value in ["notaurl-s3cret", "ftp://127.0.0.1/s3cret"] {
+        let vars = [("SLACK_WEBHOOK_URL", value)];
+        let run = release_with(&env, &vars, &run_args("n.yaml", &["--dry-run"]));
+        run.assert_code(1)
+            .assert_stdout_contains("the value of SLACK_WEBHOOK_URL is not an http(s) URL");
+        let run = release_with(&env, &vars, &run_args("n.yaml", &[]));
+        run.assert_code(1)
+            .assert_stdout_contains("the value of SLACK_WEBHOOK_URL is not an http(s) URL");
+        assert!(!run.stdout.contains("attempts"), "{}", run.stdout);
+        for text in [&run.stdout, &run.stderr, &audit(&env)] {
+            assert!(!text.contains("s3cret"), "the value leaked: {text}");
+        }
+    }
+}
+
+#[test]
+fn a_webhook_path_quoted_back_by_the_server_is_redacted() {
+    let env = TestEnv::initialized();
+    // Like many frameworks' error pages, the server quotes the path it was sent.
+    let server = Server::start(|_, request| (404, format!("Cannot POST {}", request.path)));
+    env.write(
+        "n.yaml",
+        "steps:\n  - id: tell\n    notify: { channel: slack, message: hi }\n",
+    );
+    let url = server.url("/services/T0/B0/SLACKSECRETxyz");
+    let run = release_with(
+        &env,
+        &[("SLACK_WEBHOOK_URL", &url)],
+        &run_args("n.yaml", &[]),
+    );
+    run.assert_code(1).assert_stdout_contains("answered 404");
+    for text in [&run.stdout, &run.stderr, &audit(&env)] {
+        assert!(
+            !text.contains("SLACKSECRET"),
+            "the webhook's secret path leaked: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_variable_named_by_another_runbook_is_redacted_too() {
+    let env = TestEnv::initialized();
+    // The production rollback names `url_env: REDIS_URL`; this runbook does not, and its
+    // plan prints the whole environment.
+    assert!(
+        env.read("runbooks/production/rollback.yaml")
+            .contains("REDIS_URL")
+    );
+    env.write(
+        "m.yaml",
+        "steps:\n  - id: migration\n    migration_rollback: { run: [\"true\"], plan: [sh, -c, 'echo db=$REDIS_URL'] }\n",
+    );
+    let secret = "redis://:s3cretRedisPw@127.0.0.1:16391/0";
+    let run = release_with(
+        &env,
+        &[("REDIS_URL", secret)],
+        &run_args("m.yaml", &["--dry-run"]),
+    );
+    run.assert_code(0);
+    for text in [&run.stdout, &run.stderr, &audit(&env)] {
+        assert!(!text.contains("s3cretRedisPw"), "REDIS_URL leaked: {text}");
+    }
+    assert!(run.stdout.contains("db=[redacted]"), "{}", run.stdout);
+}
+
+#[test]
+fn a_parameter_set_twice_or_required_and_empty_is_refused() {
+    let env = TestEnv::initialized();
+    env.write(
+        "p.yaml",
+        "params:\n  commit: { required: true }\nsteps:\n  - id: a\n    run: [touch, ran]\n",
+    );
+    let run = release_with(
+        &env,
+        &[],
+        &run_args("p.yaml", &["--set", "commit=aaa", "--set", "commit=bbb"]),
+    );
+    run.assert_code(2)
+        .assert_stderr_contains("parameter `commit` is set twice (`aaa`, then `bbb`)");
+    let run = release_with(&env, &[], &run_args("p.yaml", &["--set", "commit="]));
+    run.assert_code(2)
+        .assert_stderr_contains("parameter `commit` is required and was given an empty value");
+    assert!(!env.join("ran").exists());
+}
+
+#[test]
 fn health_check_polls_until_healthy() {
     let env = TestEnv::initialized();
     let server = Server::start(|n, _| {
@@ -349,6 +441,39 @@ fn health_check_dry_run_is_one_get_and_never_blocks() {
 }
 
 #[test]
+fn health_check_reading_a_step_output_is_unverifiable_and_sends_nothing() {
+    let env = TestEnv::initialized();
+    let server = Server::start(|_, _| (200, "ok".into()));
+    env.write(
+        "h.yaml",
+        &format!(
+            "steps:\n  - id: find\n    run: [echo, /health]\n  - id: health\n    health_check: {{ url: \"{}{{{{ steps.find.stdout }}}}\" }}\n",
+            server.url("")
+        ),
+    );
+    let run = release_with(&env, &[], &run_args("h.yaml", &["--dry-run", "--json"]));
+    run.assert_code(0);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let step = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "health")
+        .unwrap();
+    assert_eq!(step["preflight"]["verdict"], "warn", "{step}");
+    assert_eq!(step["preflight"]["fidelity"], "unverifiable", "{step}");
+    assert!(
+        server.seen().is_empty(),
+        "the dry-run probed a URL it cannot know"
+    );
+    // The real run uses the output.
+    let run = release_with(&env, &[], &run_args("h.yaml", &[]));
+    run.assert_code(0);
+    assert_eq!(server.seen().len(), 1);
+    assert_eq!(server.seen()[0].path, "/health");
+}
+
+#[test]
 fn migration_rollback_plans_in_the_dry_run_and_runs_for_real() {
     let env = TestEnv::initialized();
     env.write(
@@ -378,6 +503,25 @@ fn migration_rollback_plans_in_the_dry_run_and_runs_for_real() {
     );
     release_with(&env, &[], &run_args("m.yaml", &["--set", "migration=0042"])).assert_code(0);
     assert_eq!(env.read("rolled-back"), "rolled back to 0042\n");
+}
+
+#[test]
+fn a_plan_that_cannot_start_is_blocked_and_not_called_planned() {
+    let env = TestEnv::initialized();
+    env.write(
+        "m.yaml",
+        "steps:\n  - id: m\n    migration_rollback: { run: [\"true\"], plan: [no-such-plan-tool, --sql] }\n",
+    );
+    let run = release_with(&env, &[], &run_args("m.yaml", &["--dry-run"]));
+    run.assert_code(1)
+        .assert_stdout_contains("cannot start `no-such-plan-tool`");
+    let data = &audit(&env)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["kind"] == "step.finished")
+        .unwrap()["data"];
+    assert_eq!(data["verdict"], "blocked", "{data}");
+    assert_eq!(data["fidelity"], "checked", "{data}");
 }
 
 #[test]

@@ -440,20 +440,17 @@ async fn purge_sends_method_path_and_headers() {
 }
 
 #[tokio::test]
-async fn purge_is_described_without_path_or_secret() {
+async fn purge_is_described_with_its_url_and_without_secrets() {
     let server = MockServer::start().await;
     let shown = request(&purge(&server)).unwrap().describe();
     let port = server.address().port();
     assert_eq!(
         shown,
         format!(
-            "send PURGE http://127.0.0.1:{port}/… with headers Surrogate-Key, X-Api-Key (from PURGE_TOKEN)"
+            "send PURGE http://127.0.0.1:{port}/cache/px?all=1 with headers Surrogate-Key, X-Api-Key (from PURGE_TOKEN)"
         )
     );
-    assert!(
-        !shown.contains(TOKEN) && !shown.contains("/cache"),
-        "{shown}"
-    );
+    assert!(!shown.contains(TOKEN), "{shown}");
 }
 
 #[tokio::test]
@@ -494,7 +491,7 @@ async fn purge_fails_on_a_4xx_without_retrying() {
     let port = server.address().port();
     assert_eq!(
         error,
-        format!("PURGE http://127.0.0.1:{port}/… answered 403: bad key")
+        format!("PURGE http://127.0.0.1:{port}/cache/px?all=1 answered 403: bad key")
     );
 }
 
@@ -568,7 +565,8 @@ fn dry_run_blocks_when_the_url_variable_is_missing() {
     let env = project(REDIS_RUNBOOK);
     let run = release_with_env(&env, &run_args(&["--dry-run"]), &[]);
     run.assert_code(1)
-        .assert_stdout_contains("environment variable REDIS_URL is not set");
+        .assert_stdout_contains("environment variable REDIS_URL is not set")
+        .assert_stdout_contains("delete the keys matching px:*");
     assert_eq!(finished(&env, "caches")["data"]["verdict"], "blocked");
 }
 
@@ -630,7 +628,7 @@ async fn http_dry_run_renders_the_request_and_sends_nothing() {
     let run = release_async(&env, &run_args(&["--dry-run"]), &[("PURGE_TOKEN", TOKEN)]).await;
     let port = server.address().port();
     run.assert_code(0).assert_stdout_contains(&format!(
-        "send PURGE http://127.0.0.1:{port}/… with headers Surrogate-Key, X-Api-Key (from PURGE_TOKEN)"
+        "send PURGE http://127.0.0.1:{port}/cache/px with headers Surrogate-Key, X-Api-Key (from PURGE_TOKEN)"
     ));
     assert_eq!(
         server.received_requests().await.unwrap().len(),
@@ -641,7 +639,6 @@ async fn http_dry_run_renders_the_request_and_sends_nothing() {
     assert_eq!(data["verdict"], "ready", "{data}");
     assert_eq!(data["fidelity"], "checked", "{data}");
     assert_hidden(&env, &run, TOKEN);
-    assert_hidden(&env, &run, "/cache/px");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

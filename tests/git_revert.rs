@@ -305,6 +305,59 @@ fn push_lands_on_the_bare_remote() {
 }
 
 #[test]
+fn a_relative_remote_is_taken_from_the_work_tree_even_with_dash_c() {
+    let (repo, [_, c, _]) = with_history(", push: true");
+    // A bare remote inside the project, named by a relative path, as `git remote add
+    // origin ./remote.git` writes it.
+    git_in(
+        repo.env.path(),
+        &["init", "-q", "--bare", "-b", "main", "remote.git"],
+    );
+    std::fs::write(repo.env.join(".git/info/exclude"), "remote.git/\n").unwrap();
+    repo.git(&["remote", "set-url", "origin", "./remote.git"]);
+    repo.git(&["push", "-q", "origin", "main"]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let project = repo.env.path().to_str().unwrap().to_owned();
+    let set = format!("commit={c}");
+    let args = [
+        "-C",
+        &project,
+        "run",
+        RUNBOOK,
+        "--component",
+        "orchestration",
+        "--stage",
+        "staging",
+        "--reason",
+        "r",
+        "--set",
+        &set,
+    ];
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    repo.env.release_in(elsewhere.path(), &dry).assert_code(0);
+    let run = repo.env.release_in(elsewhere.path(), &args);
+    run.assert_code(0);
+    let remote = git_in(
+        &repo.env.join("remote.git"),
+        &["rev-parse", "refs/heads/main"],
+    );
+    assert_eq!(remote.trim(), repo.head());
+    let tracking = repo.git(&["rev-parse", "refs/remotes/origin/main"]);
+    assert_eq!(
+        tracking.trim(),
+        repo.head(),
+        "the tracking branch follows the push"
+    );
+
+    // A remote folder that does not exist blocks the dry-run, naming it.
+    repo.git(&["remote", "set-url", "origin", "./gone.git"]);
+    let run = repo.env.release_in(elsewhere.path(), &dry);
+    run.assert_code(1);
+    assert_mentions(&run, "gone.git, which does not exist");
+}
+
+#[test]
 fn dry_run_with_push_resolves_the_remote() {
     let (repo, [_, c, _]) = with_history(", push: true");
     let run = repo.release(&c, true);
@@ -574,6 +627,10 @@ fn reverts_that_remove_a_folder_or_change_a_mode_leave_a_clean_tree() {
     let run = repo.release(&format!("{start}..{start}~0"), true);
     run.assert_code(1);
     assert_mentions(&run, "is empty");
+    assert_mentions(
+        &run,
+        &format!("to revert {start} alone, give `{start}` without `..`"),
+    );
     repo.release(&format!("{end}~3"), false).assert_code(0);
     assert!(!repo.env.join("docs").exists(), "the whole folder is gone");
     assert_eq!(repo.status(), "");

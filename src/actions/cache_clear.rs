@@ -304,18 +304,18 @@ fn count_keys(n: u64) -> String {
 
 async fn preflight_redis(spec: &RedisCache, ctx: &StepContext<'_>) -> Preflight {
     let url_env = spec.url_env.value.as_str();
+    let pattern = match ctx.templates.render(&spec.pattern) {
+        Ok(p) => p,
+        Err(e) => return blocked(format!("cannot render the pattern: {e}"), String::new()),
+    };
     let url = match super::secret_from_env(url_env) {
         Ok(url) => url,
         Err(e) => {
             return blocked(
                 format!("{e}: it holds the Redis URL"),
-                format!("delete the keys matching {}", spec.pattern),
+                format!("delete the keys matching {pattern}"),
             );
         }
-    };
-    let pattern = match ctx.templates.render(&spec.pattern) {
-        Ok(p) => p,
-        Err(e) => return blocked(format!("cannot render the pattern: {e}"), String::new()),
     };
     if ctx.reads_step_output {
         return unverifiable(format!("delete the keys matching {pattern}"));
@@ -483,10 +483,11 @@ impl PurgeRequest {
 
     /// The request as people see it: method and URL without path or query.
     pub fn shown(&self) -> String {
-        format!("{} {}", self.method, http::redacted_url(self.url.as_str()))
+        format!("{} {}", self.method, http::shown_url(self.url.as_str()))
     }
 
-    /// What the real run would do: method, redacted URL, header names.
+    /// What the real run would do: method, URL (written in the runbook, not a secret),
+    /// header names (their values come from variables: secrets).
     pub fn describe(&self) -> String {
         let mut text = format!("send {}", self.shown());
         if !self.header_names.is_empty() {

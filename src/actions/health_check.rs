@@ -89,6 +89,20 @@ fn failed(error: String) -> Execution {
 
 impl StepAction for HealthCheckAction {
     async fn preflight(&self, ctx: &StepContext<'_>) -> Preflight {
+        if ctx.reads_step_output {
+            // The URL or the expected body is only known in a real run: a GET now would
+            // probe something else.
+            return Preflight {
+                verdict: Verdict::Warn,
+                fidelity: Fidelity::Unverifiable,
+                reason: "its inputs come from an earlier step's output, known only in a real run; nothing was sent".into(),
+                would: format!(
+                    "GET {} up to {} times, {} apart, until it answers {}",
+                    self.url, self.attempts.value, self.interval, self.expect_status.value
+                ),
+                output: None,
+            };
+        }
         let check = match Check::new(self, ctx) {
             Ok(c) => c,
             Err(e) => {

@@ -34,6 +34,20 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
+/// A URL written in a runbook, shown whole but for its user info (a password may sit
+/// there). URLs read from `*_env` variables are secrets: those go through
+/// [`redacted_url`].
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string()
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
 /// What a request ended with.
 #[derive(Debug)]
 pub struct Answer {

@@ -39,7 +39,22 @@ fn resolve<'c>(
         .ok_or_else(|| format!("release.yaml has no notify channel `{name}`"))?;
     let url = match (&channel.kind, &channel.url_env) {
         (ChannelKind::Log, _) => None,
-        (_, Some(variable)) => Some(secret_from_env(&variable.value)?),
+        (_, Some(variable)) => {
+            let url = secret_from_env(&variable.value)?;
+            // Checked here so that the dry-run blocks on it and the real run fails at once
+            // instead of retrying a request that cannot be made. The value is never shown.
+            let usable = reqwest::Url::parse(&url).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            });
+            if !usable {
+                return Err(format!(
+                    "the value of {} is not an http(s) URL; set it to channel `{name}`'s webhook URL",
+                    variable.value
+                ));
+            }
+            Some(url)
+        }
         (_, None) => return Err(format!("channel `{name}` has no url_env")),
     };
     Ok((channel, url))

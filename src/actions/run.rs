@@ -174,12 +174,19 @@ async fn preflight_plan(
             format!("plan failed: {}", result.describe_failure(&plan[0])),
         )
     };
+    // `planned` only when the plan ran: one that could not start checked no more than
+    // its inputs.
+    let started = !matches!(result.exit, crate::engine::process::Exit::SpawnFailed(_));
     Preflight {
         verdict,
-        fidelity: Fidelity::Planned,
+        fidelity: if started {
+            Fidelity::Planned
+        } else {
+            Fidelity::Checked
+        },
         reason,
         would,
-        output: Some(output),
+        output: Some(output).filter(|_| started),
     }
 }
 

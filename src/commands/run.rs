@@ -136,6 +136,26 @@ pub fn resolve_params(
                 hint: Some(hint),
             });
         }
+        if let Some(earlier) = params.get(key) {
+            return Err(Error::InvalidInput {
+                message: format!(
+                    "parameter `{key}` is set twice (`{earlier}`, then `{value}`); a parameter holds one value"
+                ),
+                hint: Some(format!(
+                    "pass `--set {key}=…` once; for several commits write them in one value, e.g. `--set {key}=\"A B\"` or `A..B`"
+                )),
+            });
+        }
+        let required = runbook
+            .params
+            .iter()
+            .any(|(name, param)| name.value == key && param.required && param.default.is_none());
+        if required && value.trim().is_empty() {
+            return Err(Error::InvalidInput {
+                message: format!("parameter `{key}` is required and was given an empty value"),
+                hint: Some(format!("add a value: `--set {key}=…`")),
+            });
+        }
         params.insert(key.to_owned(), value.to_owned());
     }
     for (name, param) in runbook.params.iter() {
@@ -189,6 +209,11 @@ fn secrets(project: &Project, runbook: &Runbook) -> Redactor {
             );
         }
     }
+    // The other runbooks' variables too: a `plan` or a script may print any variable of
+    // the environment, and a value secret in one runbook is secret in all.
+    for file in project.runbook_files() {
+        env_names_in(&file, &mut names);
+    }
     let mut redactor = Redactor::default();
     for name in names {
         if let Ok(value) = std::env::var(&name) {
@@ -196,6 +221,42 @@ fn secrets(project: &Project, runbook: &Runbook) -> Redactor {
         }
     }
     redactor
+}
+
+/// The variable names given to `*_env` keys anywhere in a YAML file (a name, or a map of
+/// names like `headers_env`), read without validating it. Unreadable or odd files give
+/// nothing: the runbook being run is read, typed, by the caller.
+fn env_names_in(file: &Path, names: &mut Vec<String>) {
+    fn walk(value: &serde_json::Value, names: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    if key.ends_with("_env") {
+                        match value {
+                            serde_json::Value::String(name) => names.push(name.clone()),
+                            serde_json::Value::Object(inner) => names.extend(
+                                inner.values().filter_map(|v| v.as_str().map(str::to_owned)),
+                            ),
+                            _ => {}
+                        }
+                    }
+                    walk(value, names);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, names)),
+            _ => {}
+        }
+    }
+    let regular_and_small = std::fs::metadata(file)
+        .is_ok_and(|m| m.is_file() && m.len() <= crate::project::yaml::MAX_FILE_BYTES as u64);
+    if !regular_and_small {
+        return;
+    }
+    if let Ok(text) = std::fs::read_to_string(file)
+        && let Ok(value) = serde_saphyr::from_str::<serde_json::Value>(&text)
+    {
+        walk(&value, names);
+    }
 }
 
 pub fn audit_log(project: &Project, redactor: Redactor) -> AuditLog {

@@ -73,6 +73,10 @@ pub enum AuditError {
         line: u64,
         reason: String,
     },
+    #[error(
+        "audit log {path}: the hash chain breaks at line {line}: a record at or before it was edited, deleted or reordered, so nothing is decided from this log; `release audit verify` names the line: restore the log from a copy you trust"
+    )]
+    BrokenChain { path: PathBuf, line: u64 },
 }
 
 /// The lowercase hex SHA-256 of a line's bytes (without its newline).
@@ -278,7 +282,18 @@ impl AuditLog {
             line: 0,
             buffer: Vec::new(),
             path: self.path.clone(),
+            chain: None,
         })
+    }
+
+    /// The records, streamed, each checked against the hash chain as it is read: a broken
+    /// link ends the stream with [`AuditError::BrokenChain`]. For every reader that decides
+    /// something (gates, promotions, status), so that no decision rests on a record
+    /// `audit verify` rejects. Costs one SHA-256 per line.
+    pub fn records_checked(&self) -> Result<Records, AuditError> {
+        let mut records = self.records()?;
+        records.chain = Some(ZERO_HASH.as_bytes().try_into().unwrap_or([b'0'; 64]));
+        Ok(records)
     }
 
     /// Checks the whole chain, streaming.
@@ -490,6 +505,16 @@ pub struct Records {
     line: u64,
     buffer: Vec<u8>,
     path: PathBuf,
+    /// With [`AuditLog::records_checked`]: the hex hash the next line's `prev` must hold.
+    chain: Option<[u8; 64]>,
+}
+
+/// The top-level `prev` of a record line as written (its last field), without parsing it.
+/// Inside a JSON string a quote is escaped, so `"prev":"` only matches a key.
+fn prev_field(line: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"\"prev\":\"";
+    let at = line.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
+    line.get(at..at + 64)
 }
 
 impl Records {
@@ -506,6 +531,17 @@ impl Records {
             Ok(_) => {
                 self.line += 1;
                 let line = self.buffer.strip_suffix(b"\n").unwrap_or(&self.buffer);
+                if let Some(expected) = &mut self.chain {
+                    if prev_field(line) != Some(&expected[..]) {
+                        self.reader = None;
+                        return Some(Err(AuditError::BrokenChain {
+                            path: self.path.clone(),
+                            line: self.line,
+                        }));
+                    }
+                    hex::encode_to_slice(Sha256::digest(line), expected)
+                        .expect("64 hex digits for 32 bytes");
+                }
                 Some(Ok((self.line, line)))
             }
             Err(source) => Some(Err(AuditError::Io {
@@ -608,6 +644,45 @@ mod tests {
             "{}",
             lines[0]
         );
+    }
+
+    fn checked_lines(log: &AuditLog) -> Result<u64, AuditError> {
+        let mut records = log.records_checked()?;
+        let mut n = 0;
+        while let Some(next) = records.next_line() {
+            n = next?.0;
+        }
+        Ok(n)
+    }
+
+    #[test]
+    fn checked_records_stop_where_verify_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path());
+        for n in 1..=3 {
+            log.append(entry("gates.evaluated", n)).unwrap();
+        }
+        assert_eq!(checked_lines(&log).unwrap(), 3);
+        let text = std::fs::read_to_string(log.path()).unwrap();
+
+        // A byte changed in line 2: line 3's `prev` no longer matches.
+        std::fs::write(log.path(), text.replacen("\"n\":2", "\"n\":7", 1)).unwrap();
+        let err = checked_lines(&log).unwrap_err();
+        assert!(
+            matches!(err, AuditError::BrokenChain { line: 3, .. }),
+            "{err}"
+        );
+        assert_eq!(log.verify().unwrap().problem.unwrap().line, 3);
+
+        // A line appended by hand with a made-up `prev`.
+        let forged = "{\"v\":1,\"seq\":4,\"ts\":\"2026-11-24T12:00:00.000Z\",\"run\":\"rx\",\"kind\":\"approval.recorded\",\"actor\":\"mallory@example.com\",\"component\":\"api\",\"stage\":\"staging\",\"data\":{\"to\":\"staging\"},\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}\n";
+        std::fs::write(log.path(), format!("{text}{forged}")).unwrap();
+        let err = checked_lines(&log).unwrap_err();
+        assert!(
+            matches!(err, AuditError::BrokenChain { line: 4, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("release audit verify"), "{err}");
     }
 
     #[test]

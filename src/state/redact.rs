@@ -18,8 +18,43 @@ pub struct Redactor {
 }
 
 impl Redactor {
+    /// Adds a secret value. A URL's secret parts are added too (the path, the query and
+    /// each of its values, the user info), because servers quote them back on their own
+    /// ("Cannot POST /services/T0/B0/…") and a webhook URL's secret is its path.
     pub fn add(&mut self, secret: &str) {
         let secret = secret.trim();
+        self.add_one(secret);
+        if let Ok(url) = reqwest::Url::parse(secret)
+            && url.has_host()
+        {
+            let path = url.path();
+            if path.len() > 1 {
+                self.add_one(path);
+                self.add_one(&path[1..]);
+            }
+            if let Some(query) = url.query() {
+                self.add_one(query);
+                for value in query
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(_, v)| v)
+                {
+                    self.add_one(value);
+                }
+            }
+            if let Some(password) = url.password() {
+                self.add_one(password);
+            } else {
+                // `https://TOKEN@host/…`: a long user name is a token; a short one
+                // (`git`, `deploy`) is a name, and hiding it everywhere would garble output.
+                if url.username().len() >= 12 {
+                    self.add_one(url.username());
+                }
+            }
+        }
+    }
+
+    fn add_one(&mut self, secret: &str) {
         if secret.len() < MIN_SECRET_LEN || self.secrets.iter().any(|s| s == secret) {
             return;
         }
@@ -69,6 +104,30 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_secret_hides_its_path_query_and_user_info_wherever_quoted() {
+        let mut r = Redactor::default();
+        r.add("https://hooks.example.com/services/T0/B0/SLACKSECRETxyz?token=QUERYSECRET");
+        r.add("redis://:s3cretRedisPw@127.0.0.1:6379/0");
+        r.add("https://ghp_TOKENVALUE@github.com/o/r.git");
+        let text = "answered 404: Cannot POST /services/T0/B0/SLACKSECRETxyz?token=QUERYSECRET; \
+                    path=services/T0/B0/SLACKSECRETxyz; token QUERYSECRET; \
+                    auth failed for :s3cretRedisPw; user ghp_TOKENVALUE";
+        let out = r.redact(text);
+        for secret in [
+            "SLACKSECRET",
+            "QUERYSECRET",
+            "s3cretRedisPw",
+            "ghp_TOKENVALUE",
+        ] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        // Short parts (`/0`, a user named `git`) are not secrets.
+        let mut r = Redactor::default();
+        r.add("ssh://deploy@host.example.com/0");
+        assert_eq!(r.redact("deploy /0"), "deploy /0");
+    }
 
     #[test]
     fn replaces_every_occurrence_longest_first() {

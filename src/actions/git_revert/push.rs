@@ -31,6 +31,30 @@ fn shown_url(url: &str) -> String {
     }
 }
 
+/// The folder a local remote URL names, relative paths taken from the work tree's top (the
+/// folder git runs in), as git does; `None` for a network URL.
+fn local_remote(repo: &Repository, url: &str) -> Option<std::path::PathBuf> {
+    let path = if let Some(rest) = url.strip_prefix("file://") {
+        rest
+    } else if url.contains("://") {
+        return None;
+    } else {
+        // `host:path` (scp-like) has a colon before any slash.
+        if let Some(colon) = url.find(':')
+            && !url[..colon].contains('/')
+        {
+            return None;
+        }
+        url
+    };
+    let path = std::path::Path::new(path);
+    if path.is_absolute() {
+        return Some(path.to_path_buf());
+    }
+    let base = repo.workdir().unwrap_or_else(|| repo.path());
+    Some(base.join(path))
+}
+
 fn token() -> Option<String> {
     TOKEN_VARIABLES
         .iter()
@@ -59,6 +83,27 @@ pub fn resolve_remote(
                 "remote `{name}` has no URL; set one with `git remote set-url {name} URL`"
             ))
         })?;
+    if let Some(path) = local_remote(repo, &url) {
+        match std::fs::metadata(&path) {
+            Err(_) => {
+                return Err(RevertError::Refused(format!(
+                    "remote `{name}` is the folder {}, which does not exist; fix it with `git remote set-url {name} PATH`",
+                    path.display()
+                )));
+            }
+            Ok(meta)
+                if !meta.is_dir()
+                    || Repository::open_bare(&path).is_err()
+                        && Repository::open(&path).is_err() =>
+            {
+                return Err(RevertError::Refused(format!(
+                    "remote `{name}` is {}, which is not a git repository; fix it with `git remote set-url {name} PATH`",
+                    path.display()
+                )));
+            }
+            Ok(_) => {}
+        }
+    }
     let mut warnings = Vec::new();
     let tracking = format!("refs/remotes/{name}/{branch}");
     if let (Ok(theirs), Ok(ours)) = (repo.refname_to_id(&tracking), repo.refname_to_id("HEAD"))
@@ -130,6 +175,23 @@ pub fn push_branch(
         .map_err(RevertError::git(format!(
             "cannot open remote `{remote_name}`"
         )))?;
+    // libgit2 takes a relative path from the process's folder; git takes it from the work
+    // tree's top. Push to the folder git means, and move the tracking branch by hand.
+    let url = remote
+        .pushurl_bytes()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| remote.url_bytes());
+    let url = String::from_utf8_lossy(url).into_owned();
+    let relative = Some(url.as_str())
+        .filter(|u| !u.starts_with("file://") && !std::path::Path::new(u).is_absolute())
+        .and_then(|u| local_remote(repo, u));
+    if let Some(path) = &relative {
+        remote = repo
+            .remote_anonymous(&path.to_string_lossy())
+            .map_err(RevertError::git(format!(
+                "cannot open remote `{remote_name}`"
+            )))?;
+    }
     let config = repo
         .config()
         .map_err(RevertError::git("cannot read git config"))?;
@@ -211,12 +273,23 @@ pub fn push_branch(
             what.join(", ")
         )));
     }
+    if relative.is_some()
+        && let Ok(head) = repo.refname_to_id(&format!("refs/heads/{branch}"))
+    {
+        // What a named remote's push would have done: the tracking branch follows.
+        let _ = repo.reference(
+            &format!("refs/remotes/{remote_name}/{branch}"),
+            head,
+            true,
+            "push",
+        );
+    }
     Ok(format!("pushed {branch} to {shown}"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::shown_url;
+    use super::{local_remote, shown_url};
 
     #[test]
     fn urls_are_shown_without_user_info() {
@@ -229,5 +302,33 @@ mod tests {
             "git@github.com:o/r.git"
         );
         assert_eq!(shown_url("/srv/origin.git"), "/srv/origin.git");
+    }
+
+    #[test]
+    fn local_remotes_are_taken_from_the_work_tree_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path().join("w")).unwrap();
+        let top = repo.workdir().unwrap().to_path_buf();
+        assert_eq!(local_remote(&repo, "../o.git"), Some(top.join("../o.git")));
+        assert_eq!(
+            local_remote(&repo, "/srv/o.git"),
+            Some(std::path::PathBuf::from("/srv/o.git"))
+        );
+        assert_eq!(
+            local_remote(&repo, "file:///srv/o.git"),
+            Some(std::path::PathBuf::from("/srv/o.git"))
+        );
+        for network in [
+            "git@github.com:o/r.git",
+            "https://h/o.git",
+            "ssh://h/o.git",
+            "host:o.git",
+        ] {
+            assert_eq!(local_remote(&repo, network), None, "{network}");
+        }
+        assert!(
+            local_remote(&repo, "./a:b").is_some(),
+            "a slash before the colon: a path"
+        );
     }
 }

@@ -80,8 +80,14 @@ fn walk_range(repo: &Repository, from: &str, to: &str) -> Result<Vec<Oid>, Rever
         .collect::<Result<Vec<_>, _>>()
         .map_err(RevertError::git(format!("cannot walk {from}..{to}")))?;
     if commits.is_empty() {
+        // A..B holds the commits after A up to B: to revert A itself, name it alone.
+        let hint = if from_commit.id() == to_commit.id() {
+            format!("to revert {from} alone, give `{from}` without `..`")
+        } else {
+            format!("did you mean {to}..{from}?")
+        };
         return Err(RevertError::Refused(format!(
-            "the range {from}..{to} is empty: {to} has no commit that {from} lacks (did you mean {to}..{from}?)"
+            "the range {from}..{to} is empty: {to} has no commit that {from} lacks ({hint})"
         )));
     }
     Ok(commits)
