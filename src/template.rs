@@ -61,6 +61,34 @@ pub fn unknown_callables(
     text: &str,
     vars: &BTreeSet<String>,
 ) -> Option<String> {
+    let template = env.template_from_str(text).ok()?;
+    let error = template.render(placeholder_context(vars)).err()?;
+    is_unknown_callable(&error).then(|| describe_unknown(&error))
+}
+
+/// The same as [`unknown_callables`] for an `if:` expression.
+pub fn unknown_callables_in_expression(
+    env: &Environment<'_>,
+    expr: &str,
+    vars: &BTreeSet<String>,
+) -> Option<String> {
+    let expression = env.compile_expression(expr).ok()?;
+    let error = expression.eval(placeholder_context(vars)).err()?;
+    is_unknown_callable(&error).then(|| describe_unknown(&error))
+}
+
+fn is_unknown_callable(error: &minijinja::Error) -> bool {
+    matches!(
+        error.kind(),
+        minijinja::ErrorKind::UnknownFilter
+            | minijinja::ErrorKind::UnknownTest
+            | minijinja::ErrorKind::UnknownFunction
+            | minijinja::ErrorKind::UnknownMethod
+    )
+}
+
+/// A context where every dotted path in `vars` holds a placeholder string.
+fn placeholder_context(vars: &BTreeSet<String>) -> minijinja::Value {
     let mut context = serde_json::Map::new();
     for path in vars {
         let mut map = &mut context;
@@ -86,18 +114,7 @@ pub fn unknown_callables(
             map = next;
         }
     }
-    let template = env.template_from_str(text).ok()?;
-    let context =
-        minijinja::Value::from(minijinja::value::Serde(serde_json::Value::Object(context)));
-    let error = template.render(context).err()?;
-    matches!(
-        error.kind(),
-        minijinja::ErrorKind::UnknownFilter
-            | minijinja::ErrorKind::UnknownTest
-            | minijinja::ErrorKind::UnknownFunction
-            | minijinja::ErrorKind::UnknownMethod
-    )
-    .then(|| describe_unknown(&error))
+    minijinja::Value::from(minijinja::value::Serde(serde_json::Value::Object(context)))
 }
 
 /// The builtin filters (minijinja with its default features), for suggestions.
@@ -149,6 +166,42 @@ const FILTERS: &[&str] = &[
     "upper",
 ];
 
+/// The builtin tests (`x is defined`), for suggestions.
+const TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "escaped",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "gt",
+    "in",
+    "integer",
+    "iterable",
+    "le",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "safe",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+
 /// "unknown filter `uper` (did you mean `upper`?)" from minijinja's error.
 fn describe_unknown(error: &minijinja::Error) -> String {
     let what = error.kind().to_string();
@@ -159,9 +212,12 @@ fn describe_unknown(error: &minijinja::Error) -> String {
         .map(str::to_owned);
     match name {
         Some(name) => {
-            let near = (error.kind() == minijinja::ErrorKind::UnknownFilter)
-                .then(|| crate::project::yaml::nearest(&name, FILTERS.iter().copied()))
-                .flatten()
+            let known = match error.kind() {
+                minijinja::ErrorKind::UnknownFilter => FILTERS,
+                minijinja::ErrorKind::UnknownTest => TESTS,
+                _ => &[],
+            };
+            let near = crate::project::yaml::nearest(&name, known.iter().copied())
                 .map(|n| format!(" (did you mean `{n}`?)"))
                 .unwrap_or_default();
             format!("{what} `{name}`{near}")
@@ -170,17 +226,62 @@ fn describe_unknown(error: &minijinja::Error) -> String {
     }
 }
 
+/// A component as templates see it: its name, `vars` and whether it has a `spec`.
+pub struct ComponentScope<'a> {
+    pub name: &'a str,
+    pub vars: Vec<(&'a str, &'a serde_json::Value)>,
+    pub has_spec: bool,
+}
+
+/// The step ids of a runbook, looked up and suggested from once per template variable.
+#[derive(Default)]
+pub struct StepIds<'a> {
+    ids: Vec<&'a str>,
+    set: std::collections::HashSet<&'a str>,
+    /// The hint for each unknown id already met: a pasted typo costs one search.
+    hints: std::cell::RefCell<std::collections::HashMap<String, String>>,
+}
+
+impl<'a> StepIds<'a> {
+    pub fn new(ids: Vec<&'a str>) -> Self {
+        let set = ids.iter().copied().collect();
+        Self {
+            ids,
+            set,
+            hints: std::cell::RefCell::default(),
+        }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    fn unknown(&self, id: &str) -> UnknownVariable {
+        let hint = self
+            .hints
+            .borrow_mut()
+            .entry(id.to_owned())
+            .or_insert_with(|| unknown_among(String::new(), id, &self.ids, "steps:").hint)
+            .clone();
+        UnknownVariable {
+            message: format!("`steps.{id}` names no step of this runbook"),
+            hint,
+        }
+    }
+}
+
 /// What a template may read where it is written.
 pub struct Scope<'a> {
     pub kind: ScopeKind,
     /// Declared runbook parameters.
     pub params: &'a [&'a str],
-    /// For each component, the names of its `vars`.
-    pub component_vars: &'a [(&'a str, Vec<&'a str>)],
-    /// Step ids guaranteed to have finished before this one (its ancestors).
-    pub steps_before: &'a BTreeSet<&'a str>,
+    /// The components of release.yaml, or `None` when it could not be read (then `vars`
+    /// and `spec` are not checked).
+    pub components: Option<&'a [ComponentScope<'a>]>,
+    /// Whether a step id is guaranteed to have finished before this step (an ancestor).
+    pub steps_before: &'a dyn Fn(&str) -> bool,
     /// Every step id of the runbook.
-    pub all_steps: &'a [&'a str],
+    pub all_steps: &'a StepIds<'a>,
     /// The step the template belongs to.
     pub current: Option<&'a str>,
 }
@@ -223,112 +324,165 @@ impl Scope<'_> {
         }
     }
 
-    /// Checks one dotted path read by a template.
-    pub fn check(&self, path: &str) -> Result<(), UnknownVariable> {
+    /// "the runbook runs for every component", or the same of gates.
+    fn for_every_component(&self) -> &'static str {
+        match self.kind {
+            ScopeKind::Step => "the runbook runs for every component",
+            ScopeKind::Gate => "gates are evaluated for every component",
+        }
+    }
+
+    /// Checks one dotted path read by a template: every problem with it.
+    pub fn check(&self, path: &str) -> Vec<UnknownVariable> {
         let parts: Vec<&str> = path.split('.').collect();
         let root = parts[0];
         let rest = &parts[1..];
         if !self.roots().contains(&root) {
-            return Err(unknown(
+            return vec![unknown(
                 format!("unknown template variable `{root}`"),
                 root,
                 self.roots(),
                 "the variables are",
-            ));
+            )];
         }
+        let one = |r: Result<(), UnknownVariable>| r.err().into_iter().collect();
         match (root, rest) {
-            ("component" | "stage" | "spec", [field, ..]) => Err(UnknownVariable {
+            ("component" | "stage" | "spec", [field, ..]) => vec![UnknownVariable {
                 message: format!("`{root}` is a string: it has no field `{field}`"),
                 hint: format!(
                     "use `{{{{ {root} }}}}`, or a filter such as `{{{{ {root} | upper }}}}`"
                 ),
-            }),
-            ("run", [field, ..]) => fixed_field(root, field, RUN_FIELDS, rest),
-            ("repository", [field, ..]) => fixed_field(root, field, REPOSITORY_FIELDS, rest),
-            ("promotion", [field, ..]) => fixed_field(root, field, PROMOTION_FIELDS, rest),
-            ("params", [name, ..]) => {
-                if self.params.contains(name) {
-                    no_deeper(&format!("params.{name}"), &rest[1..])
-                } else if self.params.is_empty() {
-                    Err(UnknownVariable {
-                        message: format!("unknown parameter `params.{name}`"),
-                        hint: format!(
-                            "this runbook declares no parameters: add `params: {{ {name}: {{ description: \"…\" }} }}`"
-                        ),
-                    })
-                } else {
-                    Err(unknown(
-                        format!("unknown parameter `params.{name}`"),
-                        name,
-                        self.params,
-                        "declared parameters:",
-                    ))
-                }
-            }
-            ("vars", [name, ..]) => self.check_var(name),
+            }],
+            ("spec", []) => one(self.check_spec()),
+            ("run", [field, ..]) => one(fixed_field(root, field, RUN_FIELDS, rest)),
+            ("repository", [field, ..]) => one(fixed_field(root, field, REPOSITORY_FIELDS, rest)),
+            ("promotion", [field, ..]) => one(fixed_field(root, field, PROMOTION_FIELDS, rest)),
+            ("params", [name, ..]) => one(self.check_param(name, rest)),
+            ("vars", [_, ..]) => one(self.check_var(rest)),
             ("steps", [id, more @ ..]) => self.check_step(id, more),
             // `vars` with nothing after it, and any root not listed: nothing more to check.
-            _ => Ok(()),
+            _ => Vec::new(),
         }
     }
 
-    fn check_var(&self, name: &str) -> Result<(), UnknownVariable> {
-        if self.component_vars.is_empty() {
-            return Err(UnknownVariable {
-                message: format!("`vars.{name}` is used but release.yaml defines no components"),
-                hint: format!("add the component and its `vars: {{ {name}: … }}` to release.yaml"),
-            });
+    fn check_param(&self, name: &str, rest: &[&str]) -> Result<(), UnknownVariable> {
+        if self.params.contains(&name) {
+            no_deeper(&format!("params.{name}"), &rest[1..])
+        } else if self.params.is_empty() {
+            Err(UnknownVariable {
+                message: format!("unknown parameter `params.{name}`"),
+                hint: format!(
+                    "this runbook declares no parameters: add `params: {{ {name}: {{ description: \"…\" }} }}`"
+                ),
+            })
+        } else {
+            Err(unknown_among(
+                format!("unknown parameter `params.{name}`"),
+                name,
+                self.params,
+                "declared parameters:",
+            ))
         }
-        let missing: Vec<&str> = self
-            .component_vars
+    }
+
+    /// `spec` is only defined for components that have one.
+    fn check_spec(&self) -> Result<(), UnknownVariable> {
+        let Some(components) = self.components else {
+            return Ok(());
+        };
+        let missing: Vec<&str> = components
             .iter()
-            .filter(|(_, vars)| !vars.contains(&name))
-            .map(|(component, _)| *component)
+            .filter(|c| !c.has_spec)
+            .map(|c| c.name)
             .collect();
         if missing.is_empty() {
             return Ok(());
         }
-        let all_vars: BTreeSet<&str> = self
-            .component_vars
-            .iter()
-            .flat_map(|(_, vars)| vars.iter().copied())
-            .collect();
-        let suggestion = crate::project::yaml::nearest(name, all_vars.iter().copied())
-            .map(|n| format!("did you mean `vars.{n}`? Otherwise "))
-            .unwrap_or_default();
         Err(UnknownVariable {
-            message: format!(
-                "`vars.{name}` is not defined for component{} {}",
-                if missing.len() == 1 { "" } else { "s" },
-                missing
-                    .iter()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            message: format!("`spec` is not defined for {}", components_list(&missing)),
             hint: format!(
-                "{suggestion}add `{name}` to their `vars:` in release.yaml (the runbook runs for every component)"
+                "add `spec: path/to/spec.md` to them in release.yaml ({})",
+                self.for_every_component()
             ),
         })
     }
 
-    fn check_step(&self, id: &str, rest: &[&str]) -> Result<(), UnknownVariable> {
-        if !self.all_steps.contains(&id) {
-            return Err(unknown(
-                format!("`steps.{id}` names no step of this runbook"),
-                id,
-                self.all_steps,
-                "steps:",
-            ));
-        }
-        if self.current == Some(id) {
+    /// `vars.a.b.c`: the whole path, in every component's vars.
+    fn check_var(&self, path: &[&str]) -> Result<(), UnknownVariable> {
+        let Some(components) = self.components else {
+            return Ok(());
+        };
+        let dotted = format!("vars.{}", path.join("."));
+        if components.is_empty() {
             return Err(UnknownVariable {
+                message: format!("`{dotted}` is used but release.yaml defines no components"),
+                hint: format!(
+                    "add the component and its `vars: {{ {}: … }}` to release.yaml",
+                    path[0]
+                ),
+            });
+        }
+        // For each component, how far the path goes before it breaks (None: all the way).
+        let mut missing: Vec<&str> = Vec::new();
+        let mut deepest_break = usize::MAX;
+        for component in components {
+            if let Some(depth) = path_break(&component.vars, path) {
+                missing.push(component.name);
+                deepest_break = deepest_break.min(depth);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        // A suggestion at the level where the path breaks, from what some component has.
+        let prefix = &path[..deepest_break];
+        let mut siblings: BTreeSet<&str> = BTreeSet::new();
+        for component in components {
+            siblings.extend(keys_at(&component.vars, prefix));
+        }
+        let written = path[deepest_break];
+        let suggestion = crate::project::yaml::nearest(written, siblings.iter().copied())
+            .filter(|n| *n != written)
+            .map(|n| {
+                let mut near: Vec<&str> = prefix.to_vec();
+                near.push(n);
+                format!("did you mean `vars.{}`? Otherwise ", near.join("."))
+            })
+            .unwrap_or_default();
+        let at = if deepest_break + 1 == path.len() {
+            format!("`{}`", path[deepest_break])
+        } else {
+            format!("`{}` with its fields", path[deepest_break..].join("."))
+        };
+        let under = if prefix.is_empty() {
+            "their `vars:`".to_owned()
+        } else {
+            format!("their `vars.{}`", prefix.join("."))
+        };
+        Err(UnknownVariable {
+            message: format!(
+                "`{dotted}` is not defined for {}",
+                components_list(&missing)
+            ),
+            hint: format!(
+                "{suggestion}add {at} to {under} in release.yaml ({})",
+                self.for_every_component()
+            ),
+        })
+    }
+
+    fn check_step(&self, id: &str, rest: &[&str]) -> Vec<UnknownVariable> {
+        if !self.all_steps.contains(id) {
+            return vec![self.all_steps.unknown(id)];
+        }
+        let mut problems = Vec::new();
+        if self.current == Some(id) {
+            problems.push(UnknownVariable {
                 message: format!("step `{id}` reads its own output"),
                 hint: "a step's outcome and output exist only after it finished: read them in a later step".into(),
             });
-        }
-        if !self.steps_before.contains(id) {
-            return Err(UnknownVariable {
+        } else if !(self.steps_before)(id) {
+            problems.push(UnknownVariable {
                 message: format!(
                     "`steps.{id}` is read before step `{id}` is sure to have finished"
                 ),
@@ -338,16 +492,72 @@ impl Scope<'_> {
             });
         }
         match rest {
-            [] => Ok(()),
-            [field] if STEP_FIELDS.contains(field) => Ok(()),
-            [field, ..] => Err(unknown(
+            [] => {}
+            [field] if STEP_FIELDS.contains(field) => {}
+            [field, ..] => problems.push(unknown(
                 format!("steps have no field `{field}`"),
                 field,
                 STEP_FIELDS,
                 "a step's fields are",
             )),
         }
+        problems
     }
+}
+
+/// Where `path` stops existing in `vars`: the index of the first missing segment.
+fn path_break(vars: &[(&str, &serde_json::Value)], path: &[&str]) -> Option<usize> {
+    let mut value = match vars.iter().find(|(name, _)| *name == path[0]) {
+        Some((_, value)) => *value,
+        None => return Some(0),
+    };
+    for (depth, segment) in path.iter().enumerate().skip(1) {
+        match value.get(*segment) {
+            Some(next) => value = next,
+            None => return Some(depth),
+        }
+    }
+    None
+}
+
+/// The keys found at `prefix` in `vars` (the top-level names for an empty prefix).
+fn keys_at<'v>(vars: &[(&'v str, &'v serde_json::Value)], prefix: &[&str]) -> Vec<&'v str> {
+    let Some((first, more)) = prefix.split_first() else {
+        return vars.iter().map(|(name, _)| *name).collect();
+    };
+    let Some(&(_, mut value)) = vars.iter().find(|(name, _)| name == first) else {
+        return Vec::new();
+    };
+    for segment in more {
+        match value.get(*segment) {
+            Some(next) => value = next,
+            None => return Vec::new(),
+        }
+    }
+    value
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// "component `a`" or "components `a`, `b`, … and 3 more".
+fn components_list(names: &[&str]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(crate::project::yaml::MAX_CANDIDATES)
+        .map(|c| format!("`{c}`"))
+        .collect();
+    let more = names.len().saturating_sub(shown.len());
+    format!(
+        "component{} {}{}",
+        if names.len() == 1 { "" } else { "s" },
+        shown.join(", "),
+        if more > 0 {
+            format!(" … and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn fixed_field(
@@ -377,12 +587,29 @@ fn no_deeper(path: &str, rest: &[&str]) -> Result<(), UnknownVariable> {
     }
 }
 
+/// An unknown name among a fixed set (every one is listed).
 fn unknown(message: String, given: &str, valid: &[&str], intro: &str) -> UnknownVariable {
-    let list = valid
-        .iter()
-        .map(|v| format!("`{v}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = crate::project::yaml::candidates(given, valid.iter().copied(), valid.len());
+    with_nearest(message, given, valid, intro, &list)
+}
+
+/// An unknown name among names from the user's file (the nearest few are listed).
+fn unknown_among(message: String, given: &str, valid: &[&str], intro: &str) -> UnknownVariable {
+    let list = crate::project::yaml::candidates(
+        given,
+        valid.iter().copied(),
+        crate::project::yaml::MAX_CANDIDATES,
+    );
+    with_nearest(message, given, valid, intro, &list)
+}
+
+fn with_nearest(
+    message: String,
+    given: &str,
+    valid: &[&str],
+    intro: &str,
+    list: &str,
+) -> UnknownVariable {
     let hint = match crate::project::yaml::nearest(given, valid.iter().copied()) {
         Some(best) => format!("did you mean `{best}`? ({intro} {list})"),
         None => format!("{intro} {list}"),
@@ -397,18 +624,22 @@ mod tests {
     fn scope<'a>(
         kind: ScopeKind,
         params: &'a [&'a str],
-        vars: &'a [(&'a str, Vec<&'a str>)],
-        before: &'a BTreeSet<&'a str>,
-        all: &'a [&'a str],
+        components: &'a [ComponentScope<'a>],
+        before: &'a dyn Fn(&str) -> bool,
+        all: &'a StepIds<'a>,
     ) -> Scope<'a> {
         Scope {
             kind,
             params,
-            component_vars: vars,
+            components: Some(components),
             steps_before: before,
             all_steps: all,
             current: None,
         }
+    }
+
+    fn first(problems: Vec<UnknownVariable>) -> UnknownVariable {
+        problems.into_iter().next().expect("a problem")
     }
 
     #[test]
@@ -451,37 +682,114 @@ mod tests {
     }
 
     #[test]
-    fn checks_each_root() {
-        let before = BTreeSet::from(["revert"]);
-        let vars = vec![("a", vec!["health_url"]), ("b", vec!["health_url", "x"])];
-        let s = scope(
-            ScopeKind::Step,
-            &["commit"],
-            &vars,
-            &before,
-            &["revert", "health"],
+    fn unknown_filters_and_tests_in_expressions_are_found() {
+        let env = environment();
+        let vars = BTreeSet::from(["params.migration".to_string()]);
+        let found =
+            unknown_callables_in_expression(&env, "params.migration | lenght > 0", &vars).unwrap();
+        assert_eq!(found, "unknown filter `lenght` (did you mean `length`?)");
+        let found =
+            unknown_callables_in_expression(&env, "params.migration is definedd", &vars).unwrap();
+        assert_eq!(found, "unknown test `definedd` (did you mean `defined`?)");
+        assert!(
+            unknown_callables_in_expression(&env, "params.migration | length > 0", &vars).is_none()
         );
-        assert!(s.check("component").is_ok());
-        assert!(s.check("params.commit").is_ok());
-        assert!(s.check("vars.health_url").is_ok());
-        assert!(s.check("run.reason").is_ok());
-        assert!(s.check("steps.revert.stdout").is_ok());
-        assert!(s.check("promotion.previous_commit").is_ok());
+    }
 
-        let e = s.check("params.comit").unwrap_err();
+    fn component<'a>(
+        name: &'a str,
+        vars: &'a serde_json::Value,
+        has_spec: bool,
+    ) -> ComponentScope<'a> {
+        ComponentScope {
+            name,
+            vars: vars
+                .as_object()
+                .map(|o| o.iter().map(|(k, v)| (k.as_str(), v)).collect())
+                .unwrap_or_default(),
+            has_spec,
+        }
+    }
+
+    #[test]
+    fn checks_each_root() {
+        let before = |id: &str| id == "revert";
+        let (vars_a, vars_b) = (
+            serde_json::json!({ "health_url": "u" }),
+            serde_json::json!({ "health_url": "u", "x": 1 }),
+        );
+        let components = [component("a", &vars_a, true), component("b", &vars_b, true)];
+        let ids = StepIds::new(vec!["revert", "health"]);
+        let s = scope(ScopeKind::Step, &["commit"], &components, &before, &ids);
+        for ok in [
+            "component",
+            "spec",
+            "params.commit",
+            "vars.health_url",
+            "run.reason",
+            "steps.revert.stdout",
+            "promotion.previous_commit",
+        ] {
+            assert!(s.check(ok).is_empty(), "{ok}");
+        }
+
+        let e = first(s.check("params.comit"));
         assert!(e.hint.contains("did you mean `commit`"), "{e:?}");
-        let e = s.check("vars.x").unwrap_err();
+        let e = first(s.check("vars.x"));
         assert!(e.message.contains("`a`"), "{e:?}");
-        let e = s.check("steps.health.outcome").unwrap_err();
+        let e = first(s.check("steps.health.outcome"));
         assert!(e.hint.contains("needs"), "{e:?}");
-        let e = s.check("steps.nope").unwrap_err();
+        let e = first(s.check("steps.nope"));
         assert!(e.message.contains("names no step"), "{e:?}");
-        let e = s.check("compnent").unwrap_err();
+        let e = first(s.check("compnent"));
         assert!(e.hint.contains("did you mean `component`"), "{e:?}");
-        assert!(s.check("run.reasn").unwrap_err().hint.contains("`reason`"));
+        assert!(first(s.check("run.reasn")).hint.contains("`reason`"));
+        // Every problem of one path: read too early, and a field steps do not have.
+        assert_eq!(s.check("steps.health.output").len(), 2);
 
-        let g = scope(ScopeKind::Gate, &[], &vars, &before, &[]);
-        assert!(g.check("component").is_ok());
-        assert!(g.check("params.commit").is_err());
+        let none = StepIds::default();
+        let g = scope(ScopeKind::Gate, &[], &components, &before, &none);
+        assert!(g.check("component").is_empty());
+        assert!(!g.check("params.commit").is_empty());
+        let e = first(g.check("vars.x"));
+        assert!(
+            e.hint.contains("gates are evaluated for every component"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn nested_vars_and_spec_are_checked_in_every_component() {
+        let before = |_: &str| false;
+        let (api, web) = (
+            serde_json::json!({ "db": { "host": "h", "port": 5432 } }),
+            serde_json::json!({ "db": { "host": "h2" } }),
+        );
+        let components = [component("api", &api, false), component("web", &web, true)];
+        let none = StepIds::default();
+        let s = scope(ScopeKind::Step, &[], &components, &before, &none);
+        assert!(s.check("vars.db.host").is_empty());
+        let e = first(s.check("vars.db.port"));
+        assert_eq!(
+            e.message,
+            "`vars.db.port` is not defined for component `web`"
+        );
+        assert!(e.hint.contains("add `port` to their `vars.db`"), "{e:?}");
+        let e = first(s.check("vars.db.hots"));
+        assert!(e.message.contains("components `api`, `web`"), "{e:?}");
+        assert!(e.hint.starts_with("did you mean `vars.db.host`?"), "{e:?}");
+        let e = first(s.check("spec"));
+        assert_eq!(e.message, "`spec` is not defined for component `api`");
+    }
+
+    #[test]
+    fn long_lists_of_names_are_cut() {
+        let before = |_: &str| false;
+        let ids: Vec<String> = (0..4000).map(|i| format!("s{i}")).collect();
+        let ids = StepIds::new(ids.iter().map(String::as_str).collect());
+        let s = scope(ScopeKind::Step, &[], &[], &before, &ids);
+        let e = first(s.check("steps.zz.outcome"));
+        assert!(e.hint.len() < 120, "{e:?}");
+        assert!(e.hint.ends_with("… and 3995 more"), "{e:?}");
     }
 }

@@ -9,6 +9,7 @@
 //! problem under test.
 //!
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Run, TestEnv};
@@ -128,7 +129,7 @@ steps:
         at "5:4: invalid YAML: while parsing a block collection, did not find expected '-' indicator";
 
     yaml_tab_indentation: RUNBOOK, 1, "name: broken\nsteps:\n\t- id: a\n\t  run: [echo]\n",
-        at "3:2: invalid YAML: tabs disallowed",
+        at "3:1: invalid YAML: tabs disallowed",
         "help: YAML indentation must use spaces, not tabs";
 
     yaml_duplicate_key_in_a_step: RUNBOOK, 1, r#"
@@ -390,14 +391,15 @@ steps:
         at "2:3: invalid parameter name `commit-sha`",
         "help: parameter names are identifiers";
 
+    // The parameter is still declared: its use is not reported as undeclared.
     param_unknown_key: RUNBOOK, 1, r#"
 params:
   commit: { requird: true }
 steps:
   - id: a
-    run: ["true"]
+    run: [echo, "{{ params.commit }}"]
 "#,
-        at "2:13: `commit`: unknown key `requird`",
+        at "2:13: parameter `commit`: unknown key `requird`",
         "help: did you mean `required`?";
 
     template_unknown_param: RUNBOOK, 1, r#"
@@ -910,6 +912,294 @@ gates:
 "#,
         at "7:11: gate `holidays`: freeze window ends (2026-12-24T00:00:00+00:00) before it starts (2026-12-27T00:00:00+00:00)",
         "help: swap `from` and `to`";
+}
+
+// ---------------------------------------------------------------------------------------
+// Review findings: validation that must not miss, mislead or blow up
+
+cases! {
+    // The scanner gives up on the line above the tab; the tab itself is pointed at.
+    yaml_tab_on_the_line_below_the_report: RUNBOOK, 1, "name: t\nsteps:\n  - id: a\n\trun: [echo]\n",
+        at "4:1: invalid YAML: ",
+        "help: YAML indentation must use spaces, not tabs";
+
+    yaml_unclosed_quote: RUNBOOK, 1, r#"
+name: t
+steps:
+  - id: a
+    run: [echo, "unterminated]
+  - id: b
+"#,
+        at "4:17: invalid YAML: unclosed quote",
+        "help: the `\"` opened at line 4, column 17 is never closed: add the closing `\"`";
+
+    yaml_two_documents: RUNBOOK, 1, "---\nname: t\nsteps:\n  - id: a\n    run: [echo]\n---\nname: u\n",
+        at "6:1: a runbook is one YAML document; a second one starts at line 6: remove the `---`";
+
+    if_unknown_filter: RUNBOOK, 1, r#"
+params:
+  migration: { default: "" }
+steps:
+  - id: migrate
+    if: "params.migration | lenght > 0"
+    run: [echo, "{{ params.migration }}"]
+"#,
+        at "5:9: `if` calls unknown filter `lenght` (did you mean `length`?)";
+
+    if_unknown_test: RUNBOOK, 1, r#"
+params:
+  migration: { default: "" }
+steps:
+  - id: migrate
+    if: "params.migration is definedd"
+    run: [echo, "{{ params.migration }}"]
+"#,
+        at "5:9: `if` calls unknown test `definedd` (did you mean `defined`?)";
+
+    // Both problems of one variable: read too early, and a field steps do not have.
+    template_step_read_early_with_a_bad_field: RUNBOOK, 2, r#"
+steps:
+  - { id: a, run: ["true"] }
+  - { id: b, needs: [], run: [echo, "{{ steps.a.output }}"] }
+"#,
+        at "3:37: `steps.a` is read before step `a` is sure to have finished",
+        "runbooks/production/rollback.yaml:3:37: steps have no field `output`";
+
+    // The whole path is checked, not only `vars.health_url`.
+    template_nested_var_missing: RUNBOOK, 1, r#"
+steps:
+  - id: a
+    run: [echo, "{{ vars.health_url.port }}"]
+"#,
+        at "3:17: `vars.health_url.port` is not defined for components `player_experience`, `orchestration`";
+
+    template_nested_var_and_spec_missing_for_some_components: CONFIG, 2, r#"
+version: 1
+components:
+  api: { spec: api.md, vars: { db: { host: h, port: 5432 } } }
+  web: { vars: { db: { host: h2 } } }
+gates:
+  staging:
+    - { id: docs, file_exists: ["{{ spec }}", "db-{{ vars.db.port }}.md"] }
+"#,
+        at "7:33: `spec` is not defined for component `web`",
+        "help: add `spec: path/to/spec.md` to them in release.yaml (gates are evaluated for every component)",
+        "release.yaml:7:47: `vars.db.port` is not defined for component `web`",
+        "help: add `port` to their `vars.db` in release.yaml (gates are evaluated for every component)";
+
+    // A component with a mistake keeps its name and what is sound: no follow-on errors.
+    component_typo_keeps_its_name: CONFIG, 1, r#"
+version: 1
+components:
+  api: { spek: api.md, vars: { port: 1 } }
+gates:
+  staging:
+    - { id: up, run: [check, "{{ component }}:{{ vars.port }}"] }
+"#,
+        at "3:10: component `api`: unknown key `spek`",
+        "help: did you mean `spec`?";
+
+    config_empty_paths: CONFIG, 5, r#"
+version: 1
+audit: { path: "" }
+runbooks: ""
+repository: { remote: "", branch: "" }
+components:
+  api: { path: "" }
+"#,
+        at "2:16: `audit.path` is empty",
+        "release.yaml:3:11: `runbooks` is empty",
+        "release.yaml:4:23: `repository.remote` is empty",
+        "release.yaml:4:35: `repository.branch` is empty",
+        "release.yaml:6:16: component `api`: `path` is empty";
+
+    steps_in_two_cycles: RUNBOOK, 2, r#"
+steps:
+  - { id: a, needs: [b], run: ["true"] }
+  - { id: b, needs: [a], run: ["true"] }
+  - { id: e, needs: [f], run: ["true"] }
+  - { id: f, needs: [e], run: ["true"] }
+"#,
+        at "2:21: steps wait for each other in a cycle: a -> b -> a",
+        "runbooks/production/rollback.yaml:4:21: steps wait for each other in a cycle: e -> f -> e";
+
+    // `b` and `c` wait for the step above them because they have no `needs`.
+    steps_in_a_cycle_through_implicit_needs: RUNBOOK, 1, r#"
+steps:
+  - id: a
+    needs: [c]
+    run: ["true"]
+  - id: b
+    run: ["true"]
+  - id: c
+    run: ["true"]
+"#,
+        at "3:12: steps wait for each other in a cycle: a -> b -> c -> a",
+        "`b` waits for `a` and `c` waits for `b` only because they have no `needs`",
+        "or move `a` below `c`";
+
+    every_bad_field_of_a_gate_is_reported: CONFIG, 4, r#"
+version: 1
+gates:
+  staging:
+    - { id: tz, freeze: [ { weekly: { from: "fri 16:00", to: "mon 25:00" }, tz: Europe/Pariss, reason: x } ] }
+    - { id: ap, approvals: { min: -1, within: 3q } }
+"#,
+        at "4:62: gate `tz` of stage `staging`: `to`: `25:00` is not a time of day",
+        "release.yaml:4:81: gate `tz` of stage `staging`: `tz`: unknown time zone `Europe/Pariss`",
+        "release.yaml:5:35: gate `ap` of stage `staging`: `min`: -1 is out of range",
+        "release.yaml:5:47: gate `ap` of stage `staging`: `within`: unknown unit `q` in `3q`";
+
+    health_check_url_not_a_url: RUNBOOK, 1, r#"
+steps:
+  - { id: e, health_check: { url: "not a url" } }
+"#,
+        at "2:35: step `e`: `not a url` is not an http(s) URL",
+        "help: write a full URL";
+
+    cache_clear_url_not_http: RUNBOOK, 1, r#"
+steps:
+  - { id: f, cache_clear: { http: { method: PURGE, url: "ftp://cdn.example.com/x" } } }
+"#,
+        at "2:57: step `f`: `ftp://cdn.example.com/x` is not an http(s) URL: `ftp:` is not http or https";
+
+    gate_uptime_prometheus_not_a_url: CONFIG, 1, r#"
+version: 1
+gates:
+  staging:
+    - { id: up, uptime: { prometheus: "not a url", query: up, min: 0.9 } }
+"#,
+        at "4:39: gate `up`: `not a url` is not an http(s) URL";
+
+    gate_freeze_without_windows: CONFIG, 1, r"
+version: 1
+gates:
+  staging:
+    - { id: fr, freeze: [] }
+",
+        at "4:13: gate `fr`: `freeze` lists no window, so it always passes";
+
+    gate_attested_empty_check: CONFIG, 1, r#"
+version: 1
+gates:
+  staging:
+    - { id: at, attested: { check: "" } }
+"#,
+        at "4:13: gate `at`: `attested` has an empty `check`";
+
+    gate_no_open_issues_without_labels: CONFIG, 1, r"
+version: 1
+gates:
+  staging:
+    - { id: no, no_open_issues: { labels: [] } }
+",
+        at "4:13: gate `no`: `no_open_issues` lists no label, so any open issue blocks";
+
+    // Each name once, and only valid ones.
+    suggestions_without_duplicates_or_invalid_names: RUNBOOK, 3, r#"
+steps:
+  - { id: a, run: ["true"] }
+  - { id: a, run: ["true"] }
+  - { id: B, needs: [zz], run: ["true"] }
+"#,
+        at "3:11: duplicate step id `a`",
+        "help: valid: `a`\n";
+}
+
+/// A runbook that never ends (a device, a pipe) is refused without being read.
+#[test]
+fn runbook_that_is_not_a_file_is_refused_fast() {
+    let env = TestEnv::initialized();
+    std::fs::remove_file(env.join(RUNBOOK)).expect("remove");
+    std::os::unix::fs::symlink("/dev/zero", env.join(RUNBOOK)).expect("symlink");
+    let fifo = env.join("runbooks/staging/rollback.yaml");
+    std::fs::remove_file(&fifo).expect("remove");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let run = validate_timed(&env);
+    assert_refused(
+        &run,
+        2,
+        &[
+            "error: runbooks/production/rollback.yaml: cannot read: this is a character device, not a file",
+            "error: runbooks/staging/rollback.yaml: cannot read: this is a named pipe (FIFO), not a file",
+            "help: release.yaml and runbooks must be regular files",
+        ],
+    );
+    insta::assert_snapshot!(
+        "runbook_that_is_not_a_file_is_refused_fast",
+        run.transcript()
+    );
+}
+
+/// The same mistake pasted in thousands of steps: fast, and a short report.
+#[test]
+fn thousands_of_the_same_mistake_give_a_short_report() {
+    let mut content = String::from("name: t\nsteps:\n");
+    for i in 0..4000 {
+        let _ = writeln!(content, "  - id: s{i}");
+        content.push_str("    run: [echo, \"{{ steps.zz.outcome }}\"]\n");
+    }
+    let env = project_with(RUNBOOK, content.as_bytes());
+    let run = validate_timed(&env);
+    assert_refused(
+        &run,
+        4000,
+        &[
+            "help: steps: `s0`, `s1`, `s2`, `s3`, `s4` … and 3995 more",
+            "  … and 3997 more errors like this in runbooks/production/rollback.yaml: `steps.zz` names no step of this runbook",
+        ],
+    );
+    assert!(run.stderr.len() < 4000, "{} bytes", run.stderr.len());
+    insta::assert_snapshot!(
+        "thousands_of_the_same_mistake_give_a_short_report",
+        run.transcript()
+    );
+}
+
+/// Many values and no anchor at all: too many values, not an alias bomb.
+#[test]
+fn many_values_without_anchors_are_not_called_an_alias_bomb() {
+    let mut content = String::from("name: t\nsteps:\n");
+    for i in 0..18000 {
+        let _ = write!(content, "  - id: s{i}\n    run: [echo, \"{i}\"]\n");
+    }
+    let env = project_with(RUNBOOK, content.as_bytes());
+    let run = validate_timed(&env);
+    assert_refused(
+        &run,
+        1,
+        &["invalid YAML: refused: too many values (more than 100000)"],
+    );
+    assert!(!run.stderr.contains("alias"), "{}", run.stderr);
+}
+
+/// When release.yaml does not parse, the runbooks are still checked on their own.
+#[test]
+fn runbooks_are_checked_when_release_yaml_does_not_parse() {
+    let env = TestEnv::initialized();
+    env.write(CONFIG, "version: 1\ncomponents:\n  a: {path: x\n");
+    env.write(
+        "runbooks/staging/rollback.yaml",
+        "name: t\nsteps:\n  - id: a\n    runn: [echo]\n",
+    );
+    let run = validate(&env);
+    assert_refused(
+        &run,
+        2,
+        &[
+            "release.yaml:3:6: invalid YAML: unclosed bracket '{'",
+            "runbooks/staging/rollback.yaml:4:5: step `a`: unknown key `runn`",
+            "2 errors in 2 files",
+        ],
+    );
+    insta::assert_snapshot!(
+        "runbooks_are_checked_when_release_yaml_does_not_parse",
+        run.transcript()
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -604,6 +604,41 @@ steps:
 }
 
 #[test]
+fn scheduler_an_if_that_cannot_be_evaluated_fails_the_step_and_the_run() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/if-error.yaml",
+        "params:
+  n: { default: \"1\" }
+steps:
+  - id: divide
+    if: \"1 // (params.n | int) > 0\"
+    run: [touch, divided]
+  - id: after
+    run: [touch, after]
+  - id: on-failure
+    needs: [after]
+    when: failure
+    run: [touch, cleaned]
+",
+    );
+    let run = env.release(&run_args("rb/if-error.yaml", C, &["--set", "n=0"]));
+    run.assert_code(1);
+    let records = records(&env);
+    assert_eq!(outcome(&records, "divide"), "failed");
+    assert!(
+        finished(&records, "divide")["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot evaluate `if`"),
+    );
+    assert_eq!(outcome(&records, "after"), "skipped");
+    assert_eq!(run_outcome(&records), "failed");
+    assert!(env.join("cleaned").exists(), "a `when: failure` step runs");
+    assert!(!env.join("divided").exists());
+}
+
+#[test]
 fn scheduler_timeout_kills_the_whole_process_group() {
     let env = TestEnv::initialized();
     env.write(
@@ -1634,4 +1669,403 @@ fn rollback_dry_run_works_at_any_stage() {
         assert_eq!(start["data"]["dry_run"], true);
         assert_eq!(start["data"]["purpose"], "rollback");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Review B: locks, dry-run `if`, interrupts, recorded output, audit commands
+// ---------------------------------------------------------------------------------------
+
+fn unlock(env: &TestEnv, how: &[&str], reason: &str) -> Run {
+    let mut args = vec!["unlock", C, "--stage", "staging"];
+    args.extend_from_slice(how);
+    args.extend_from_slice(&["--reason", reason]);
+    env.release(&args)
+}
+
+#[test]
+fn unlock_refuses_the_lock_of_a_run_alive_on_this_host() {
+    let env = TestEnv::initialized();
+    env.write("rb/nap.yaml", NAP);
+    env.write(
+        "rb/quick.yaml",
+        "steps:\n  - id: quick\n    run: [touch, quick]\n",
+    );
+    let holder = spawn_release(&env, &run_args("rb/nap.yaml", C, &[]));
+    wait_for_step_started(&env, "nap");
+    let lock: Value = serde_json::from_str(&env.read(LOCK)).expect("lock JSON");
+    let run_id = lock["run"].as_str().unwrap().to_owned();
+
+    let refused = unlock(&env, &["--lock-id", &run_id], "I think it is dead");
+    refused
+        .assert_code(3)
+        .assert_stderr_contains(&format!("pid {}", holder.id()))
+        .assert_stderr_contains("release")
+        .assert_stderr_contains("stop it first");
+    assert!(env.join(LOCK).exists(), "the live run's lock was removed");
+    assert!(kind(&records(&env), "lock.forced").is_empty());
+    env.release(&run_args("rb/quick.yaml", C, &[]))
+        .assert_code(3);
+    assert!(
+        !env.join("quick").exists(),
+        "a second run went beside the first"
+    );
+
+    send_signal(holder.id(), "-INT");
+    finish(holder, Duration::from_secs(10)).assert_code(130);
+}
+
+#[test]
+fn unlock_removes_a_local_lock_whose_pid_was_reused() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/quick.yaml",
+        "steps:\n  - id: quick\n    run: [touch, quick]\n",
+    );
+    // A live process that is not the holder: started after the lock was taken.
+    let mut stranger = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let taken = chrono::Utc::now() - chrono::Duration::seconds(120);
+    let mut lock: Value =
+        serde_json::from_str(&lock_json("r-reused", stranger.id(), &hostname())).unwrap();
+    lock["started_at"] = Value::from(taken.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    env.write(LOCK, &lock.to_string());
+    env.release(&run_args("rb/quick.yaml", C, &[]))
+        .assert_code(3)
+        .assert_stderr_contains("r-reused");
+    unlock(
+        &env,
+        &["--lock-id", "r-reused"],
+        "pid reused after a restart",
+    )
+    .assert_code(0);
+    assert!(!env.join(LOCK).exists());
+
+    // A lock taken before this host booted is dead whatever its pid shows now.
+    lock["started_at"] = Value::from("2000-01-01T00:00:00Z");
+    lock["run"] = Value::from("r-before-boot");
+    env.write(LOCK, &lock.to_string());
+    env.release(&run_args("rb/quick.yaml", C, &[]))
+        .assert_code(0);
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    let records = records(&env);
+    let forced = kind(&records, "lock.forced");
+    assert_eq!(forced.len(), 2, "{records:#?}");
+    assert_eq!(forced[1]["data"]["holder"]["run"], "r-before-boot");
+}
+
+#[test]
+fn unlock_a_corrupt_lock_file_needs_the_corrupt_flag() {
+    let env = TestEnv::initialized();
+    env.write(LOCK, "");
+    unlock(&env, &["--lock-id", "anything"], "corrupt")
+        .assert_code(3)
+        .assert_stderr_contains("orchestration.staging.lock")
+        .assert_stderr_contains("not a lock record")
+        .assert_stderr_contains("--corrupt");
+    assert!(env.join(LOCK).exists(), "a made-up lock id removed it");
+    let removed = unlock(&env, &["--corrupt"], "empty file after a full disk");
+    removed
+        .assert_code(0)
+        .assert_stdout_contains("corrupt lock file");
+    assert!(!env.join(LOCK).exists());
+    let records = records(&env);
+    let forced = kind(&records, "lock.forced");
+    assert_eq!(forced.len(), 1);
+    assert_eq!(forced[0]["data"]["reason"], "empty file after a full disk");
+    assert!(forced[0]["data"]["holder"]["corrupt"].is_string());
+    // --corrupt on a real lock record is refused.
+    env.write(LOCK, &lock_json("r-far", 4_000_000, "elsewhere.example"));
+    unlock(&env, &["--corrupt"], "x")
+        .assert_code(3)
+        .assert_stderr_contains("--lock-id r-far");
+}
+
+#[test]
+fn unlock_with_an_empty_reason_is_invalid() {
+    let env = TestEnv::initialized();
+    env.write(LOCK, &lock_json("r-far", 4_000_000, "elsewhere.example"));
+    for reason in ["", "   "] {
+        unlock(&env, &["--lock-id", "r-far"], reason)
+            .assert_code(2)
+            .assert_stderr_contains("--reason");
+    }
+    assert!(env.join(LOCK).exists());
+    assert!(records(&env).is_empty());
+}
+
+#[test]
+fn dry_run_an_if_over_steps_is_unverifiable_and_still_preflighted() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/ifout.yaml",
+        "steps:
+  - id: check
+    continue_on_error: true
+    run: [sh, -c, \"exit 1\"]
+  - id: fix
+    if: \"steps.check.outcome == 'failed'\"
+    run: [no-such-fixer-binary]
+  - id: grep
+    needs: [check]
+    if: \"'ERROR' in steps.check.stdout\"
+    run: [\"true\"]
+",
+    );
+    let run = env.release(&run_args("rb/ifout.yaml", C, &["--dry-run", "--json"]));
+    run.assert_code(1);
+    let report = json_report(&run);
+    let fix = &json_step(&report, "fix")["preflight"];
+    assert_eq!(fix["verdict"], "blocked", "{fix:#}");
+    assert!(
+        fix["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-fixer-binary"),
+        "{fix:#}"
+    );
+    let grep = &json_step(&report, "grep")["preflight"];
+    assert_eq!(grep["verdict"], "warn", "{grep:#}");
+    assert_eq!(grep["fidelity"], "unverifiable", "{grep:#}");
+    let reason = grep["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("runs only if `'ERROR' in steps.check.stdout`, known only in a real run"),
+        "{reason}"
+    );
+    let records = records(&env);
+    assert_eq!(finished(&records, "grep")["data"]["verdict"], "warn");
+    assert_eq!(finished(&records, "fix")["data"]["verdict"], "blocked");
+}
+
+#[test]
+fn confirm_ctrl_c_at_a_step_question_is_always_an_interrupt() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/confirm.yaml",
+        "steps:
+  - id: first
+    run: [echo, first]
+  - id: ask
+    confirm: \"Really wipe db1?\"
+    run: [touch, wiped]
+",
+    );
+    // Ctrl-C used to race with the prompt's own reading of the key: try it a few times.
+    for _ in 0..3 {
+        let (code, screen) = release_in_pty(
+            &env,
+            &run_args("rb/confirm.yaml", C, &["--no-progress"]),
+            &[("Really wipe db1?", "\x03")],
+        );
+        assert_eq!(code, 130, "{screen}");
+        let records = records(&env);
+        assert_eq!(run_outcome(&records), "interrupted", "{screen}");
+        assert!(
+            kind(&records, "step.finished")
+                .iter()
+                .all(|r| r["data"]["outcome"] != "declined"),
+            "Ctrl-C recorded as declined"
+        );
+        if let Some(hidden) = screen.rfind("\x1b[?25l") {
+            assert!(
+                screen[hidden..].contains("\x1b[?25h"),
+                "the cursor was left hidden:\n{screen:?}"
+            );
+        }
+        std::fs::remove_file(env.join(AUDIT)).unwrap();
+    }
+    assert!(!env.join("wiped").exists());
+}
+
+#[test]
+fn interrupt_during_a_dry_run_plan_stops_its_process_group() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/plan.yaml",
+        "steps:
+  - id: p
+    run: { argv: [\"true\"], plan: [sh, -c, \"sleep 30 & echo $! > plan.pid; wait\"] }
+",
+    );
+    let child = spawn_release(&env, &run_args("rb/plan.yaml", C, &["--dry-run"]));
+    let sleeper = read_pid(&env, "plan.pid");
+    send_signal(child.id(), "-TERM");
+    finish(child, Duration::from_secs(10)).assert_code(130);
+    assert!(
+        wait_until(Duration::from_secs(2), || pid_gone(sleeper)),
+        "the plan's sleep (pid {sleeper}) survived the interrupt"
+    );
+    let records = records(&env);
+    let step = finished(&records, "p");
+    assert_eq!(step["data"]["outcome"], "failed");
+    assert!(
+        step["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{step:#}"
+    );
+    assert_eq!(run_outcome(&records), "interrupted");
+}
+
+#[test]
+fn interrupt_sighup_stops_the_run() {
+    assert_interrupted("-HUP");
+}
+
+#[test]
+fn step_stdout_is_recorded_in_the_log_and_the_json_report() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/out.yaml",
+        "steps:
+  - id: say
+    run: [echo, abc123]
+  - id: quiet
+    run: [\"true\"]
+  - id: loud
+    run: [sh, -c, \"yes x | head -c 10000\"]
+",
+    );
+    let run = env.release(&run_args("rb/out.yaml", C, &["--json"]));
+    run.assert_code(0);
+    let records = records(&env);
+    assert_eq!(finished(&records, "say")["data"]["stdout"], "abc123\n");
+    assert!(finished(&records, "quiet")["data"].get("stdout").is_none());
+    let loud = finished(&records, "loud")["data"]["stdout"]
+        .as_str()
+        .unwrap();
+    assert!(loud.len() < 4200, "{} bytes recorded", loud.len());
+    assert!(loud.contains("more bytes not recorded"), "{loud}");
+    let report = json_report(&run);
+    assert_eq!(json_step(&report, "say")["stdout"], "abc123\n");
+}
+
+#[test]
+fn scheduler_when_failure_skip_names_a_continue_on_error_failure() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/coe.yaml",
+        "steps:
+  - id: t
+    continue_on_error: true
+    run: [sh, -c, \"exit 1\"]
+  - id: onfail
+    when: failure
+    run: [touch, onfail]
+",
+    );
+    let run = env.release(&run_args("rb/coe.yaml", C, &["--no-progress"]));
+    run.assert_code(0);
+    let records = records(&env);
+    let reason = finished(&records, "onfail")["data"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        reason,
+        "no step failed the run (`t` failed with continue_on_error)"
+    );
+    assert!(
+        !run.stderr.contains("no step of the run failed"),
+        "{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn steps_stdout_is_rendered_without_its_trailing_newline() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/chain.yaml",
+        "steps:
+  - id: get
+    run: [echo, abc123]
+  - id: use
+    run: [sh, -c, 'printf \"[%s]\" \"$1\" > used', sh, \"{{ steps.get.stdout }}\"]
+",
+    );
+    env.release(&run_args("rb/chain.yaml", C, &[]))
+        .assert_code(0);
+    assert_eq!(env.read("used"), "[abc123]");
+}
+
+#[test]
+fn audit_log_unknown_component_or_kind_is_invalid() {
+    let env = logged();
+    env.release(&["audit", "log", "--component", "orchestraton"])
+        .assert_code(2)
+        .assert_stderr_contains("did you mean `orchestration`");
+    env.release(&["audit", "log", "--kind", "rolback.started"])
+        .assert_code(2)
+        .assert_stderr_contains("no such record kind");
+    env.release(&["audit", "log", "--kind", "rn.started"])
+        .assert_code(2)
+        .assert_stderr_contains("did you mean `run.started`");
+    env.release(&["audit", "log", "--kind", "stp."])
+        .assert_code(2)
+        .assert_stderr_contains("no record kind starts with `stp.`");
+    // Known names with no records are not errors.
+    env.release(&["audit", "log", "--component", OTHER])
+        .assert_code(0)
+        .assert_stdout_contains("no records");
+    env.release(&["audit", "log", "--kind", "promotion.completed"])
+        .assert_code(0);
+    env.release(&["audit", "log", "--kind", "step."])
+        .assert_code(0);
+}
+
+#[test]
+fn audit_verify_expect_head_is_validated_and_compared_in_any_case() {
+    let env = logged();
+    let lines = audit_lines(&env);
+    let head = sha256_hex(lines.last().unwrap().as_bytes());
+    env.release(&["audit", "verify", "--expect-head", "zz"])
+        .assert_code(2)
+        .assert_stderr_contains("64 hex digits");
+    env.release(&["audit", "verify", "--expect-head", &head.to_uppercase()])
+        .assert_code(0);
+}
+
+#[test]
+fn audit_verify_names_the_edited_line_without_vouching_for_it() {
+    let env = logged();
+    let mut lines = audit_lines(&env);
+    lines[1] = lines[1].replacen("\"step\":\"", "\"step\":\"X", 1);
+    write_lines(&env, &lines);
+    let run = env.release(&["audit", "verify"]);
+    run.assert_code(1)
+        .assert_stderr_contains("line 2 was changed, or line 3's `prev` is wrong");
+    assert!(
+        !run.stderr.contains("the 2 records before it verify"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stderr.contains("line 1 verifies"),
+        "{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn audit_verify_says_when_there_is_no_log() {
+    let env = TestEnv::initialized();
+    env.release(&["audit", "verify"])
+        .assert_code(0)
+        .assert_stdout_contains("no audit log at");
+    env.release(&["audit", "verify", "--expect-head", &"a".repeat(64)])
+        .assert_code(1)
+        .assert_stderr_contains("no audit log at");
+}
+
+#[test]
+fn audit_torn_last_line_repair_is_shown_on_the_terminal() {
+    let env = logged();
+    tear(&env);
+    let run = env.release(&run_args("rb/three.yaml", C, &["--no-progress", "-q"]));
+    run.assert_code(0)
+        .assert_stderr_contains("torn last line")
+        .assert_stderr_contains("audit.jsonl.torn-")
+        .assert_stderr_contains("recorded as audit.repaired");
+    assert_repaired(&env);
 }

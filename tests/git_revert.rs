@@ -254,9 +254,10 @@ fn real_revert_creates_revert_commits_newest_first() {
         repo.git(&["rev-parse", &format!("{b}~1^{{tree}}")])
     );
     assert!(!repo.env.join(".git/REVERT_HEAD").exists());
-    // `steps.revert.stdout`: the new commits, one per line, in the order made.
+    // `steps.revert.stdout`: the new commits, one per line, in the order made (without
+    // the last newline, as `$(…)` gives it).
     let made = repo.git(&["rev-list", "--reverse", "HEAD~3..HEAD"]);
-    assert_eq!(repo.env.read(".release/shas.txt"), made);
+    assert_eq!(repo.env.read(".release/shas.txt"), made.trim_end());
 }
 
 #[test]

@@ -79,3 +79,14 @@ fn init_never_overwrites_and_keeps_gitignore() {
     assert_eq!(env.read("release.yaml"), "version: 1\n# mine\n");
     assert_eq!(env.read(".gitignore"), "target/\n*.log\n.release/\n");
 }
+
+#[test]
+fn init_refuses_a_folder_named_release_yaml() {
+    let env = TestEnv::new();
+    std::fs::create_dir(env.join("release.yaml")).unwrap();
+    env.release(&["init"])
+        .assert_code(2)
+        .assert_stderr_contains("error: release.yaml exists but is a folder, not a file")
+        .assert_stderr_contains("help: remove or rename release.yaml");
+    assert!(!env.join("runbooks").exists(), "nothing is written");
+}

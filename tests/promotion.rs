@@ -866,12 +866,7 @@ fn stable_for_fails_after_a_real_rollback_in_that_stage_since_entering() {
     env.release(&["audit", "verify"]).assert_code(0);
     let (run, report) = evaluate(&env, "api", "production");
     run.assert_code(1);
-    assert_gate(
-        &report,
-        "stable",
-        false,
-        "1 rollback(s) in staging since it entered",
-    );
+    assert_gate(&report, "stable", false, "(1 since it entered): stable for");
     assert_eq!(gate(&report, "stable")["evidence"]["rollbacks_since"], 1);
 }
 
@@ -905,12 +900,7 @@ fn stable_for_counts_failed_and_unfinished_real_rollbacks() {
     env.release(&["audit", "verify"]).assert_code(0);
     for component in ["api", "billing"] {
         let (_, report) = evaluate(&env, component, "production");
-        assert_gate(
-            &report,
-            "stable",
-            false,
-            "1 rollback(s) in staging since it entered",
-        );
+        assert_gate(&report, "stable", false, "(1 since it entered): stable for");
     }
 }
 
@@ -956,12 +946,7 @@ fn stable_for_counts_a_real_rollback_run_by_the_binary_but_not_its_rehearsal() {
     ])
     .assert_code(0);
     let (_, report) = evaluate(&env, "api", "production");
-    assert_gate(
-        &report,
-        "stable",
-        false,
-        "1 rollback(s) in staging since it entered",
-    );
+    assert_gate(&report, "stable", false, "(1 since it entered): stable for");
     // A real rollback at a stage not reached is refused, and changes nothing.
     env.write("runbooks/production/rollback.yaml", SIMPLE_ROLLBACK);
     env.release(&[
@@ -1132,6 +1117,38 @@ fn approvals_gate_counts_distinct_other_people_never_the_actor() {
     );
     env.release(&["approve", "api", "--to", "nowhere"])
         .assert_code(2);
+}
+
+#[test]
+fn no_decision_rests_on_a_record_that_breaks_the_hash_chain() {
+    let env = project("  staging:\n    - { id: four-eyes, approvals: { min: 1 } }\n");
+    init_git(&env, ALICE);
+    env.release(&["attest", "api", "code-review"])
+        .assert_code(0);
+    // Mallory appends an approval by hand, with a made-up `prev`.
+    let forged = format!(
+        "{{\"v\":1,\"seq\":2,\"ts\":\"2026-11-24T12:00:00.000Z\",\"run\":\"rx\",\"kind\":\"approval.recorded\",\"actor\":\"mallory@example.com\",\"component\":\"api\",\"stage\":\"staging\",\"data\":{{\"to\":\"staging\",\"note\":null}},\"prev\":\"{}\"}}\n",
+        "0".repeat(64)
+    );
+    let mut log = std::fs::read_to_string(env.join(AUDIT)).unwrap();
+    log.push_str(&forged);
+    std::fs::write(env.join(AUDIT), &log).unwrap();
+    env.release(&["audit", "verify"]).assert_code(1);
+    for args in [
+        &["promote", "api", "--to", "staging", "--reason", "x"][..],
+        &["gates", "api", "--stage", "staging"],
+        &["status"],
+    ] {
+        let run = env.release(args);
+        run.assert_code(1)
+            .assert_stderr_contains("the hash chain breaks at line 2");
+    }
+    assert!(of_kind(&env, "promotion.completed").is_empty());
+    assert_eq!(
+        std::fs::read_to_string(env.join(AUDIT)).unwrap(),
+        log,
+        "nothing was appended after the forged line"
+    );
 }
 
 #[test]
@@ -1837,7 +1854,8 @@ fn promote_is_refused_while_another_run_holds_the_stage_lock() {
     // A live process on this host (the test itself) holds api at staging.
     let holder = json!({
         "run": "r-other-run", "pid": std::process::id(), "host": host,
-        "actor": BOB, "started_at": "2026-01-01T00:00:00Z",
+        "actor": BOB,
+        "started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     env.write(".release/locks/api.staging.lock", &holder.to_string());
     let run = env.release(&["promote", "api", "--to", "staging", "--reason", "release 1"]);
@@ -2221,4 +2239,516 @@ fn development_to_production_with_a_rehearsed_rollback_end_to_end() {
     env.release(&["audit", "verify"]).assert_code(0);
     let run = env.release(&["status", "api"]);
     run.assert_code(0).assert_stdout_contains("api");
+}
+
+// ---------------------------------------------------------------------------------------
+// Messages that can be followed, and decisions that do not deadlock
+
+/// The `fix` of a failing rule or gate.
+fn fix(result: &Value) -> &str {
+    result["fix"].as_str().unwrap_or_default()
+}
+
+/// The command between the first pair of backticks of `text`, as words (no quoting in it).
+fn quoted_command(text: &str) -> Vec<String> {
+    let inside = text.split('`').nth(1).unwrap_or_default();
+    inside.split(' ').map(str::to_owned).collect()
+}
+
+#[test]
+fn stable_for_restarts_its_clock_at_the_latest_rollback_in_the_stage() {
+    let env = project(
+        "  staging:\n    - { id: calm, stable_for: 7d }\n    - { id: short, stable_for: 3d }\n  production:\n    - { id: week, stable_for: 7d }\n    - { id: days, stable_for: 2d }\n",
+    );
+    let sha = "a".repeat(64);
+    PastLog::new()
+        .attested(days(30), ALICE, "billing", "code-review")
+        .promoted(days(10), "api", "development", "staging")
+        .rollback(days(3), ("api", "staging"), false, "succeeded", &sha)
+        // The first stage: nothing is ever promoted into it, and a rollback there too
+        // only restarts the clock.
+        .rollback(
+            days(5),
+            ("billing", "development"),
+            false,
+            "succeeded",
+            &sha,
+        )
+        .write(&env);
+    env.release(&["audit", "verify"]).assert_code(0);
+
+    let (run, report) = evaluate(&env, "api", "production");
+    run.assert_code(1);
+    let week = gate(&report, "week");
+    assert_eq!(week["passed"], false, "{week:#}");
+    assert!(summary(week).starts_with("in staging since "), "{week:#}");
+    assert!(summary(week).contains("; last rollback "), "{week:#}");
+    assert!(
+        summary(week).contains(": stable for 3d 0h; needs 7d"),
+        "{week:#}"
+    );
+    assert!(fix(week).starts_with("wait until "), "{week:#}");
+    assert!(fix(week).contains("(3d 23h from now)"), "{week:#}");
+    assert!(!fix(week).contains("promote"), "{week:#}");
+    assert!(week["evidence"]["last_rollback_at"].is_string(), "{week:#}");
+    assert_gate(&report, "days", true, "stable for 3d 0h; needs 2d");
+
+    let (run, report) = evaluate(&env, "billing", "staging");
+    run.assert_code(1);
+    assert_gate(&report, "calm", false, "in development since ");
+    assert!(fix(gate(&report, "calm")).contains("(1d 23h from now)"));
+    assert_gate(&report, "short", true, "stable for 5d 0h; needs 3d");
+}
+
+#[test]
+fn stable_for_after_a_real_rollback_by_the_binary_passes_once_the_time_is_up() {
+    let env = project("  production:\n    - { id: stable, stable_for: 1s }\n");
+    env.write("runbooks/staging/rollback.yaml", SIMPLE_ROLLBACK);
+    env.release(&["promote", "api", "--to", "staging", "--reason", "r1"])
+        .assert_code(0);
+    env.release(&[
+        "rollback",
+        "api",
+        "--stage",
+        "staging",
+        "--set",
+        "commit=abc",
+        "--reason",
+        "bad",
+        "--yes",
+    ])
+    .assert_code(0);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (run, report) = evaluate(&env, "api", "production");
+    run.assert_code(0);
+    assert_gate(&report, "stable", true, "; last rollback ");
+    env.release(&["promote", "api", "--to", "production", "--reason", "r2"])
+        .assert_code(0);
+}
+
+#[test]
+fn stable_for_shows_seconds_when_it_asks_for_less_than_an_hour() {
+    let env = project("  staging:\n    - { id: stable, stable_for: 90s }\n");
+    PastLog::new()
+        .attested(TimeDelta::seconds(20), ALICE, "api", "code-review")
+        .write(&env);
+    let (run, report) = evaluate(&env, "api", "staging");
+    run.assert_code(1);
+    let stable = gate(&report, "stable");
+    let seconds = regex::Regex::new(r"^in development for (2\d)s only; needs 1m30s$").unwrap();
+    assert!(seconds.is_match(summary(stable)), "{stable:#}");
+    let wait = regex::Regex::new(
+        r"^wait until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(1m [0-9]+s from now\)$",
+    )
+    .unwrap();
+    assert!(wait.is_match(fix(stable)), "{stable:#}");
+    // From an hour up, minutes are precise enough.
+    let env = project("  staging:\n    - { id: stable, stable_for: 2h }\n");
+    PastLog::new()
+        .attested(TimeDelta::seconds(20), ALICE, "api", "code-review")
+        .write(&env);
+    let (_, report) = evaluate(&env, "api", "staging");
+    assert_gate(
+        &report,
+        "stable",
+        false,
+        "in development for 0m only; needs 2h",
+    );
+}
+
+const BLOCKED_UNTIL_FIXED: &str = "  staging:
+    - { id: tests, run: [test, '!', -e, fail] }
+    - { id: no-open, no_open_issues: { labels: [\"component:{{ component }}\"] } }
+  production:
+    - { id: tests, run: [test, '!', -e, fail] }
+";
+
+#[test]
+fn no_open_issues_ignores_the_blocker_issues_the_tool_files() {
+    let env = project(BLOCKED_UNTIL_FIXED);
+    env.write("fail", "");
+    env.release(&["gates", "api", "--stage", "staging", "--file-blockers"])
+        .assert_code(1)
+        .assert_stdout_contains("blocker issue: opened #1");
+    std::fs::remove_file(env.join("fail")).unwrap();
+    let run = env.release(&["gates", "api", "--stage", "staging", "--file-blockers"]);
+    run.assert_code(0)
+        .assert_stdout_contains("blocker issue: closed #1");
+    let report = report_file(&env, "api");
+    assert_gate(
+        &report,
+        "no-open",
+        true,
+        "no open issue labelled component:api",
+    );
+    assert_eq!(
+        gate(&report, "no-open")["evidence"]["blockers_ignored"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    // An issue people opened with that label still blocks.
+    env.release(&["gates", "api", "--stage", "staging", "--file-blockers"])
+        .assert_code(0);
+    env.write(
+        ".release/incidents/0009-outage.md",
+        "---\nnumber: 9\ntitle: outage\nstate: open\nlabels: [\"component:api\"]\n---\n\nIt broke.\n",
+    );
+    let (run, report) = evaluate(&env, "api", "staging");
+    run.assert_code(1);
+    assert_gate(&report, "no-open", false, "1 open: #9");
+}
+
+#[test]
+fn promote_closes_the_blocker_and_file_blockers_closes_those_that_can_never_pass() {
+    let env = project(BLOCKED_UNTIL_FIXED.replace("    - { id: no-open, no_open_issues: { labels: [\"component:{{ component }}\"] } }\n", "").as_str());
+    env.write("fail", "");
+    env.release(&["gates", "api", "--stage", "staging", "--file-blockers"])
+        .assert_code(1)
+        .assert_stdout_contains("blocker issue: opened #1");
+    std::fs::remove_file(env.join("fail")).unwrap();
+    let run = env.release(&["promote", "api", "--to", "staging", "--reason", "fixed"]);
+    run.assert_code(0)
+        .assert_stdout_contains("blocker issue: closed #1");
+    let issue = incidents(&env)[0].clone();
+    let text = std::fs::read_to_string(&issue).unwrap();
+    assert_eq!(front(&text, "state"), "closed");
+    // Were it open again, the next --file-blockers closes it rather than updating it:
+    // api is at staging, no gate of staging will ever pass for it again.
+    env.write(
+        &issue
+            .strip_prefix(env.path())
+            .unwrap()
+            .display()
+            .to_string(),
+        &text.replace("state: closed", "state: open"),
+    );
+    let run = env.release(&["gates", "api", "--stage", "staging", "--file-blockers"]);
+    run.assert_code(1)
+        .assert_stdout_contains("blocker issue: closed #1 ")
+        .assert_stdout_contains(".md (api is already at staging)");
+    assert_eq!(
+        front(&std::fs::read_to_string(&issue).unwrap(), "state"),
+        "closed"
+    );
+
+    // A deprecated component gets no blocker, and loses the one it had.
+    env.write("fail", "");
+    env.release(&["gates", "api", "--stage", "production", "--file-blockers"])
+        .assert_code(1)
+        .assert_stdout_contains("blocker issue: opened #2");
+    env.release(&["deprecate", "api", "--reason", "replaced"])
+        .assert_code(0);
+    env.release(&["gates", "api", "--stage", "production", "--file-blockers"])
+        .assert_code(1)
+        .assert_stdout_contains("blocker issue: closed #2 ")
+        .assert_stdout_contains(".md (api is deprecated)");
+    env.release(&["gates", "api", "--stage", "production", "--file-blockers"])
+        .assert_code(1)
+        .assert_stdout_contains("blocker issue: none open, none opened (api is deprecated)");
+    assert_eq!(incidents(&env).len(), 2);
+
+    // A promotion where no blocker was ever filed does not touch the tracker.
+    let run = env.release(&["promote", "billing", "--to", "staging", "--reason", "x"]);
+    run.assert_code(1);
+    std::fs::remove_file(env.join("fail")).unwrap();
+    let run = env.release(&["promote", "billing", "--to", "staging", "--reason", "x"]);
+    run.assert_code(0);
+    assert!(
+        !run.stdout.contains("blocker issue"),
+        "{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn deprecate_twice_with_json_prints_json_both_times() {
+    let env = project(STAGING_TRUE);
+    let first = env.release(&["--json", "deprecate", "api", "--reason", "replaced"]);
+    first.assert_code(0);
+    let first: Value = serde_json::from_str(&first.stdout).expect("JSON");
+    assert_eq!(first["recorded"], true);
+    let again = env.release(&["--json", "deprecate", "api", "--reason", "again"]);
+    again.assert_code(0);
+    let again: Value = serde_json::from_str(&again.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", again.stdout));
+    assert_eq!(again["recorded"], false);
+    assert_eq!(again["component"], "api");
+    assert_eq!(again["reason"], "replaced");
+    assert_eq!(
+        again["by"],
+        "tester@".to_owned() + again["by"].as_str().unwrap().split('@').nth(1).unwrap()
+    );
+    assert!(again["since"].is_string(), "{again:#}");
+    assert_eq!(of_kind(&env, "component.deprecated").len(), 1);
+}
+
+#[test]
+fn rollback_tested_suggests_a_rehearsal_that_runs_as_written() {
+    let env =
+        project("  production:\n    - { id: rollback-tested, rollback_tested: { within: 30d } }\n");
+    env.write(
+        "runbooks/production/rollback.yaml",
+        "name: production rollback\nsteps:\n  - { id: undo, run: [echo, undo] }\n",
+    );
+    let (run, report) = evaluate(&env, "api", "production");
+    run.assert_code(1);
+    let tested = gate(&report, "rollback-tested");
+    assert_eq!(
+        fix(tested),
+        "rehearse it: `release rollback api --stage production --dry-run`"
+    );
+    let command = quoted_command(fix(tested));
+    let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+    env.release(&args).assert_code(0);
+    let (_, report) = evaluate(&env, "api", "production");
+    assert_gate(&report, "rollback-tested", true, "succeeded");
+
+    // Only the required parameters without a default are named.
+    env.write("runbooks/production/rollback.yaml", SIMPLE_ROLLBACK);
+    let (_, report) = evaluate(&env, "api", "production");
+    assert_eq!(
+        fix(gate(&report, "rollback-tested")),
+        "rehearse it: `release rollback api --stage production --dry-run --set commit=…`"
+    );
+}
+
+#[test]
+fn dependency_fixes_give_a_promotable_order_and_name_a_deprecated_dependency() {
+    let env = TestEnv::new();
+    env.write(
+        "release.yaml",
+        "version: 1
+incidents: local
+components:
+  base: { path: src/base }
+  mid: { path: src/mid, depends_on: [base] }
+  top: { path: src/top, depends_on: [mid, base] }
+  leaf: { path: src/leaf, depends_on: [mid] }
+",
+    );
+    let run = env.release(&["promote", "top", "--to", "staging", "--reason", "x"]);
+    run.assert_code(3);
+    let refused = &of_kind(&env, "promotion.refused")[0];
+    assert!(
+        refused["data"]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("mid is at development, base is at development"),
+        "{refused:#}"
+    );
+    run.assert_stdout_contains("fix: promote base, then mid, to staging first");
+    // A dependency behind a dependency is named too.
+    env.release(&["promote", "leaf", "--to", "staging", "--reason", "x"])
+        .assert_code(3)
+        .assert_stdout_contains("fix: promote base, then mid, to staging first");
+    // Following the fix works.
+    env.release(&["promote", "base", "--to", "staging", "--reason", "x"])
+        .assert_code(0);
+    env.release(&["promote", "mid", "--to", "staging", "--reason", "x"])
+        .assert_code(0);
+    env.release(&["promote", "top", "--to", "staging", "--reason", "x"])
+        .assert_code(0);
+
+    // A deprecated dependency is never promoted: the fix is release.yaml.
+    env.release(&["deprecate", "base", "--reason", "gone"])
+        .assert_code(0);
+    env.release(&["promote", "mid", "--to", "production", "--reason", "x"])
+        .assert_code(3)
+        .assert_stdout_contains(
+            "fix: base is deprecated and is never promoted again: remove it from mid's depends_on in release.yaml",
+        );
+    let run = env.release(&["promote", "top", "--to", "production", "--reason", "x"]);
+    run.assert_code(3)
+        .assert_stdout_contains("remove it from top's depends_on in release.yaml")
+        .assert_stdout_contains("remove it from mid's depends_on in release.yaml")
+        .assert_stdout_contains("; promote mid to production first");
+}
+
+#[test]
+fn run_gate_commands_are_shown_shell_quoted() {
+    let env = project(
+        "  staging:\n    - { id: tests, run: [sh, -c, 'test -z \"$(ls fail* 2>/dev/null)\"'] }\n    - { id: suite, run: [ls, \"tests/my app\"] }\n",
+    );
+    env.write("fail1", "");
+    let (run, report) = evaluate(&env, "api", "staging");
+    run.assert_code(1);
+    let tests = gate(&report, "tests");
+    assert!(
+        summary(tests).starts_with(r#"`sh -c 'test -z "$(ls fail* 2>/dev/null)"'` exited with 1"#),
+        "{tests:#}"
+    );
+    assert_eq!(
+        fix(tests),
+        r#"run `sh -c 'test -z "$(ls fail* 2>/dev/null)"'` and fix what it reports"#
+    );
+    assert_eq!(
+        fix(gate(&report, "suite")),
+        "run `ls 'tests/my app'` and fix what it reports"
+    );
+    // Pasted into a shell, the fix runs the gate's command.
+    let pasted = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "{} ; echo \"exit=$?\"",
+                fix(tests).split('`').nth(1).unwrap()
+            ),
+        ])
+        .current_dir(env.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&pasted.stdout).contains("exit=1"));
+    run.assert_stdout_contains(r#"`sh -c 'test -z "$(ls fail* 2>/dev/null)"'`"#);
+}
+
+#[test]
+fn approvals_summary_says_why_an_approval_does_not_count() {
+    let env = project("  staging:\n    - { id: four-eyes, approvals: { min: 1, within: 1d } }\n");
+    init_git(&env, ALICE);
+    PastLog::new()
+        .approved(days(3), BOB, "api", "staging")
+        .approved(TimeDelta::hours(1), "unknown@vm", "api", "staging")
+        .write(&env);
+    env.release(&["approve", "api", "--to", "staging"])
+        .assert_code(0);
+    let (run, report) = evaluate(&env, "api", "staging");
+    run.assert_code(1);
+    let four_eyes = gate(&report, "four-eyes");
+    let text = summary(four_eyes);
+    assert!(text.starts_with("0 of 1 approval(s) ("), "{four_eyes:#}");
+    assert!(
+        text.contains("alice@example.com's own does not count: four eyes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bob@example.com's is older than 1d"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unknown@vm's does not count: nobody can tell who that is"),
+        "{text}"
+    );
+    run.assert_stdout_contains("alice@example.com's own does not count: four eyes");
+}
+
+#[test]
+fn approve_refuses_approvals_that_can_never_count() {
+    let env = project(&format!(
+        "{STAGING_TRUE}  production:\n    - {{ id: four-eyes, approvals: {{ min: 1 }} }}\n"
+    ));
+    env.release(&["approve", "api", "--to", "development"])
+        .assert_code(3)
+        .assert_stderr_contains("development is the first stage")
+        .assert_stderr_contains("its next promotion is `--to staging`");
+    env.release(&["approve", "api", "--to", "staging"])
+        .assert_code(0)
+        .assert_stdout_contains("(no approvals gate guards staging)");
+    env.release(&["approve", "api", "--to", "production"])
+        .assert_code(0)
+        .assert_stdout_contains("(it counts for anyone but tester@");
+    env.release(&["promote", "api", "--to", "staging", "--reason", "x"])
+        .assert_code(0);
+    env.release(&["approve", "api", "--to", "staging"])
+        .assert_code(3)
+        .assert_stderr_contains("api is already at staging")
+        .assert_stderr_contains("its next promotion is `--to production`");
+    assert_eq!(of_kind(&env, "approval.recorded").len(), 2);
+}
+
+/// `release ARGS` with no way to tell who runs it: no git user.email, no $USER, no $LOGNAME.
+fn release_as_nobody(env: &TestEnv, args: &[&str]) -> Run {
+    use assert_cmd::cargo::CommandCargoExt;
+    let output = Command::cargo_bin("release")
+        .expect("release binary")
+        .current_dir(env.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.join(".home"))
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("NO_COLOR", "1")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run release");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn approve_refuses_an_actor_nobody_can_name() {
+    let env = project("  staging:\n    - { id: four-eyes, approvals: { min: 1 } }\n");
+    release_as_nobody(&env, &["approve", "api", "--to", "staging"])
+        .assert_code(2)
+        .assert_stderr_contains("cannot tell who you are: set git's user.email (`git config user.email you@example.com`) or $USER");
+    assert!(of_kind(&env, "approval.recorded").is_empty());
+}
+
+#[test]
+fn coverage_and_uptime_failures_get_a_fix_for_their_kind_of_problem() {
+    let prometheus = Prometheus::start(
+        r#"avg_over_time(up{job="api"}[7d])"#,
+        &json!({ "status": "success", "data": { "resultType": "vector", "result": [
+            { "metric": { "job": "api" }, "value": [1_764_000_000, "NaN"] },
+        ] } }),
+    );
+    let env = project(&format!(
+        "  staging:\n    - {{ id: cov, coverage: {{ report: \"coverage/{{{{ component }}}}.info\", min: 50 }} }}\n{}",
+        uptime_gate("up", &prometheus.server.uri(), "0.9")
+    ));
+    env.write("coverage/api.info", "");
+    env.write(
+        "coverage/billing.info",
+        "SF:src/a.rs\nDA:1,1\nLH:5\nLF:2\nend_of_record\n",
+    );
+    let (run, report) = evaluate(&env, "api", "staging");
+    run.assert_code(1);
+    let cov = gate(&report, "cov");
+    assert!(summary(cov).contains("the report is empty"), "{cov:#}");
+    assert!(
+        fix(cov).starts_with("run the tests with coverage on"),
+        "{cov:#}"
+    );
+    let up = gate(&report, "up");
+    assert!(summary(up).contains("not a finite number"), "{up:#}");
+    assert!(fix(up).starts_with("guard the query against NaN"), "{up:#}");
+    let (_, report) = evaluate(&env, "billing", "staging");
+    let cov = gate(&report, "cov");
+    assert!(fix(cov).starts_with("regenerate the report"), "{cov:#}");
+    // Unreachable is its own problem.
+    let env = project(&format!(
+        "  staging:\n{}",
+        uptime_gate("up", "http://127.0.0.1:1", "0.9")
+    ));
+    let (_, report) = evaluate(&env, "api", "staging");
+    assert!(fix(gate(&report, "up")).starts_with("check that Prometheus is running"));
+}
+
+#[test]
+fn promoting_into_the_first_stage_names_the_next_promotion() {
+    let env = project(STAGING_TRUE);
+    let run = env.release(&[
+        "--json",
+        "promote",
+        "api",
+        "--to",
+        "development",
+        "--reason",
+        "x",
+    ]);
+    run.assert_code(3);
+    let out: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(
+        fix(rule(&out, "next-stage")),
+        "api is at development: its next promotion is `--to staging`"
+    );
+    env.release(&["promote", "api", "--to", "staging", "--reason", "x"])
+        .assert_code(0);
+    env.release(&["promote", "api", "--to", "development", "--reason", "x"])
+        .assert_code(3)
+        .assert_stdout_contains("fix: api is at staging: its next promotion is `--to production`");
 }

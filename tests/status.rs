@@ -616,6 +616,7 @@ fn json_next_promotion_and_blockers() {
             "evaluated_at": clock.json(4, 0),
             "passed": false,
             "stale": false,
+            "changed": false,
             "failing": ["security-review: no security-review attestation recorded"],
         })
     );
@@ -801,4 +802,49 @@ fn a_promotion_without_a_reason_is_read() {
     env.release(&["audit", "verify"]).assert_code(0);
     let doc = status_json(&env, &[]);
     assert_eq!(component(&doc, "api")["stage"], "staging");
+}
+
+#[test]
+fn a_gate_added_since_the_last_evaluation_makes_it_stale_not_ready() {
+    let env = TestEnv::new();
+    let config = "version: 1\ncomponents:\n  app: {}\ngates:\n  staging:\n    - { id: docs, file_exists: [release.yaml] }\n";
+    env.write("release.yaml", config);
+    env.release(&["gates", "app", "--stage", "staging"])
+        .assert_code(0);
+    let doc = status_json(&env, &["app"]);
+    assert_eq!(component(&doc, "app")["promotion"], "ready");
+
+    // A gate is added: the evaluation no longer says anything of the gates configured now.
+    env.write(
+        "release.yaml",
+        &format!("{config}    - {{ id: tests, run: [\"false\"] }}\n"),
+    );
+    let doc = status_json(&env, &["app"]);
+    let app = component(&doc, "app");
+    assert_eq!(app["promotion"], "not-evaluated", "{app:#}");
+    assert_eq!(app["ready"], false);
+    assert_eq!(app["gates"]["configured"], 2);
+    assert_eq!(app["gates"]["stale"], true);
+    assert_eq!(app["gates"]["changed"], true);
+    let run = env.release(&["status", "app"]);
+    run.assert_code(0);
+    let text = run.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains("next → staging: release.yaml's gates for staging changed since the last evaluation: run `release gates app --stage staging`"),
+        "{}",
+        run.transcript()
+    );
+    assert!(!text.contains("ready"), "{}", run.transcript());
+
+    // Evaluated again, it is judged on the new gates.
+    env.release(&["gates", "app", "--stage", "staging"])
+        .assert_code(1);
+    let doc = status_json(&env, &["app"]);
+    let app = component(&doc, "app");
+    assert_eq!(app["promotion"], "blocked");
+    assert_eq!(app["gates"]["changed"], false);
+    // A gate removed makes it stale too.
+    env.write("release.yaml", config);
+    let doc = status_json(&env, &["app"]);
+    assert_eq!(component(&doc, "app")["promotion"], "not-evaluated");
 }

@@ -126,3 +126,87 @@ fn the_minimal_example_validates() {
         .assert_stdout_contains("1 runbook is valid")
         .assert_stderr_contains("stage `staging` has no rollback runbook");
 }
+
+#[test]
+fn a_folder_named_release_yaml_stops_discovery() {
+    let env = TestEnv::initialized();
+    std::fs::create_dir_all(env.join("sub/release.yaml")).unwrap();
+    env.release_in(&env.join("sub"), &["runbook", "validate"])
+        .assert_code(2)
+        .assert_stderr_contains("release.yaml exists but is a folder, not a file");
+    env.release(&["--config", "sub/release.yaml", "runbook", "validate"])
+        .assert_code(2)
+        .assert_stderr_contains("--config sub/release.yaml is a folder, not a file")
+        .assert_stderr_contains("use `-C DIR`");
+}
+
+#[test]
+fn a_rollback_runbook_that_is_a_folder_is_an_error() {
+    let env = TestEnv::initialized();
+    std::fs::remove_file(env.join("runbooks/production/rollback.yaml")).unwrap();
+    std::fs::create_dir(env.join("runbooks/production/rollback.yaml")).unwrap();
+    env.release(&["runbook", "validate"])
+        .assert_code(2)
+        .assert_stderr_contains(
+            "error: runbooks/production/rollback.yaml: the rollback runbook of stage `production` is a folder, not a file",
+        );
+}
+
+#[test]
+fn a_rollback_yml_is_told_to_be_renamed() {
+    let env = TestEnv::initialized();
+    std::fs::rename(
+        env.join("runbooks/staging/rollback.yaml"),
+        env.join("runbooks/staging/rollback.yml"),
+    )
+    .unwrap();
+    env.release(&["runbook", "validate"])
+        .assert_code(0)
+        .assert_stderr_contains("stage `staging` has no rollback runbook")
+        .assert_stderr_contains(
+            "help: rename runbooks/staging/rollback.yml to rollback.yaml: only that name is used",
+        );
+}
+
+#[test]
+fn a_folder_given_to_validate_validates_its_runbooks() {
+    let env = TestEnv::initialized();
+    env.release(&["runbook", "validate", "runbooks/staging"])
+        .assert_code(0)
+        .assert_stdout_contains("ok: release.yaml and 2 runbooks are valid");
+    std::fs::create_dir(env.join("empty")).unwrap();
+    env.release(&["runbook", "validate", "empty"])
+        .assert_code(2)
+        .assert_stderr_contains("error: empty: this folder holds no runbook (no .yaml file)");
+}
+
+#[test]
+fn release_yaml_is_never_validated_as_a_runbook() {
+    let env = TestEnv::initialized();
+    let run = env.release(&["runbook", "validate", "release.yaml"]);
+    run.assert_code(0)
+        .assert_stderr_contains("this is the project config, not a runbook")
+        .assert_stdout_contains("ok: release.yaml and 0 runbooks are valid");
+    assert!(!run.stderr.contains("unknown key"), "{}", run.stderr);
+    // Nor when the runbooks folder is the project's own folder.
+    let config = env
+        .read("release.yaml")
+        .replace("runbooks: runbooks", "runbooks: .");
+    env.write("release.yaml", &config);
+    let run = env.release(&["runbook", "validate"]);
+    assert!(!run.stderr.contains("unknown key"), "{}", run.stderr);
+}
+
+#[test]
+fn a_missing_runbooks_folder_is_an_error() {
+    let env = TestEnv::initialized();
+    let config = env
+        .read("release.yaml")
+        .replace("runbooks: runbooks", "runbooks: runbok");
+    env.write("release.yaml", &config);
+    let run = env.release(&["runbook", "validate"]);
+    run.assert_code(2)
+        .assert_stderr_contains("`runbooks`: folder `runbok` cannot be read")
+        .assert_stderr_contains("1 error in 1 file: nothing was run");
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+}

@@ -229,7 +229,7 @@ impl StepAction for RunAction {
             None => Preflight {
                 would,
                 ..blocked(
-                    format!("`{program}` is not found (not a file here, nor on PATH)"),
+                    crate::engine::process::why_not_runnable(program, &prepared.cwd),
                     Fidelity::Checked,
                 )
             },

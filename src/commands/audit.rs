@@ -4,6 +4,7 @@ use crate::commands::Context;
 use crate::commands::run::audit_log;
 use crate::error::Error;
 use crate::project::Project;
+use crate::state::audit::{Problem, ProblemKind};
 use crate::state::redact::Redactor;
 
 /// Read and check the audit log.
@@ -45,7 +46,7 @@ pub fn cmd_audit(ctx: &Context<'_>, args: &AuditArgs) -> Result<i32, Error> {
     let audit = audit_log(&project, Redactor::default());
     match &args.command {
         AuditCommand::Verify(a) => verify(ctx, &audit, a),
-        AuditCommand::Log(a) => log(ctx, &audit, a),
+        AuditCommand::Log(a) => log(ctx, &project, &audit, a),
     }
 }
 
@@ -56,16 +57,86 @@ fn failed(e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// The record kinds of SPEC §7 (the log may hold others: those seen in it count too).
+const KINDS: &[&str] = &[
+    "run.started",
+    "step.started",
+    "step.finished",
+    "run.finished",
+    "run.resumed",
+    "audit.repaired",
+    "gates.evaluated",
+    "promotion.completed",
+    "promotion.refused",
+    "attestation.recorded",
+    "approval.recorded",
+    "component.deprecated",
+    "lock.forced",
+];
+
+/// `--expect-head`: a SHA-256 in hex (64 digits, any case), as lowercase.
+fn expected_head(given: &str) -> Result<String, Error> {
+    let head = given.trim();
+    if head.len() == 64 && head.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(head.to_ascii_lowercase());
+    }
+    Err(Error::InvalidInput {
+        message: format!(
+            "--expect-head {given}: not a SHA-256 (64 hex digits; this is {} characters)",
+            given.chars().count()
+        ),
+        hint: Some("pass the head `release audit verify` printed when you last checked".into()),
+    })
+}
+
+/// What to say of a problem: a broken `prev` at line N means line N-1 changed (or line
+/// N's `prev`, or a line went in or out between them), so line N-1 is not vouched for.
+fn explain_problem(p: &Problem, records: u64) -> (String, String) {
+    if p.kind != ProblemKind::BrokenChain {
+        let hint = match records {
+            0 => "no record before it verifies".to_owned(),
+            1 => "the record before it verifies".to_owned(),
+            n => format!("the {n} records before it verify"),
+        };
+        return (format!("line {}: {}", p.line, p.message), hint);
+    }
+    if p.line == 1 {
+        return (
+            format!(
+                "line 1: its `prev` is not 64 zeros, as the first record's is: line 1 was changed, or lines were removed from the start ({})",
+                p.message
+            ),
+            "no record verifies".into(),
+        );
+    }
+    let (changed, next) = (p.line - 1, p.line);
+    let vouched = match changed - 1 {
+        0 => "no record verifies: line 1 may be the changed one".to_owned(),
+        1 => "line 1 verifies; line 2 and after are not vouched for".to_owned(),
+        n => format!(
+            "the {n} records before line {changed} verify; line {changed} and after are not vouched for"
+        ),
+    };
+    (
+        format!(
+            "line {changed} was changed, or line {next}'s `prev` is wrong, or a line was deleted or inserted between them (line {next}: {})",
+            p.message
+        ),
+        vouched,
+    )
+}
+
 fn verify(
     ctx: &Context<'_>,
     audit: &crate::state::audit::AuditLog,
     args: &VerifyArgs,
 ) -> Result<i32, Error> {
+    let expected = args.expect_head.as_deref().map(expected_head).transpose()?;
+    let missing = !audit.path().exists();
     let v = audit.verify().map_err(failed)?;
-    let head_ok = args
-        .expect_head
+    let head_ok = expected
         .as_deref()
-        .is_none_or(|want| v.head.as_deref() == Some(want.trim()));
+        .is_none_or(|want| v.head.as_deref() == Some(want));
     let ok = v.problem.is_none() && head_ok;
     if ctx.output.json {
         ctx.output.json_value(&serde_json::json!({
@@ -73,20 +144,36 @@ fn verify(
             "records": v.records,
             "head": v.head,
             "problem": v.problem,
-            "expected_head": args.expect_head,
+            "expected_head": expected,
+            "missing": missing,
         }));
     } else if let Some(p) = &v.problem {
+        let (message, hint) = explain_problem(p, v.records);
         ctx.output.error(&Error::Failed {
-            message: format!("{}: line {}: {}", audit.path().display(), p.line, p.message),
-            hint: Some(format!("the {} records before it verify", v.records)),
+            message: format!("{}: {message}", audit.path().display()),
+            hint: Some(hint),
         });
+    } else if missing && !head_ok {
+        ctx.output.error(&Error::Failed {
+            message: format!(
+                "no audit log at {}, so no chain ends at the expected head {}",
+                audit.path().display(),
+                expected.as_deref().unwrap_or_default()
+            ),
+            hint: Some("was the file deleted or moved, or does `audit.path` in release.yaml point elsewhere?".into()),
+        });
+    } else if missing {
+        ctx.output.result(&format!(
+            "ok: no audit log at {} yet (nothing recorded)",
+            audit.path().display()
+        ));
     } else if !head_ok {
         ctx.output.error(&Error::Failed {
             message: format!(
                 "{}: the chain verifies but ends at {} instead of the expected {}: records were removed or rewritten at the end",
                 audit.path().display(),
                 v.head.as_deref().unwrap_or("nothing"),
-                args.expect_head.as_deref().unwrap_or_default()
+                expected.as_deref().unwrap_or_default()
             ),
             hint: None,
         });
@@ -114,12 +201,88 @@ fn parse_since(since: &str) -> Result<chrono::DateTime<chrono::Utc>, Error> {
         })
 }
 
+/// A `--component` or `--kind` that can match nothing is a typo, not an empty answer:
+/// exit 2 with the names it could have been. Valid: the components of `release.yaml` and
+/// SPEC's kinds, and whatever else the log holds (a removed component, a newer kind).
+fn check_filters(
+    project: &Project,
+    audit: &crate::state::audit::AuditLog,
+    args: &LogArgs,
+) -> Result<(), Error> {
+    let declared: Vec<&str> = project.config.components.names().collect();
+    let component = args.component.as_deref().filter(|c| !declared.contains(c));
+    let kind_known = |k: &str, kinds: &[&str]| {
+        if k.ends_with('.') {
+            kinds.iter().any(|known| known.starts_with(k))
+        } else {
+            kinds.contains(&k)
+        }
+    };
+    let kind = args.kind.as_deref().filter(|k| !kind_known(k, KINDS));
+    if component.is_none() && kind.is_none() {
+        return Ok(());
+    }
+    // Rare: read the log once for the names it holds.
+    let mut seen_components = std::collections::BTreeSet::new();
+    let mut seen_kinds = std::collections::BTreeSet::new();
+    for record in audit.records().map_err(failed)? {
+        let record = record.map_err(failed)?;
+        if let Some(c) = record.component {
+            seen_components.insert(c);
+        }
+        seen_kinds.insert(record.kind);
+    }
+    if let Some(c) = component
+        && !seen_components.contains(c)
+    {
+        let mut valid: Vec<&str> = declared.clone();
+        valid.extend(
+            seen_components
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !declared.contains(s)),
+        );
+        return Err(Error::InvalidInput {
+            message: format!(
+                "--component {c}: no such component in release.yaml, and the audit log has no record of it"
+            ),
+            hint: Some(crate::project::yaml::suggest(c, &valid)),
+        });
+    }
+    if let Some(k) = kind {
+        let mut valid: Vec<&str> = KINDS.to_vec();
+        valid.extend(
+            seen_kinds
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !KINDS.contains(s)),
+        );
+        if !kind_known(k, &valid) {
+            let what = if k.ends_with('.') {
+                format!("--kind {k}: no record kind starts with `{k}`")
+            } else {
+                format!("--kind {k}: no such record kind")
+            };
+            return Err(Error::InvalidInput {
+                message: what,
+                hint: Some(format!(
+                    "{} (a prefix ending with a dot, like `step.`, matches a family)",
+                    crate::project::yaml::suggest(k.trim_end_matches('.'), &valid)
+                )),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn log(
     ctx: &Context<'_>,
+    project: &Project,
     audit: &crate::state::audit::AuditLog,
     args: &LogArgs,
 ) -> Result<i32, Error> {
     let since = args.since.as_deref().map(parse_since).transpose()?;
+    check_filters(project, audit, args)?;
     let mut table = String::new();
     let mut count = 0usize;
     let stdout = std::io::stdout();

@@ -36,12 +36,23 @@ pub fn cmd_deprecate(ctx: &Context<'_>, args: &DeprecateArgs) -> Result<i32, Err
     let audit = audit_log(&project, secrets(&project));
     let history = load_history(&project, &audit)?;
     if let Some(d) = history.get(component).and_then(|h| h.deprecated.as_ref()) {
-        ctx.output.result(&format!(
-            "{component} is already deprecated (since {} by {}: {}); nothing recorded",
-            d.at.format("%Y-%m-%d %H:%M UTC"),
-            d.actor,
-            d.reason
-        ));
+        if ctx.output.json {
+            ctx.output.json_value(&json!({
+                "component": component,
+                "recorded": false,
+                "already_deprecated": true,
+                "since": d.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "by": d.actor,
+                "reason": d.reason,
+            }));
+        } else {
+            ctx.output.result(&format!(
+                "{component} is already deprecated (since {} by {}: {}); nothing recorded",
+                d.at.format("%Y-%m-%d %H:%M UTC"),
+                d.actor,
+                d.reason
+            ));
+        }
         return Ok(0);
     }
     let stage = standing(&project.config, &history, component)
@@ -58,6 +69,7 @@ pub fn cmd_deprecate(ctx: &Context<'_>, args: &DeprecateArgs) -> Result<i32, Err
     if ctx.output.json {
         ctx.output.json_value(&json!({
             "component": component, "stage": stage, "reason": reason, "actor": audit.actor(),
+            "recorded": true,
         }));
     } else {
         ctx.output.result(&format!(

@@ -49,19 +49,45 @@ pub fn cmd_gates(ctx: &Context<'_>, args: &GatesArgs) -> Result<i32, Error> {
     )) else {
         return Ok(130);
     };
+    let mut record = evaluation.record(false);
+    if args.file_blockers {
+        // `promote` closes the blocker of a stage it enters only where one may exist.
+        record["file_blockers"] = json!(true);
+    }
     append(
         &audit,
         &run_id,
         "gates.evaluated",
         component,
         target,
-        evaluation.record(false),
+        record,
     )?;
     let report = gates::write_report(&project.root, &evaluation)
         .map_err(|e| Error::io(format!("cannot write workflow_report_{component}.json"), e))?;
     let report = display_path(&ctx.cwd, &report).display().to_string();
     let blockers = if args.file_blockers {
-        Some(runtime.block_on(file_blockers(&project, &evaluation, &run_id)))
+        let standing = gates::rules::standing(&project.config, &history, component);
+        let settled = if history
+            .get(component)
+            .is_some_and(|h| h.deprecated.is_some())
+        {
+            Some(format!("{component} is deprecated"))
+        } else if project
+            .config
+            .stages()
+            .position(|s| s == target)
+            .is_some_and(|p| p <= standing.position)
+        {
+            Some(format!("{component} is already at {}", standing.stage))
+        } else {
+            None
+        };
+        Some(runtime.block_on(file_blockers(
+            &project,
+            &evaluation,
+            &run_id,
+            settled.as_deref(),
+        )))
     } else {
         None
     };
@@ -217,28 +243,30 @@ pub fn append(
         })
 }
 
-/// The labels of a blocker issue.
-fn blocker_labels(component: &str, target: &str) -> Vec<String> {
-    vec![
-        format!("component:{component}"),
-        format!("target:{target}"),
-        "blocker".into(),
-        "quality-gate-failure".into(),
-    ]
-}
-
 /// Opens or updates the component's blocker issue for `target` when gates fail; closes it
-/// when they pass. Returns what was done, for people.
+/// when they pass, or when `settled` says why no gate will ever block that promotion
+/// again (the component is deprecated, or already at `target` or beyond): such a blocker
+/// could never be closed otherwise. Returns what was done, for people.
 async fn file_blockers(
     project: &Project,
     evaluation: &Evaluation,
     run_id: &str,
+    settled: Option<&str>,
 ) -> Result<String, String> {
     let (component, target) = (&evaluation.component, &evaluation.target);
     let tracker = Tracker::from_config(&project.config, &project.root)?;
-    let labels = blocker_labels(component, target);
-    let marker = trackers::marker(&[("blocker", &format!("{component}/{target}"))]);
+    let labels = trackers::blocker_labels(component, target);
+    let marker = trackers::blocker_marker(component, target);
     let open = tracker.find_open_with_marker(&labels, &marker).await?;
+    if let Some(why) = settled {
+        return match open {
+            Some(issue) => {
+                let closed = tracker.close(&issue).await?;
+                Ok(format!("closed {} ({why})", closed.reference()))
+            }
+            None => Ok(format!("none open, none opened ({why})")),
+        };
+    }
     if evaluation.passed {
         return match open {
             Some(issue) => {
@@ -263,7 +291,7 @@ async fn file_blockers(
     }
     let _ = writeln!(
         body,
-        "\nEvaluated {} by {} (run {run_id}). Re-run `release gates {component} --stage {target} --file-blockers`: this issue is updated, and closed once the gates pass.",
+        "\nEvaluated {} by {} (run {run_id}). Re-run `release gates {component} --stage {target} --file-blockers`: this issue is updated, and closed once the gates pass (`release promote` closes it too).",
         evaluation.evaluated_at.format("%Y-%m-%d %H:%M UTC"),
         evaluation.actor
     );

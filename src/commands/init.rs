@@ -42,6 +42,24 @@ pub const FILES: &[(&str, &str)] = &[
 const GITIGNORE_LINE: &str = ".release/";
 
 pub fn cmd_init(ctx: &Context<'_>, _args: &InitArgs) -> Result<i32, Error> {
+    // Something that is not a file where a file goes (a folder named release.yaml) would
+    // be "kept" and then never found: refuse before writing anything.
+    for relative in FILES.iter().map(|(r, _)| *r).chain([".gitignore"]) {
+        let path = ctx.cwd.join(relative);
+        if let Ok(metadata) = std::fs::metadata(&path)
+            && !metadata.is_file()
+        {
+            return Err(Error::InvalidInput {
+                message: format!(
+                    "{relative} exists but is {}, not a file",
+                    crate::project::kind_of(&metadata.file_type())
+                ),
+                hint: Some(format!(
+                    "remove or rename {relative}, then run `release init` again"
+                )),
+            });
+        }
+    }
     let mut wrote = 0;
     for (relative, content) in FILES {
         let path = ctx.cwd.join(relative);

@@ -22,6 +22,8 @@ use crate::engine;
 use crate::error::Error;
 use crate::gates::{self, Evaluation};
 use crate::project::{Project, display_path};
+use crate::state::history::History;
+use crate::trackers::{self, Tracker};
 
 /// Promote a component into the next stage: rules, gates, the stage's promote runbook.
 #[derive(Debug, clap::Args)]
@@ -89,14 +91,13 @@ fn promote(
     let (component, target) = (args.component.as_str(), args.to.as_str());
     let dry_run = args.options.dry_run;
     let history = load_history(project, audit)?;
-    let runtime = runtime()?;
     // A dry-run says everything that would block; a real promotion stops at the rules.
-    let Some(evaluation) = runtime.block_on(evaluate(
+    // (The runtime ends with this statement: the promote runbook starts its own.)
+    let Some(evaluation) = runtime()?.block_on(evaluate(
         project, &history, audit, component, target, dry_run,
     )) else {
         return Ok(130);
     };
-    drop(runtime);
     if evaluation.gates_evaluated {
         append(
             audit,
@@ -187,6 +188,7 @@ fn promote(
         Shown {
             report: report.as_deref(),
             runbook: ran,
+            history: &history,
         },
     )
 }
@@ -195,6 +197,8 @@ fn promote(
 struct Shown<'a> {
     report: Option<&'a str>,
     runbook: Option<serde_json::Value>,
+    /// The history read under the lock (it says whether blockers were filed).
+    history: &'a History,
 }
 
 /// Records `promotion.completed` with HEAD.
@@ -228,20 +232,66 @@ fn complete(
             "reason": reason,
         }),
     )?;
+    // The promotion is recorded: a tracker that fails now only earns a warning.
+    // Only where `release gates --file-blockers` ran for this stage may a blocker be open.
+    let filed = shown
+        .history
+        .get(component)
+        .is_some_and(|h| h.blockers_filed.contains(target.as_str()));
+    let blocker = if filed {
+        match close_blocker(project, component, target) {
+            Ok(closed) => closed,
+            Err(e) => {
+                ctx.output.warn(&format!(
+                    "{component} is promoted, but its blocker issue for {target} could not be closed: {e}; close it by hand"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
     if ctx.output.json {
         let mut out = outcome_json(evaluation, false, true, commit.as_deref(), shown.report);
         out["runbook"] = shown.runbook.unwrap_or_default();
+        out["blocker_closed"] = json!(blocker);
         ctx.output.json_value(&out);
     } else {
         let at = commit
             .as_deref()
             .map_or(String::new(), |c| format!(" at {}", &c[..c.len().min(12)]));
-        ctx.output.result(&format!(
+        let mut text = format!(
             "promoted {component} {} → {target}{at} (run {run_id})",
             evaluation.from
-        ));
+        );
+        if let Some(closed) = &blocker {
+            let _ = write!(
+                text,
+                "\nblocker issue: closed {closed} ({component} is at {target})"
+            );
+        }
+        ctx.output.result(&text);
     }
     Ok(0)
+}
+
+/// Closes the component's open blocker issue for `target` (opened by `release gates
+/// --file-blockers`), now that it is there; its reference, or `None` when none is open.
+fn close_blocker(
+    project: &Project,
+    component: &str,
+    target: &str,
+) -> Result<Option<String>, String> {
+    let tracker = Tracker::from_config(&project.config, &project.root)?;
+    let runtime = runtime().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let labels = trackers::blocker_labels(component, target);
+        let marker = trackers::blocker_marker(component, target);
+        match tracker.find_open_with_marker(&labels, &marker).await? {
+            Some(issue) => Ok(Some(tracker.close(&issue).await?.reference())),
+            None => Ok(None),
+        }
+    })
 }
 
 /// Records and reports a refusal: exit 3 for the rules, 1 for a failing gate.

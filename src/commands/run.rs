@@ -312,12 +312,13 @@ pub fn run_job(
         held,
     } = *job;
     check_target(project, component, stage)?;
-    let bytes = std::fs::read(path).map_err(|e| Error::InvalidInput {
+    let bytes = crate::project::read_limited(path).map_err(|e| Error::InvalidInput {
         message: format!(
-            "cannot read runbook {}: {e}",
-            display_path(&ctx.cwd, path).display()
+            "runbook {}: {}",
+            display_path(&ctx.cwd, path).display(),
+            e.message
         ),
-        hint: None,
+        hint: e.hint,
     })?;
     let (runbook, warnings) = project
         .load_runbook(&ctx.cwd, path)
@@ -443,22 +444,10 @@ pub fn take_lock(
             ));
             Ok(lock)
         }
-        Err(LockError::Held {
-            holder, other_host, ..
-        }) => {
-            let hint = if other_host {
-                format!(
-                    "it runs on another host; if it is dead: release unlock {component} --stage {stage} --lock-id {} --reason \"…\"",
-                    holder.run
-                )
-            } else {
-                format!("wait for it to finish, or stop it (pid {})", holder.pid)
-            };
-            Err(Error::Refused {
-                message: format!("{component} at {stage} is locked by {holder}"),
-                hint: Some(hint),
-            })
-        }
+        Err(e @ LockError::Held { .. }) => Err(Error::Refused {
+            hint: e.hint(),
+            message: e.to_string(),
+        }),
         Err(e @ LockError::Io { .. }) => Err(Error::Failed {
             message: e.to_string(),
             hint: None,
@@ -475,10 +464,9 @@ fn template_context(
     history: crate::state::history::ComponentHistory,
 ) -> serde_json::Value {
     let definition = project.config.components.get(component);
-    json!({
+    let mut context = json!({
         "component": component,
         "stage": stage,
-        "spec": definition.and_then(|c| c.spec.clone()).unwrap_or_default(),
         "vars": definition.map(|c| serde_json::to_value(&c.vars).unwrap_or_default()).unwrap_or_default(),
         "params": params,
         "repository": project.config.header.repository,
@@ -486,7 +474,12 @@ fn template_context(
             "commit": history.commit.unwrap_or_default(),
             "previous_commit": history.previous_commit.unwrap_or_default(),
         },
-    })
+    });
+    // A component without `spec:` has none: strict templates fail rather than render "".
+    if let Some(spec) = definition.and_then(|c| c.spec.clone()) {
+        context["spec"] = json!(spec);
+    }
+    context
 }
 
 pub fn print_report(ctx: &Context<'_>, report: &Report, redactor: &Redactor) {
@@ -570,7 +563,7 @@ pub fn print_report(ctx: &Context<'_>, report: &Report, redactor: &Redactor) {
                 .unwrap_or_else(|| "not run".into());
             let duration =
                 reporter::human_duration(std::time::Duration::from_millis(step.duration_ms));
-            let detail = step.error.as_deref().unwrap_or_default();
+            let detail = step.detail();
             let _ = writeln!(
                 out,
                 "  {:width$}  {outcome:10}  {duration:>8}  {detail}",

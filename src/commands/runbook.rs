@@ -3,7 +3,8 @@ use std::path::{Path, PathBuf};
 
 use crate::commands::Context;
 use crate::error::Error;
-use crate::project::diagnostic::{Diagnostic, plural};
+use crate::project::config::Config;
+use crate::project::diagnostic::{Diagnostic, Severity, plural};
 use crate::project::runbook::{Runbook, When};
 use crate::project::{self, Project, display_path, validate};
 
@@ -54,39 +55,74 @@ pub fn cmd_runbook(ctx: &Context<'_>, args: &RunbookArgs) -> Result<i32, Error> 
 fn cmd_validate(ctx: &Context<'_>, args: &ValidateArgs) -> Result<i32, Error> {
     let config_path = project::find_config(&ctx.cwd, ctx.global.config.as_deref())?;
     let config_display = display_path(&ctx.cwd, &config_path);
-    let (config, mut diagnostics) = validate::load_config(&config_path, &config_display);
+    let (config, mut diagnostics) = validate::load_config_and_layout(&config_path, &config_display);
     let root = config_path.parent().unwrap_or(&ctx.cwd).to_path_buf();
+    let real_config = std::fs::canonicalize(&config_path).ok();
+    let is_config =
+        |p: &Path| real_config.is_some() && std::fs::canonicalize(p).ok() == real_config;
 
-    let mut checked = 1;
-    if let Some(config) = config {
-        let runbooks_dir = root.join(&config.header.runbooks);
-        let files: Vec<PathBuf> = if args.paths.is_empty() {
-            let project = Project {
-                root: root.clone(),
-                config_path: config_path.clone(),
-                config,
-                warnings: Vec::new(),
-            };
-            diagnostics.extend(check_layout(ctx, &project, &runbooks_dir));
-            let files = project.runbook_files();
-            for file in &files {
-                let (_, d) =
-                    validate::load_runbook(file, &display_path(&ctx.cwd, file), &project.config);
-                diagnostics.extend(d);
+    // Without a readable release.yaml, runbooks are still checked (syntax, keys, types,
+    // graph) in the default folder; only the checks against the config are skipped.
+    let runbooks_dir = root.join(
+        config
+            .as_ref()
+            .map_or_else(|| PathBuf::from("runbooks"), |c| c.header.runbooks.clone()),
+    );
+    let mut unreadable = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    if args.paths.is_empty() {
+        // A `runbooks:` folder that does not exist is already an error of release.yaml.
+        let folder_refused = diagnostics
+            .iter()
+            .any(|d| d.is_error() && d.message.starts_with("`runbooks`"));
+        if let Some(config) = config.as_ref().filter(|_| !folder_refused) {
+            diagnostics.extend(check_layout(ctx, config, &runbooks_dir));
+        }
+        files = project::yaml_files(&runbooks_dir, &mut unreadable);
+    } else {
+        for given in &args.paths {
+            let path = ctx.cwd.join(given);
+            let display = display_path(&ctx.cwd, &path);
+            if is_config(&path) {
+                let mut d = Diagnostic::about_file(
+                    &display,
+                    "this is the project config, not a runbook: it is validated as release.yaml",
+                )
+                .with_hint(
+                    "give runbook files, or no path to validate release.yaml and every runbook",
+                );
+                d.severity = Severity::Warning;
+                diagnostics.push(d);
+            } else if path.is_dir() {
+                let found = project::yaml_files(&path, &mut unreadable);
+                if found.is_empty() && unreadable.is_empty() {
+                    diagnostics.push(
+                        Diagnostic::about_file(&display, "this folder holds no runbook (no .yaml file)")
+                            .with_hint("give runbook files, or no path to validate every runbook of release.yaml"),
+                    );
+                }
+                files.extend(found);
+            } else {
+                files.push(path);
             }
-            checked += files.len();
-            files
-        } else {
-            let files: Vec<PathBuf> = args.paths.iter().map(|p| ctx.cwd.join(p)).collect();
-            for file in &files {
-                let (_, d) = validate::load_runbook(file, &display_path(&ctx.cwd, file), &config);
-                diagnostics.extend(d);
-            }
-            checked += files.len();
-            files
-        };
-        tracing::debug!(files = files.len(), "validated runbooks");
+        }
     }
+    for (dir, e) in unreadable {
+        diagnostics.push(
+            Diagnostic::about_file(
+                &display_path(&ctx.cwd, &dir),
+                format!("cannot read this folder: {e}"),
+            )
+            .with_hint("its runbooks cannot be checked: fix its permissions"),
+        );
+    }
+    files.retain(|f| !is_config(f));
+    files.dedup();
+    for file in &files {
+        let (_, d) = validate::load_runbook(file, &display_path(&ctx.cwd, file), config.as_ref());
+        diagnostics.extend(d);
+    }
+    tracing::debug!(files = files.len(), "validated runbooks");
 
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     ctx.output.diagnostics(&diagnostics);
@@ -94,7 +130,7 @@ fn cmd_validate(ctx: &Context<'_>, args: &ValidateArgs) -> Result<i32, Error> {
         return Ok(2);
     }
     if !ctx.output.json {
-        let runbooks = checked - 1;
+        let runbooks = files.len();
         ctx.output.result(&format!(
             "ok: {} and {runbooks} {} valid",
             config_display.display(),
@@ -105,9 +141,14 @@ fn cmd_validate(ctx: &Context<'_>, args: &ValidateArgs) -> Result<i32, Error> {
 }
 
 /// The runbooks folder's layout: a folder per stage, each with a rollback runbook.
-fn check_layout(ctx: &Context<'_>, project: &Project, runbooks_dir: &Path) -> Vec<Diagnostic> {
+fn check_layout(ctx: &Context<'_>, config: &Config, runbooks_dir: &Path) -> Vec<Diagnostic> {
+    let warning = |path: &Path, message: String| {
+        let mut d = Diagnostic::about_file(&display_path(&ctx.cwd, path), message);
+        d.severity = Severity::Warning;
+        d
+    };
     let mut out = Vec::new();
-    let stages: Vec<&str> = project.config.stages().collect();
+    let stages: Vec<&str> = config.stages().filter(|s| validate::is_name(s)).collect();
     if let Ok(entries) = std::fs::read_dir(runbooks_dir) {
         let mut dirs: Vec<PathBuf> = entries
             .flatten()
@@ -122,28 +163,62 @@ fn check_layout(ctx: &Context<'_>, project: &Project, runbooks_dir: &Path) -> Ve
                 .unwrap_or_default()
                 .to_owned();
             if !stages.contains(&name.as_str()) {
-                let mut d = Diagnostic::about_file(
-                    &display_path(&ctx.cwd, &dir),
-                    format!("folder `{name}` is not a stage of release.yaml: `rollback` and `promote` never look here"),
-                )
-                .with_hint(crate::project::yaml::suggest(&name, &stages));
-                d.severity = crate::project::diagnostic::Severity::Warning;
-                out.push(d);
+                out.push(
+                    warning(
+                        &dir,
+                        format!("folder `{name}` is not a stage of release.yaml: `rollback` and `promote` never look here"),
+                    )
+                    .with_hint(crate::project::yaml::suggest_among(&name, &stages)),
+                );
             }
         }
     }
     for stage in &stages {
-        let path = project.runbook_path(stage, "rollback");
-        if !path.is_file() {
-            let mut d = Diagnostic::about_file(
-                &display_path(&ctx.cwd, &path),
-                format!(
-                    "stage `{stage}` has no rollback runbook: `release rollback` will refuse it"
-                ),
-            )
-            .with_hint("`release init` writes a default one");
-            d.severity = crate::project::diagnostic::Severity::Warning;
-            out.push(d);
+        let path = runbooks_dir.join(stage).join("rollback.yaml");
+        let display = display_path(&ctx.cwd, &path);
+        match std::fs::metadata(&path) {
+            // A pipe or a device is refused when read, like any runbook.
+            Ok(m) if !m.is_dir() => {}
+            Ok(m) => out.push(
+                Diagnostic::about_file(
+                    &display,
+                    format!(
+                        "the rollback runbook of stage `{stage}` is {}, not a file",
+                        project::kind_of(&m.file_type())
+                    ),
+                )
+                .with_hint("remove or rename it, and write the runbook there (`release init` writes a default one)"),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let yml = path.with_extension("yml");
+                if yml.is_file() {
+                    out.push(
+                        warning(
+                            &path,
+                            format!("stage `{stage}` has no rollback runbook: `release rollback` will refuse it"),
+                        )
+                        .with_hint(format!(
+                            "rename {} to rollback.yaml: only that name is used",
+                            display_path(&ctx.cwd, &yml).display()
+                        )),
+                    );
+                } else {
+                    out.push(
+                        warning(
+                            &path,
+                            format!("stage `{stage}` has no rollback runbook: `release rollback` will refuse it"),
+                        )
+                        .with_hint("`release init` writes a default one"),
+                    );
+                }
+            }
+            Err(e) => out.push(
+                Diagnostic::about_file(
+                    &display,
+                    format!("cannot read the rollback runbook of stage `{stage}`: {e}"),
+                )
+                .with_hint("check the permissions of the file and of its folders"),
+            ),
         }
     }
     out

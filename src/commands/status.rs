@@ -111,8 +111,13 @@ struct Gates<'a> {
     /// How many gates `release.yaml` lists for the next stage.
     configured: usize,
     seen: Option<&'a GatesSeen>,
-    /// The evaluation predates the component's entry into its stage.
+    /// The evaluation predates the component's entry into its stage, or release.yaml's
+    /// gates for the stage changed since (see `changed`).
     stale: bool,
+    /// The evaluation predates the component's entry into its stage.
+    predates: bool,
+    /// The gates release.yaml lists for the stage are not those evaluated.
+    changed: bool,
     /// The failing gates of that evaluation (`id: summary`), without the rules.
     failing: Vec<&'a str>,
 }
@@ -241,11 +246,23 @@ fn entry<'a>(
     entry.next = Some(next);
     entry.rules = failing_rules(&rules::check(config, history, name, next));
     let seen = facts.and_then(|f| f.gates.get(next));
-    let outdated = seen.is_some_and(|g| since.is_some_and(|entered| g.at < entered));
+    let configured: Vec<String> = config.gates_for(next).into_iter().map(|g| g.id).collect();
+    // An evaluation of other gates says nothing of the gates configured now.
+    let changed = seen.is_some_and(|g| {
+        let mut evaluated: Vec<&str> = g.ids.iter().map(String::as_str).collect();
+        let mut now: Vec<&str> = configured.iter().map(String::as_str).collect();
+        evaluated.sort_unstable();
+        now.sort_unstable();
+        evaluated != now
+    });
+    let predates = seen.is_some_and(|g| since.is_some_and(|entered| g.at < entered));
+    let outdated = changed || predates;
     let gates = Gates {
-        configured: config.gates_for(next).len(),
+        configured: configured.len(),
         seen,
         stale: outdated,
+        predates,
+        changed,
         failing: seen
             .map(|g| g.failing.iter().map(String::as_str).collect())
             .unwrap_or_default(),
@@ -294,6 +311,7 @@ fn failing_rules(results: &[crate::gates::GateResult]) -> Vec<String> {
 ///     "blockers": ["security-review: no security-review attestation recorded"],
 ///     "gates": { "target": "production", "configured": 2,
 ///                "evaluated_at": "2026-03-15T16:20:00Z", "passed": false, "stale": false,
+///                "changed": false,
 ///                "failing": ["security-review: no security-review attestation recorded"] },
 ///     "note": null
 ///   }],
@@ -358,8 +376,11 @@ struct GatesJson<'a> {
     evaluated_at: Option<String>,
     /// Whether the gates (the rules aside) passed at that evaluation.
     passed: Option<bool>,
-    /// The evaluation predates the component's entry into its stage.
+    /// The evaluation predates the component's entry into its stage, or evaluated other
+    /// gates than release.yaml lists now.
     stale: bool,
+    /// The gates evaluated are not those release.yaml lists now.
+    changed: bool,
     failing: &'a [&'a str],
 }
 
@@ -402,6 +423,7 @@ impl Board<'_> {
                     evaluated_at: g.seen.map(|s| rfc3339(s.at)),
                     passed: g.seen.map(|_| g.failing.is_empty()),
                     stale: g.stale,
+                    changed: g.changed,
                     failing: &g.failing,
                 }),
                 note: e.note.as_deref(),
@@ -653,10 +675,13 @@ fn gates_status(e: &Entry<'_>, g: &Gates<'_>) -> String {
     match g.seen {
         _ if g.configured == 0 => format!("no gate guards {next}"),
         None => format!("gates not evaluated yet: {command}"),
-        Some(seen) if g.stale => format!(
+        Some(seen) if g.predates => format!(
             "gates last evaluated on {}, before it entered {}: evaluate them again: {command}",
             stamp(seen.at),
             e.stage
+        ),
+        Some(_) if g.changed => format!(
+            "release.yaml's gates for {next} changed since the last evaluation: run {command}"
         ),
         Some(seen) if g.failing.is_empty() => {
             format!("gates passed on {}", stamp(seen.at))

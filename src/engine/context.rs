@@ -17,7 +17,10 @@ use crate::template;
 pub struct StepOutputs(Arc<RwLock<BTreeMap<String, Value>>>);
 
 impl StepOutputs {
+    /// `stdout` is kept without its trailing newlines, as `$(…)` in a shell does: a value
+    /// looked up by one step reaches the next one's argv as the bare value.
     pub fn record(&self, step: &str, outcome: &str, stdout: &str) {
+        let stdout = stdout.trim_end_matches(['\n', '\r']);
         let value = minijinja::context! { outcome => outcome, stdout => stdout };
         if let Ok(mut map) = self.0.write() {
             map.insert(step.to_owned(), value);
@@ -118,9 +121,9 @@ mod tests {
         let t = Templater::new(&base, &steps);
         steps.record("build", "succeeded", "v1.2\n");
         assert_eq!(
-            t.render("{{ component }} {{ steps.build.outcome }} {{ steps.build.stdout | trim }}")
+            t.render("{{ component }} {{ steps.build.outcome }} [{{ steps.build.stdout }}]")
                 .unwrap(),
-            "api succeeded v1.2"
+            "api succeeded [v1.2]"
         );
         assert!(t.render("{{ steps.nope.outcome }}").is_err());
         assert!(t.condition("steps.build.outcome == 'succeeded'").unwrap());

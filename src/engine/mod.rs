@@ -78,8 +78,26 @@ pub struct StepReport {
     pub duration_ms: u64,
     pub attempts: u32,
     pub error: Option<String>,
+    /// What the step printed (redacted with the report; the first 4 KiB), when it printed
+    /// something: the revert's commits, the incident's path, a key count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preflight: Option<Preflight>,
+}
+
+impl StepReport {
+    /// The summary's detail: the error, else the first line the step printed.
+    pub fn detail(&self) -> &str {
+        match (&self.error, &self.stdout) {
+            (Some(error), _) => error,
+            (None, Some(stdout)) => stdout
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default(),
+            (None, None) => "",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -240,3 +240,67 @@ pub fn resolve_program(program: &str, cwd: &Path) -> Option<std::path::PathBuf> 
             .find(|p| executable(p))
     })
 }
+
+/// Why `program` cannot be run, for a preflight that found no [`resolve_program`]: a path
+/// that exists but is a folder or lacks the execute bit is named as such, not "not found".
+pub fn why_not_runnable(program: &str, cwd: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let explain = |path: &Path| {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(if meta.is_dir() {
+            format!(
+                "`{program}` is a directory ({}), not a program",
+                path.display()
+            )
+        } else if meta.permissions().mode() & 0o111 == 0 {
+            format!(
+                "`{program}` exists but is not executable: chmod +x {}",
+                path.display()
+            )
+        } else {
+            format!("`{program}` ({}) cannot be run", path.display())
+        })
+    };
+    if program.contains('/') {
+        return explain(&cwd.join(program)).unwrap_or_else(|| {
+            format!(
+                "`{program}` is not found (no such file under {})",
+                cwd.display()
+            )
+        });
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find_map(|p| explain(&p))
+        })
+        .unwrap_or_else(|| format!("`{program}` is not found on PATH"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_that_cannot_run_is_named_for_what_it_is() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("deploy.sh");
+        std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::create_dir(dir.path().join("tools")).unwrap();
+        assert!(resolve_program("./deploy.sh", dir.path()).is_none());
+        let why = why_not_runnable("./deploy.sh", dir.path());
+        assert!(
+            why.contains("exists but is not executable: chmod +x"),
+            "{why}"
+        );
+        let why = why_not_runnable("./tools", dir.path());
+        assert!(why.contains("is a directory"), "{why}");
+        let why = why_not_runnable("./nope", dir.path());
+        assert!(why.contains("not found"), "{why}");
+        let why = why_not_runnable("no-such-program-anywhere", dir.path());
+        assert!(why.contains("not found on PATH"), "{why}");
+    }
+}

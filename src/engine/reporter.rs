@@ -75,6 +75,11 @@ impl Reporter {
         }
     }
 
+    /// A warning: shown even with `-q`.
+    pub fn warn(&self, text: &str) {
+        self.println(&format!("warning: {text}"));
+    }
+
     pub fn note(&self, text: &str) {
         if !self.quiet {
             self.println(text);

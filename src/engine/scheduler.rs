@@ -9,8 +9,13 @@
 //! - `if` false skips the step; a declined `confirm` stops the run (no new step starts);
 //! - `step.started` is durable before the step's action begins; if the audit log cannot
 //!   be written, no further step starts and running ones are stopped (fail closed);
-//! - SIGINT/SIGTERM: running steps' process groups get SIGTERM, then SIGKILL after the
-//!   grace period; no new step starts; the run ends `interrupted`.
+//! - SIGINT/SIGTERM/SIGHUP: running steps' process groups get SIGTERM, then SIGKILL after
+//!   the grace period; no new step starts; the run ends `interrupted`. SIGHUP (the ssh
+//!   session or the terminal went away) is handled like SIGTERM: steps run in their own
+//!   process groups, so the kernel's hang-up would never reach them, and dying at once
+//!   would leave them running, the lock held and the run unrecorded.
+//! - A dry-run interrupted during a `plan` command stops that command's process group the
+//!   same way, and still records the step's `step.finished`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,10 +54,20 @@ enum State {
     Done(Outcome),
 }
 
-/// SIGINT and SIGTERM as one stream.
+/// SIGINT, SIGTERM and SIGHUP as one stream.
 struct Signals {
     interrupt: Option<tokio::signal::unix::Signal>,
     terminate: Option<tokio::signal::unix::Signal>,
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 impl Signals {
@@ -60,25 +75,15 @@ impl Signals {
         Self {
             interrupt: signal(SignalKind::interrupt()).ok(),
             terminate: signal(SignalKind::terminate()).ok(),
+            hangup: signal(SignalKind::hangup()).ok(),
         }
     }
 
     async fn recv(&mut self) {
-        let interrupt = async {
-            match &mut self.interrupt {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        let terminate = async {
-            match &mut self.terminate {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = interrupt => {}
-            _ = terminate => {}
+            () = next(&mut self.interrupt) => {}
+            () = next(&mut self.terminate) => {}
+            () = next(&mut self.hangup) => {}
         }
     }
 }
@@ -151,6 +156,7 @@ impl<'a> Dispatcher<'a> {
                     duration_ms: 0,
                     attempts: 0,
                     error: None,
+                    stdout: None,
                     preflight: None,
                 })
                 .collect(),
@@ -196,6 +202,8 @@ impl<'a> Dispatcher<'a> {
     pub async fn run(mut self) -> Report {
         let started = Instant::now();
         let request = self.request;
+        // The first append of the run moves a torn last line aside: say so on the terminal.
+        let torn = has_torn_tail(self.audit.path());
         let started_ok = self.append(
             "run.started",
             json!({
@@ -208,6 +216,9 @@ impl<'a> Dispatcher<'a> {
                 "purpose": request.purpose,
             }),
         );
+        if started_ok && torn {
+            self.reporter.warn(&describe_repair(self.audit.path()));
+        }
         let outcome = if !started_ok {
             RunOutcome::Failed
         } else if request.dry_run {
@@ -265,7 +276,9 @@ impl<'a> Dispatcher<'a> {
         let mut stop: Option<RunOutcome> = None;
         loop {
             if stop.is_none() && self.error.is_none() {
-                stop = self.start_ready(&events_tx, &mut running, any_failed).await;
+                stop = self
+                    .start_ready(&events_tx, &mut running, &mut any_failed)
+                    .await;
             }
             if running == 0 {
                 break;
@@ -302,7 +315,7 @@ impl<'a> Dispatcher<'a> {
         &mut self,
         events: &mpsc::UnboundedSender<Event>,
         running: &mut usize,
-        any_failed: bool,
+        any_failed: &mut bool,
     ) -> Option<RunOutcome> {
         let steps = self.steps();
         let mut progressed = true;
@@ -328,16 +341,16 @@ impl<'a> Dispatcher<'a> {
                 });
                 let go = match step.when {
                     When::Success => needs_ok,
-                    When::Failure => any_failed,
+                    When::Failure => *any_failed,
                     When::Always => true,
                 };
                 if !go {
                     let why = match step.when {
-                        When::Success => "a step it needs did not succeed",
-                        _ => "no step of the run failed",
+                        When::Success => "a step it needs did not succeed".to_owned(),
+                        _ => self.why_no_failure(),
                     };
                     self.skipped_for_failure[i] = step.when == When::Success;
-                    self.skip(i, why);
+                    self.skip(i, &why);
                     continue;
                 }
                 let templates = self.templater();
@@ -350,6 +363,10 @@ impl<'a> Dispatcher<'a> {
                         }
                         Err(e) => {
                             self.fail_now(i, format!("cannot evaluate `if`: {e}"));
+                            // A failure like any other: `when: failure` steps run, the run fails.
+                            if !step.continue_on_error {
+                                *any_failed = true;
+                            }
                             continue;
                         }
                     }
@@ -392,16 +409,50 @@ impl<'a> Dispatcher<'a> {
         None
     }
 
-    /// Asks a question off the runtime, with the bars suspended; `None` if interrupted.
-    async fn prompt(&mut self, ask: impl FnOnce() -> bool + Send + 'static) -> Option<bool> {
+    /// Why a `when: failure` step is skipped: nothing failed the run, though a step with
+    /// `continue_on_error` may have failed (it is recorded `failed`, so say so).
+    fn why_no_failure(&self) -> String {
+        let tolerated: Vec<String> = self
+            .steps()
+            .iter()
+            .zip(&self.state)
+            .filter(|(step, state)| {
+                step.continue_on_error
+                    && matches!(state, State::Done(Outcome::Failed | Outcome::TimedOut))
+            })
+            .map(|(step, _)| format!("`{}`", step.id))
+            .collect();
+        if tolerated.is_empty() {
+            "no step of the run failed".into()
+        } else {
+            format!(
+                "no step failed the run ({} failed with continue_on_error)",
+                tolerated.join(", ")
+            )
+        }
+    }
+
+    /// Asks a question off the runtime, with the bars suspended; `None` if interrupted
+    /// (a signal, or Ctrl-C read as a key at the prompt: never an answer).
+    async fn prompt(
+        &mut self,
+        ask: impl FnOnce() -> confirm::Answer + Send + 'static,
+    ) -> Option<bool> {
         let suspender = self.reporter.suspender();
         let handle = tokio::task::spawn_blocking(move || match suspender {
             Some(multi) => multi.suspend(ask),
             None => ask(),
         });
-        tokio::select! {
-            answer = handle => Some(answer.unwrap_or(false)),
-            () = self.signals.recv() => {
+        let answer = tokio::select! {
+            answer = handle => answer.unwrap_or(confirm::Answer::No),
+            () = self.signals.recv() => confirm::Answer::Interrupted,
+        };
+        match answer {
+            confirm::Answer::Yes => Some(true),
+            confirm::Answer::No => Some(false),
+            confirm::Answer::Interrupted => {
+                // The prompt may still be blocked in its read: its guard has not run yet.
+                confirm::show_cursor();
                 self.error = Some("interrupted at a confirmation: nothing more ran".into());
                 None
             }
@@ -467,18 +518,22 @@ impl<'a> Dispatcher<'a> {
         report.duration_ms = millis(finished.duration);
         report.attempts = finished.attempts;
         report.error.clone_from(&finished.execution.error);
+        report.stdout = recorded_stdout(&finished.execution.stdout);
         self.outputs
             .record(&id, outcome_name(outcome), &finished.execution.stdout);
-        self.append(
-            "step.finished",
-            json!({
-                "step": id,
-                "outcome": outcome,
-                "duration_ms": millis(finished.duration),
-                "error": finished.execution.error,
-                "attempts": finished.attempts,
-            }),
-        );
+        let mut data = json!({
+            "step": id,
+            "outcome": outcome,
+            "duration_ms": millis(finished.duration),
+            "error": finished.execution.error,
+            "attempts": finished.attempts,
+        });
+        if let Some(stdout) = &self.reports[i].stdout {
+            // What the step produced (the revert's commits, the incident's path…) is
+            // part of the record: the terminal's copy of it does not last.
+            data["stdout"] = Value::from(stdout.as_str());
+        }
+        self.append("step.finished", data);
         self.reporter.step_finished(
             &id,
             outcome,
@@ -499,68 +554,28 @@ impl<'a> Dispatcher<'a> {
                 return RunOutcome::Failed;
             }
             let started = Instant::now();
-            let templates = self.templater();
-            let skipped_by_if = match step.condition.as_deref().map(|c| templates.condition(c)) {
-                Some(Ok(false)) => Some(Ok(())),
-                Some(Err(e)) => Some(Err(e)),
-                _ => None,
-            };
-            let preflight = match skipped_by_if {
-                Some(Ok(())) => Preflight {
-                    verdict: Verdict::Ready,
-                    fidelity: Fidelity::Checked,
-                    reason: "`if` is false with these inputs: the real run would skip it".into(),
-                    would: "nothing".into(),
-                    output: None,
-                },
-                Some(Err(e)) => Preflight {
-                    verdict: Verdict::Blocked,
-                    fidelity: Fidelity::Checked,
-                    reason: format!("cannot evaluate `if`: {e}"),
-                    would: String::new(),
-                    output: None,
-                },
-                None => {
-                    let (lines, _) = mpsc::unbounded_channel();
-                    let ctx = StepContext {
-                        step_id: &step.id,
-                        root: &self.request.root,
-                        templates: &templates,
-                        timeout: step.timeout.map(|t| t.0),
-                        cancel: self.cancel.subscribe(),
-                        lines,
-                        reads_step_output: reads_step_output(
-                            &serde_json::to_value(&step.action).unwrap_or_default(),
-                        ),
-                        config: &self.request.config,
-                        run: &self.run_info,
-                    };
-                    tokio::select! {
-                        p = actions::preflight(&step.action, &ctx) => p,
-                        () = self.signals.recv() => {
-                            let _ = self.cancel.send(true);
-                            self.error = Some("interrupted during the dry-run".into());
-                            return RunOutcome::Interrupted;
-                        }
-                    }
-                }
-            };
+            let (preflight, interrupted) = self.preflight_step(step).await;
             let duration = started.elapsed();
-            let outcome = if preflight.verdict == Verdict::Blocked {
+            let outcome = if preflight.verdict == Verdict::Blocked || interrupted {
                 blocked = true;
                 Outcome::Failed
             } else {
                 Outcome::Succeeded
             };
+            let error = if interrupted {
+                Some("interrupted during the dry-run".to_owned())
+            } else {
+                (preflight.verdict == Verdict::Blocked).then(|| preflight.reason.clone())
+            };
             self.outputs.record(&step.id, outcome_name(outcome), "");
-            self.append(
+            let recorded = self.append(
                 "step.finished",
                 json!({
                     "step": step.id,
                     "outcome": outcome,
                     "duration_ms": millis(duration),
-                    "error": (preflight.verdict == Verdict::Blocked).then(|| preflight.reason.clone()),
-                    "verdict": preflight.verdict,
+                    "error": error,
+                    "verdict": if interrupted { Verdict::Blocked } else { preflight.verdict },
                     "fidelity": preflight.fidelity,
                     "preflight": { "reason": preflight.reason, "would": preflight.would, "output": preflight.output },
                 }),
@@ -569,7 +584,15 @@ impl<'a> Dispatcher<'a> {
             let report = &mut self.reports[i];
             report.outcome = Some(outcome);
             report.duration_ms = millis(duration);
+            report.error = error;
             report.preflight = Some(preflight);
+            if interrupted {
+                self.error = Some("interrupted during the dry-run".into());
+                return RunOutcome::Interrupted;
+            }
+            if !recorded {
+                return RunOutcome::Failed;
+            }
         }
         if blocked {
             RunOutcome::Blocked
@@ -577,7 +600,170 @@ impl<'a> Dispatcher<'a> {
             RunOutcome::Succeeded
         }
     }
+
+    /// One step's dry-run: its `if` where it can be known, and its action's preflight.
+    /// True with it when a signal came while it ran: its `plan` processes were stopped
+    /// (the preflight sees the cancellation and ends their group: TERM, grace, KILL).
+    async fn preflight_step(&mut self, step: &Step) -> (Preflight, bool) {
+        let templates = self.templater();
+        // An `if` over `steps.*` reads what only a real run knows: never evaluate it
+        // here (the dry-run's outcomes are not the real ones), preflight the action.
+        let mut runs_only_if = None;
+        if let Some(condition) = step.condition.as_deref() {
+            if condition_reads_steps(condition) {
+                runs_only_if = Some(condition.trim());
+            } else {
+                match templates.condition(condition) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let preflight = Preflight {
+                            verdict: Verdict::Ready,
+                            fidelity: Fidelity::Checked,
+                            reason: "`if` is false with these inputs: the real run would skip it"
+                                .into(),
+                            would: "nothing".into(),
+                            output: None,
+                        };
+                        return (preflight, false);
+                    }
+                    Err(e) => {
+                        let preflight = Preflight {
+                            verdict: Verdict::Blocked,
+                            fidelity: Fidelity::Checked,
+                            reason: format!("cannot evaluate `if`: {e}"),
+                            would: String::new(),
+                            output: None,
+                        };
+                        return (preflight, false);
+                    }
+                }
+            }
+        }
+        let (lines, _) = mpsc::unbounded_channel();
+        let ctx = StepContext {
+            step_id: &step.id,
+            root: &self.request.root,
+            templates: &templates,
+            timeout: step.timeout.map(|t| t.0),
+            cancel: self.cancel.subscribe(),
+            lines,
+            reads_step_output: reads_step_output(
+                &serde_json::to_value(&step.action).unwrap_or_default(),
+            ),
+            config: &self.request.config,
+            run: &self.run_info,
+        };
+        let preflight = actions::preflight(&step.action, &ctx);
+        tokio::pin!(preflight);
+        let mut preflight = tokio::select! {
+            p = &mut preflight => p,
+            () = self.signals.recv() => {
+                self.reporter.note(
+                    "interrupted: stopping the dry-run's plan command (SIGTERM, then SIGKILL after 3s)",
+                );
+                let _ = self.cancel.send(true);
+                // The cancelled preflight ends its processes itself; one that does not
+                // listen (a request) is not waited for beyond the grace period.
+                let cut = tokio::time::timeout(
+                    super::process::GRACE + Duration::from_secs(1),
+                    &mut preflight,
+                )
+                .await;
+                let preflight = cut.unwrap_or_else(|_| Preflight {
+                    verdict: Verdict::Blocked,
+                    fidelity: Fidelity::Checked,
+                    reason: "interrupted before its preflight finished".into(),
+                    would: String::new(),
+                    output: None,
+                });
+                return (preflight, true);
+            }
+        };
+        if let Some(condition) = runs_only_if
+            && preflight.verdict != Verdict::Blocked
+        {
+            preflight.reason = format!(
+                "runs only if `{condition}`, known only in a real run; {}",
+                preflight.reason
+            );
+            preflight.verdict = Verdict::Warn;
+            preflight.fidelity = Fidelity::Unverifiable;
+        } else if let Some(condition) = runs_only_if {
+            preflight.reason = format!("{} (it runs only if `{condition}`)", preflight.reason);
+        }
+        (preflight, false)
+    }
 }
+
+/// True when the audit log's last line is torn (no newline): the next append repairs it.
+pub fn has_torn_tail(path: &std::path::Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::End(-1)).is_ok() && file.read_exact(&mut last).is_ok() && last[0] != b'\n'
+}
+
+/// The warning for a repaired log, naming the newest `<log>.torn-<ts>` file.
+pub fn describe_repair(path: &std::path::Path) -> String {
+    let prefix = format!(
+        "{}.torn-",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let aside = path
+        .parent()
+        .and_then(|dir| std::fs::read_dir(dir).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .max_by_key(std::fs::DirEntry::file_name);
+    match aside {
+        Some(entry) => format!(
+            "the audit log had a torn last line ({} bytes, a crash mid-write?): moved to {}, recorded as audit.repaired",
+            entry.metadata().map(|m| m.len()).unwrap_or_default(),
+            entry.path().display()
+        ),
+        None => format!(
+            "the audit log {} had a torn last line: moved aside, recorded as audit.repaired",
+            path.display()
+        ),
+    }
+}
+
+/// True when an `if` expression reads `steps.*` (an earlier step's outcome or output).
+fn condition_reads_steps(condition: &str) -> bool {
+    let expr = condition
+        .trim()
+        .trim_start_matches("{{")
+        .trim_end_matches("}}");
+    crate::template::expression_variables(&crate::template::environment(), expr)
+        .is_ok_and(|vars| vars.iter().any(|v| v == "steps" || v.starts_with("steps.")))
+}
+
+/// What a step printed, as recorded: `None` when nothing; at most [`MAX_RECORDED`]
+/// bytes, cut on a character boundary with a note saying so.
+fn recorded_stdout(stdout: &str) -> Option<String> {
+    if stdout.trim().is_empty() {
+        return None;
+    }
+    if stdout.len() <= MAX_RECORDED {
+        return Some(stdout.to_owned());
+    }
+    let mut cut = MAX_RECORDED;
+    while !stdout.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Some(format!(
+        "{}\n[… {} more bytes not recorded]\n",
+        stdout[..cut].trim_end_matches('\n'),
+        stdout.len() - cut
+    ))
+}
+
+/// The most of a step's stdout its `step.finished` record keeps.
+const MAX_RECORDED: usize = 4 * 1024;
 
 /// One step's task: its action, retried as its `retry` says, each attempt under its
 /// `timeout`; output lines go to the dispatcher as they come.

@@ -53,39 +53,94 @@ impl LineCoverage {
 /// a `format` given for content that [`detect`] does not recognise is tried as asked (the
 /// escape hatch for an unusual but valid report).
 pub fn parse(bytes: &[u8], format: Option<CoverageFormat>) -> Result<LineCoverage, String> {
+    parse_classified(bytes, format).map_err(|(_, message)| message)
+}
+
+/// What is wrong with a report that cannot be read, for the fix shown under the error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Nothing in the file: the coverage tool failed or did not run.
+    Empty,
+    /// The content is none of the four formats.
+    Unrecognised,
+    /// `format:` names another format than the content's.
+    FormatMismatch,
+    /// The format is known but the content is broken, truncated or contradicts itself
+    /// (`LH` above `LF`, more covered lines than lines).
+    Damaged,
+    /// The report counts no coverable line (0 of 0).
+    NoLines,
+}
+
+impl Problem {
+    /// How to make the gate readable again.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Problem::Empty => {
+                "run the tests with coverage on, then evaluate the gates again (the report must be written after the tests)"
+            }
+            Problem::Unrecognised => {
+                "point `report:` at a Cobertura XML, LCOV, coverage.py JSON or llvm-cov JSON report, or set `format:`"
+            }
+            Problem::FormatMismatch => {
+                "remove `format:` from the gate, or point `report:` at a report in that format"
+            }
+            Problem::Damaged => {
+                "regenerate the report with the coverage tool after the tests: this one is damaged or contradicts itself"
+            }
+            Problem::NoLines => {
+                "check that the tests ran with coverage on and that the report covers the component's code, then regenerate it"
+            }
+        }
+    }
+}
+
+/// [`parse`], with what kind of problem stops it.
+pub fn parse_classified(
+    bytes: &[u8],
+    format: Option<CoverageFormat>,
+) -> Result<LineCoverage, (Problem, String)> {
     let text = without_bom(bytes);
     if text.trim_ascii().is_empty() {
-        return Err(EMPTY.to_owned());
+        return Err((Problem::Empty, EMPTY.to_owned()));
     }
     let (format, json) = match (format, sniff(text)) {
         (None, Sniff::Found(found, json)) => (found, json),
-        (None, Sniff::Unknown(why)) => return Err(why),
+        (None, Sniff::Unknown(why)) => return Err((Problem::Unrecognised, why)),
         (Some(asked), Sniff::Found(found, _)) if asked != found => {
             let (found, _) = names(found);
             let (asked_name, asked_key) = names(asked);
-            return Err(format!(
-                "the report is {found} but the gate says `format: {asked_key}`: remove \
-                 `format:` to use the report as it is, or point `report:` at the \
-                 {asked_name} report"
+            return Err((
+                Problem::FormatMismatch,
+                format!(
+                    "the report is {found} but the gate says `format: {asked_key}`: remove \
+                     `format:` to use the report as it is, or point `report:` at the \
+                     {asked_name} report"
+                ),
             ));
         }
         (Some(asked), Sniff::Found(_, json)) => (asked, json),
         (Some(asked), Sniff::Unknown(_)) => (asked, None),
     };
+    let damaged = |message: String| (Problem::Damaged, message);
     let (covered, total) = match format {
-        CoverageFormat::Cobertura => read_cobertura(text)?,
-        CoverageFormat::Lcov => read_lcov(text)?,
-        CoverageFormat::CoveragePy => read_coverage_py(&json_report(text, json)?)?,
-        CoverageFormat::LlvmCov => read_llvm_cov(&json_report(text, json)?)?,
+        CoverageFormat::Cobertura => read_cobertura(text).map_err(damaged)?,
+        CoverageFormat::Lcov => read_lcov(text).map_err(damaged)?,
+        CoverageFormat::CoveragePy => {
+            read_coverage_py(&json_report(text, json).map_err(damaged)?).map_err(damaged)?
+        }
+        CoverageFormat::LlvmCov => {
+            read_llvm_cov(&json_report(text, json).map_err(damaged)?).map_err(damaged)?
+        }
     };
     if total == 0 {
-        return Err(NO_LINES.to_owned());
+        return Err((Problem::NoLines, NO_LINES.to_owned()));
     }
     if covered > total {
-        return Err(format!(
+        return Err(damaged(format!(
             "the report is inconsistent: it counts {covered} covered lines out of {total}; \
              regenerate it"
-        ));
+        )));
     }
     Ok(LineCoverage {
         covered,

@@ -2,6 +2,7 @@
 //! the other, since test suites often share build folders), each with its evidence and,
 //! when it fails, the fix.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
@@ -99,15 +100,19 @@ struct Templates {
 impl Templates {
     fn new(subject: &Subject<'_>) -> Self {
         let definition = subject.config.components.get(subject.component);
+        let mut context = json!({
+            "component": subject.component,
+            "stage": subject.target,
+            "vars": definition.map(|c| serde_json::to_value(&c.vars).unwrap_or_default()).unwrap_or_default(),
+            "repository": subject.config.header.repository,
+        });
+        // A component without `spec:` has none: strict templates fail rather than render "".
+        if let Some(spec) = definition.and_then(|c| c.spec.clone()) {
+            context["spec"] = json!(spec);
+        }
         Templates {
             env: crate::template::environment(),
-            context: json!({
-                "component": subject.component,
-                "stage": subject.target,
-                "spec": definition.and_then(|c| c.spec.clone()).unwrap_or_default(),
-                "vars": definition.map(|c| serde_json::to_value(&c.vars).unwrap_or_default()).unwrap_or_default(),
-                "repository": subject.config.header.repository,
-            }),
+            context,
         }
     }
 
@@ -194,7 +199,8 @@ async fn run_gate(subject: &Subject<'_>, templates: &Templates, argv: &[String])
         Ok(argv) => argv,
         Err(e) => return Verdict::fail(e, json!({}), "fix the gate's template in release.yaml"),
     };
-    let shown = argv.join(" ");
+    // Quoted as the runbook dry-run shows argv: pasted into a shell, it runs the same.
+    let shown = crate::actions::run::show_argv(&argv);
     let (lines, mut receiver) = mpsc::unbounded_channel();
     // The output is kept, not streamed: the last lines go in the evidence.
     let collect = async move {
@@ -273,7 +279,7 @@ fn coverage_gate(subject: &Subject<'_>, templates: &Templates, gate: &CoverageGa
             );
         }
     };
-    match super::coverage::parse(&bytes, gate.format) {
+    match super::coverage::parse_classified(&bytes, gate.format) {
         Ok(measured) => {
             let percent = measured.percent();
             let evidence = json!({
@@ -300,10 +306,10 @@ fn coverage_gate(subject: &Subject<'_>, templates: &Templates, gate: &CoverageGa
                 )
             }
         }
-        Err(e) => Verdict::fail(
+        Err((problem, e)) => Verdict::fail(
             format!("{report}: {e}"),
             json!({ "report": report, "min": min }),
-            "point `report:` at a Cobertura XML, LCOV, coverage.py JSON or llvm-cov JSON report, or set `format:`",
+            problem.fix(),
         ),
     }
 }
@@ -316,11 +322,22 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-fn human(d: chrono::TimeDelta) -> String {
-    let minutes = d.num_minutes();
-    if minutes < 0 {
-        return "0m".into();
+/// A duration for people: "3d 4h", "2h 5m", "12m"; with `seconds`, a duration under an
+/// hour keeps its seconds ("1m 30s", "45s"), for gates that ask for less than an hour.
+fn human(d: chrono::TimeDelta, seconds: bool) -> String {
+    let total = d.num_seconds();
+    if total < 0 {
+        return if seconds { "0s" } else { "0m" }.into();
     }
+    if seconds && total < 3600 {
+        let (minutes, seconds) = (total / 60, total % 60);
+        return if minutes == 0 {
+            format!("{seconds}s")
+        } else {
+            format!("{minutes}m {seconds}s")
+        };
+    }
+    let minutes = total / 60;
     let (days, hours, minutes) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
     match (days, hours) {
         (0, 0) => format!("{minutes}m"),
@@ -329,9 +346,20 @@ fn human(d: chrono::TimeDelta) -> String {
     }
 }
 
+/// `stable_for`: the time in the stage it is leaving, counted from when it entered or from
+/// its latest real rollback there, whichever is later. A rollback restarts the clock rather
+/// than blocking for good: no command re-enters a stage, so "since it entered, with no
+/// rollback" could never hold again after the first one.
 fn stable_for(subject: &Subject<'_>, history: &ComponentHistory, required: &Duration) -> Verdict {
     let stage = subject.current;
     let required_delta = chrono::TimeDelta::from_std(required.0).unwrap_or(chrono::TimeDelta::MAX);
+    // Under an hour, minutes would hide the whole wait.
+    let precise = required_delta < chrono::TimeDelta::hours(1);
+    let format = if precise {
+        "%Y-%m-%d %H:%M:%S UTC"
+    } else {
+        "%Y-%m-%d %H:%M UTC"
+    };
     let rollbacks = history.rollbacks.get(stage).map_or(0, |r| r.since_entered);
     let Some(entered) = history.entered_at else {
         return Verdict::fail(
@@ -346,47 +374,52 @@ fn stable_for(subject: &Subject<'_>, history: &ComponentHistory, required: &Dura
             ),
         );
     };
-    let in_stage = subject.now - entered;
+    let last_rollback = history
+        .rollbacks
+        .get(stage)
+        .filter(|r| r.since_entered > 0)
+        .and_then(|r| r.last_at)
+        .filter(|at| *at >= entered);
+    let stable_since = last_rollback.map_or(entered, |at| at.max(entered));
+    let stable = subject.now - stable_since;
     let evidence = json!({
         "stage": stage,
         "entered_at": entered,
-        "in_stage": human(in_stage),
+        "in_stage": human(subject.now - entered, precise),
         "required": required.to_string(),
         "rollbacks_since": rollbacks,
+        "last_rollback_at": last_rollback,
+        "stable_since": stable_since,
+        "stable_for": human(stable, precise),
     });
-    if rollbacks > 0 {
-        let last = history.rollbacks.get(stage).and_then(|r| r.last_at);
-        return Verdict::fail(
-            format!(
-                "{rollbacks} rollback(s) in {stage} since it entered on {} (last {})",
-                entered.format("%Y-%m-%d %H:%M UTC"),
-                last.map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-            ),
-            evidence,
-            format!(
-                "the clock restarts when {} is promoted into {stage} again with a fixed commit",
-                subject.component
-            ),
-        );
-    }
-    if in_stage >= required_delta {
-        Verdict::pass(
-            format!(
-                "in {stage} for {} (since {}), no rollback; needs {required}",
-                human(in_stage),
-                entered.format("%Y-%m-%d %H:%M UTC")
-            ),
-            evidence,
-        )
+    let summary = match last_rollback {
+        None if stable >= required_delta => format!(
+            "in {stage} for {} (since {}), no rollback; needs {required}",
+            human(stable, precise),
+            entered.format(format)
+        ),
+        None => format!(
+            "in {stage} for {} only; needs {required}",
+            human(stable, precise)
+        ),
+        Some(at) => format!(
+            "in {stage} since {}; last rollback {} ({rollbacks} since it entered): stable for {}; needs {required}",
+            entered.format(format),
+            at.format(format),
+            human(stable, precise)
+        ),
+    };
+    if stable >= required_delta {
+        Verdict::pass(summary, evidence)
     } else {
-        let at = entered + required_delta;
+        let at = stable_since + required_delta;
         Verdict::fail(
-            format!("in {stage} for {} only; needs {required}", human(in_stage)),
+            summary,
             evidence,
             format!(
                 "wait until {} ({} from now)",
-                at.format("%Y-%m-%d %H:%M UTC"),
-                human(at - subject.now)
+                at.format(format),
+                human(at - subject.now, precise)
             ),
         )
     }
@@ -428,11 +461,17 @@ async fn uptime_gate(templates: &Templates, gate: &UptimeGate) -> Verdict {
             }
         }
         Err(e) => Verdict::fail(
-            e,
+            e.message,
             json!({ "prometheus": server, "query": query, "min": gate.min }),
-            "check that Prometheus is reachable from here and the query returns one instant value",
+            e.problem.fix(),
         ),
     }
+}
+
+/// True for an actor recorded when nobody could tell who ran `release` (no git
+/// `user.email`, no `$USER`): such a record names no person, so it never counts as one.
+pub fn is_unidentified(actor: &str) -> bool {
+    actor.starts_with("unknown@")
 }
 
 fn within(now: DateTime<Utc>, at: DateTime<Utc>, window: Option<&Duration>) -> bool {
@@ -478,14 +517,28 @@ fn approvals(subject: &Subject<'_>, history: &ComponentHistory, gate: &Approvals
     let min = gate.min.value as usize;
     let mut counted = Vec::new();
     let mut excluded = Vec::new();
+    // Why each excluded approval does not count, for the summary.
+    let mut why_not = Vec::new();
     for (actor, signed) in history.approvals.get(subject.target).into_iter().flatten() {
-        if !within(subject.now, signed.at, gate.within.as_ref()) {
+        if is_unidentified(&signed.actor) {
+            excluded.push(json!({ "by": signed.actor, "at": signed.at, "why": "nobody can tell who recorded it" }));
+            why_not.push(format!(
+                "{}'s does not count: nobody can tell who that is",
+                signed.actor
+            ));
+        } else if !within(subject.now, signed.at, gate.within.as_ref()) {
             excluded
                 .push(json!({ "by": signed.actor, "at": signed.at, "why": "outside the window" }));
+            why_not.push(format!(
+                "{}'s is older than {}",
+                signed.actor,
+                gate.within.map(|w| w.to_string()).unwrap_or_default()
+            ));
         } else if actor.eq_ignore_ascii_case(subject.actor) {
             excluded.push(
                 json!({ "by": signed.actor, "at": signed.at, "why": "the actor promoting (four eyes)" }),
             );
+            why_not.push(format!("{}'s own does not count: four eyes", signed.actor));
         } else {
             counted.push(json!({ "by": signed.actor, "at": signed.at, "note": signed.note }));
         }
@@ -495,7 +548,7 @@ fn approvals(subject: &Subject<'_>, history: &ComponentHistory, gate: &Approvals
         .filter_map(|c| c["by"].as_str().map(str::to_owned))
         .collect();
     let evidence = json!({ "approvals": counted, "excluded": excluded, "min": min });
-    let summary = format!(
+    let mut summary = format!(
         "{} of {min} approval(s){}",
         counted.len(),
         if names.is_empty() {
@@ -504,6 +557,9 @@ fn approvals(subject: &Subject<'_>, history: &ComponentHistory, gate: &Approvals
             format!(": {}", names.join(", "))
         }
     );
+    if !why_not.is_empty() {
+        let _ = write!(summary, " ({})", why_not.join("; "));
+    }
     if counted.len() >= min {
         Verdict::pass(summary, evidence)
     } else {
@@ -552,10 +608,7 @@ fn rollback_tested(
     let shown = crate::project::display_path(subject.root, &path)
         .display()
         .to_string();
-    let rehearse = format!(
-        "rehearse it: `release rollback {} --stage {stage} --dry-run --set commit=HEAD` (with the parameters it needs)",
-        subject.component
-    );
+    let rehearse = rehearse_command(subject, &path, stage);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) => {
@@ -612,6 +665,31 @@ fn rollback_tested(
     Verdict::fail(summary, evidence, rehearse)
 }
 
+/// "rehearse it: `release rollback C --stage S --dry-run --set name=…`", with a `--set` for
+/// each parameter the runbook requires and has no default for (a command that runs as
+/// shown, but for the values).
+fn rehearse_command(subject: &Subject<'_>, path: &Path, stage: &str) -> String {
+    let display = crate::project::display_path(subject.root, path);
+    let (runbook, _) = crate::project::validate::load_runbook(path, &display, Some(subject.config));
+    let Some(runbook) = runbook else {
+        return format!(
+            "fix the runbook (`release runbook validate {}`), then rehearse it: `release rollback {} --stage {stage} --dry-run`",
+            display.display(),
+            subject.component
+        );
+    };
+    let mut command = format!(
+        "release rollback {} --stage {stage} --dry-run",
+        subject.component
+    );
+    for (name, param) in runbook.params.iter() {
+        if param.required && param.default.is_none() {
+            let _ = write!(command, " --set {}=…", name.value);
+        }
+    }
+    format!("rehearse it: `{command}`")
+}
+
 fn file_exists(subject: &Subject<'_>, templates: &Templates, paths: &[String]) -> Verdict {
     let paths = match templates.render_all(paths) {
         Ok(p) => p,
@@ -665,12 +743,25 @@ async fn no_open_issues(
     };
     match tracker.list_open_with_labels(&labels).await {
         Ok(issues) => {
+            // The tool's own blocker issues report failing gates: counting them would keep
+            // the gates failing, and so the blocker open, for ever.
+            let (blockers, issues): (Vec<_>, Vec<_>) = issues
+                .into_iter()
+                .partition(crate::trackers::Issue::is_blocker);
             let found: Vec<_> = issues
                 .iter()
                 .map(|i| json!({ "number": i.number, "title": i.title, "at": i.reference() }))
                 .collect();
-            let evidence =
-                json!({ "tracker": tracker.describe(), "labels": labels, "open": found });
+            let ignored: Vec<_> = blockers
+                .iter()
+                .map(crate::trackers::Issue::reference)
+                .collect();
+            let evidence = json!({
+                "tracker": tracker.describe(),
+                "labels": labels,
+                "open": found,
+                "blockers_ignored": ignored,
+            });
             if issues.is_empty() {
                 Verdict::pass(
                     format!("no open issue labelled {}", labels.join(" + ")),

@@ -96,6 +96,16 @@ fn next_stage(config: &Config, history: &History, component: &str, target: &str)
         stage_rule.summary = format!(
             "{target} is the first stage: components start there, nothing is promoted into it"
         );
+        stage_rule.fix = Some(match next {
+            Some(next) => format!(
+                "{component} is at {}: its next promotion is `--to {next}`",
+                here.stage
+            ),
+            None => format!(
+                "{component} is at {}, the last stage: there is no next promotion",
+                here.stage
+            ),
+        });
     } else if target_position <= here.position {
         stage_rule.summary = format!("{component} is already at {}", here.stage);
         stage_rule.fix = Some(match next {
@@ -117,25 +127,14 @@ fn next_stage(config: &Config, history: &History, component: &str, target: &str)
 
 fn dependencies(config: &Config, history: &History, component: &str, target: &str) -> GateResult {
     let target_position = position(config, target);
-    let depends_on = config
-        .components
-        .get(component)
-        .map(|c| {
-            c.depends_on
-                .iter()
-                .map(|d| d.value.clone())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+    let depends_on = depends_on(config, component);
     let mut behind = Vec::new();
-    let mut names = Vec::new();
     let mut at = serde_json::Map::new();
     for dependency in &depends_on {
         let theirs = standing(config, history, dependency);
         at.insert(dependency.clone(), json!(theirs.stage));
         if theirs.position < target_position {
             behind.push(format!("{dependency} is at {}", theirs.stage));
-            names.push(dependency.as_str());
         }
     }
     let summary = if depends_on.is_empty() {
@@ -155,7 +154,71 @@ fn dependencies(config: &Config, history: &History, component: &str, target: &st
         json!({ "depends_on": at, "behind": behind }),
     );
     if !deps.passed {
-        deps.fix = Some(format!("promote {} to {target} first", names.join(", ")));
+        deps.fix = Some(dependencies_fix(config, history, component, target));
     }
     deps
+}
+
+fn depends_on(config: &Config, component: &str) -> Vec<String> {
+    config
+        .components
+        .get(component)
+        .map(|c| {
+            c.depends_on
+                .iter()
+                .map(|d| d.value.clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+}
+
+/// A fix that can be followed as written: the dependencies below `target`, direct or not,
+/// in an order in which each promotion passes the dependency rule (deepest first); and a
+/// deprecated one, which is never promoted again, taken out of the `depends_on` holding it.
+fn dependencies_fix(config: &Config, history: &History, component: &str, target: &str) -> String {
+    let target_position = position(config, target);
+    let mut order = Vec::new();
+    let mut deprecated = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    // Depth first, each dependency after its own dependencies (post-order); `seen` also
+    // stops a cycle, which validation refuses anyway.
+    let mut stack: Vec<(String, bool)> = vec![(component.to_owned(), false)];
+    while let Some((name, expanded)) = stack.pop() {
+        if expanded {
+            if name != component {
+                order.push(name);
+            }
+            continue;
+        }
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        stack.push((name.clone(), true));
+        for dependency in depends_on(config, &name).into_iter().rev() {
+            let below = standing(config, history, &dependency).position < target_position;
+            if !below || seen.contains(&dependency) {
+                continue;
+            }
+            if history
+                .get(&dependency)
+                .is_some_and(|h| h.deprecated.is_some())
+            {
+                deprecated.push(format!(
+                    "{dependency} is deprecated and is never promoted again: remove it from {name}'s depends_on in release.yaml"
+                ));
+            } else {
+                stack.push((dependency, false));
+            }
+        }
+    }
+    let promote = match order.as_slice() {
+        [] => None,
+        [one] => Some(format!("promote {one} to {target} first")),
+        [first, rest @ ..] => Some(format!(
+            "promote {first}, then {}, to {target} first",
+            rest.join(", then ")
+        )),
+    };
+    deprecated.extend(promote);
+    deprecated.join("; ")
 }

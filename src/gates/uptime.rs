@@ -27,27 +27,85 @@ pub struct Sample {
     pub series: Vec<(String, f64)>,
 }
 
+/// What kind of failure stopped the query, for the fix shown under it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// `prometheus:` is not a usable base URL.
+    Config,
+    /// No answer: the server is down, unreachable or too slow.
+    Unreachable,
+    /// Prometheus refused the query (`status: error`): the query is wrong.
+    Refused,
+    /// An HTTP error, or an answer that is not the Prometheus API's: a wrong URL or a proxy.
+    NotPrometheus,
+    /// The query matched no series.
+    NoSeries,
+    /// The answer is not one instant number: a range vector, a string, a histogram.
+    NotANumber,
+    /// The value is NaN or infinite.
+    NotFinite,
+}
+
+impl Problem {
+    /// How to make the gate measurable again.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Problem::Config => "set `prometheus:` in release.yaml to the server's base URL",
+            Problem::Unreachable => {
+                "check that Prometheus is running and reachable from here, then evaluate the gates again"
+            }
+            Problem::Refused => {
+                "fix the gate's `query:` (try it in Prometheus's expression browser first)"
+            }
+            Problem::NotPrometheus => {
+                "set `prometheus:` to the Prometheus server's base URL (without /api/v1), and check that the server is healthy"
+            }
+            Problem::NoSeries => {
+                "fix the query's labels, or wait until the server holds data for the whole range"
+            }
+            Problem::NotANumber => {
+                "make the query return one instant number, e.g. `avg_over_time(up{job=\"x\"}[7d])`"
+            }
+            Problem::NotFinite => {
+                "guard the query against NaN and infinities, e.g. with `> 0` filters or `or vector(0)`"
+            }
+        }
+    }
+}
+
+/// A failed query: its kind and the sentence for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub problem: Problem,
+    pub message: String,
+}
+
+fn failure(problem: Problem) -> impl Fn(String) -> Failure {
+    move |message| Failure { problem, message }
+}
+
 /// Runs `query` as an instant query on the Prometheus server at `prometheus` (a base URL,
 /// possibly with a path prefix such as `http://host/prometheus`).
 pub async fn query(
     client: &reqwest::Client,
     prometheus: &str,
     query: &str,
-) -> Result<Sample, String> {
-    let url = api_url(prometheus)?;
+) -> Result<Sample, Failure> {
+    let url = api_url(prometheus).map_err(failure(Problem::Config))?;
     let shown = redacted_url(prometheus);
     let response = client
         .get(url)
         .query(&[("query", query)])
         .send()
         .await
-        .map_err(|e| request_error(&shown, &e))?;
+        .map_err(|e| failure(Problem::Unreachable)(request_error(&shown, &e)))?;
     let status = response.status();
-    let body = response.text().await.map_err(|e| {
-        format!(
+    let body = response.text().await.map_err(|e| Failure {
+        problem: Problem::Unreachable,
+        message: format!(
             "Prometheus at {shown}: cannot read the answer: {}",
             cause(&e)
-        )
+        ),
     })?;
     parse_answer(&shown, status, &body)
 }
@@ -129,7 +187,8 @@ struct Series {
     value: Option<(serde_json::Value, String)>,
 }
 
-fn parse_answer(shown: &str, status: reqwest::StatusCode, body: &str) -> Result<Sample, String> {
+fn parse_answer(shown: &str, status: reqwest::StatusCode, body: &str) -> Result<Sample, Failure> {
+    let not_prometheus = failure(Problem::NotPrometheus);
     let envelope = serde_json::from_str::<Envelope>(body);
     // Prometheus reports a refused query as 400/422/503 with a JSON error: prefer its words.
     if let Ok(Envelope {
@@ -142,12 +201,12 @@ fn parse_answer(shown: &str, status: reqwest::StatusCode, body: &str) -> Result<
     {
         let kind = error_type.as_deref().unwrap_or("error");
         let text = error.as_deref().unwrap_or("(no message)");
-        return Err(format!(
+        return Err(failure(Problem::Refused)(format!(
             "Prometheus at {shown} refused the query ({kind}): {text}"
-        ));
+        )));
     }
     if !status.is_success() {
-        return Err(format!(
+        return Err(not_prometheus(format!(
             "Prometheus at {shown} answered HTTP {status}: {}{}",
             excerpt(body),
             if status == reqwest::StatusCode::NOT_FOUND {
@@ -155,28 +214,28 @@ fn parse_answer(shown: &str, status: reqwest::StatusCode, body: &str) -> Result<
             } else {
                 ""
             }
-        ));
+        )));
     }
     let envelope = envelope.map_err(|e| {
-        format!(
+        not_prometheus(format!(
             "Prometheus at {shown} answered something that is not a Prometheus API answer \
              ({e}): check that `prometheus:` is the server's base URL; the answer began: {}",
             excerpt(body)
-        )
+        ))
     })?;
     let data = match (envelope.status.as_str(), envelope.data) {
         ("success", Some(data)) => data,
         (other, _) => {
-            return Err(format!(
+            return Err(not_prometheus(format!(
                 "Prometheus at {shown} answered with status `{other}` and no result"
-            ));
+            )));
         }
     };
     let malformed = |e: serde_json::Error| {
-        format!(
+        not_prometheus(format!(
             "Prometheus at {shown} answered a malformed {} ({e})",
             data.result_type
-        )
+        ))
     };
     match data.result_type.as_str() {
         "scalar" => {
@@ -194,39 +253,39 @@ fn parse_answer(shown: &str, status: reqwest::StatusCode, body: &str) -> Result<
                 serde_json::from_value::<Vec<Series>>(data.result.clone()).map_err(malformed)?;
             vector_sample(list)
         }
-        "matrix" => Err(
+        "matrix" => Err(failure(Problem::NotANumber)(
             "the query returned a range vector (matrix): the gate needs an instant query; wrap \
              the range in a function, e.g. `avg_over_time(up{job=\"x\"}[7d])`"
                 .into(),
-        ),
-        "string" => Err(
+        )),
+        "string" => Err(failure(Problem::NotANumber)(
             "the query returned a string: the gate needs a number, e.g. \
              `avg_over_time(up{job=\"x\"}[7d])`"
                 .into(),
-        ),
-        other => Err(format!(
-            "Prometheus at {shown} answered a result of unknown type `{other}`"
         )),
+        other => Err(not_prometheus(format!(
+            "Prometheus at {shown} answered a result of unknown type `{other}`"
+        ))),
     }
 }
 
 /// The lowest value of the series: the worst series must pass.
-fn vector_sample(list: Vec<Series>) -> Result<Sample, String> {
+fn vector_sample(list: Vec<Series>) -> Result<Sample, Failure> {
     if list.is_empty() {
-        return Err(
+        return Err(failure(Problem::NoSeries)(
             "the query matched no series: check its labels (e.g. the `job` label names the \
              component's scrape job) and that the server holds data for the whole time range"
                 .into(),
-        );
+        ));
     }
     let mut series = Vec::with_capacity(list.len());
     for s in list {
         let name = series_name(&s.metric);
         let Some((_, text)) = s.value else {
-            return Err(format!(
+            return Err(failure(Problem::NotANumber)(format!(
                 "series {name} holds a histogram, not a number: aggregate it, e.g. with \
                  `histogram_quantile` or `histogram_avg`"
-            ));
+            )));
         };
         let value = number(&text, &format!("series {name}"))?;
         series.push((name, value));
@@ -236,17 +295,19 @@ fn vector_sample(list: Vec<Series>) -> Result<Sample, String> {
 }
 
 /// A sample value as the API writes it (a string, since JSON has no NaN or Inf).
-fn number(text: &str, what: &str) -> Result<f64, String> {
-    let value = text
-        .parse::<f64>()
-        .map_err(|_| format!("{what} has the value `{text}`, which is not a number"))?;
+fn number(text: &str, what: &str) -> Result<f64, Failure> {
+    let value = text.parse::<f64>().map_err(|_| {
+        failure(Problem::NotPrometheus)(format!(
+            "{what} has the value `{text}`, which is not a number"
+        ))
+    })?;
     if value.is_finite() {
         Ok(value)
     } else {
-        Err(format!(
+        Err(failure(Problem::NotFinite)(format!(
             "{what} is {text}, not a finite number: the query likely divides by zero (e.g. no \
              samples in the range); guard it, e.g. with `> 0` filters or `or vector(0)`"
-        ))
+        )))
     }
 }
 
@@ -375,7 +436,10 @@ mod tests {
     #[tokio::test]
     async fn empty_vector_is_an_error() {
         let server = prometheus("", 200, success("vector", &json!([]))).await;
-        let error = query(&client(), &server.uri(), QUERY).await.unwrap_err();
+        let error = query(&client(), &server.uri(), QUERY)
+            .await
+            .unwrap_err()
+            .message;
         assert!(error.contains("matched no series"), "{error}");
         assert!(error.contains("`job` label"), "{error}");
         assert!(error.contains("time range"), "{error}");
@@ -385,7 +449,10 @@ mod tests {
     async fn matrix_asks_for_an_instant_query() {
         let result = json!([{ "metric": {}, "values": [[1.0, "1"], [2.0, "1"]] }]);
         let server = prometheus("", 200, success("matrix", &result)).await;
-        let error = query(&client(), &server.uri(), QUERY).await.unwrap_err();
+        let error = query(&client(), &server.uri(), QUERY)
+            .await
+            .unwrap_err()
+            .message;
         assert!(error.contains("instant query"), "{error}");
         assert!(error.contains("avg_over_time"), "{error}");
     }
@@ -393,7 +460,10 @@ mod tests {
     #[tokio::test]
     async fn string_result_is_an_error() {
         let server = prometheus("", 200, success("string", &json!([1.0, "hello"]))).await;
-        let error = query(&client(), &server.uri(), QUERY).await.unwrap_err();
+        let error = query(&client(), &server.uri(), QUERY)
+            .await
+            .unwrap_err()
+            .message;
         assert!(error.contains("string"), "{error}");
     }
 
@@ -401,7 +471,10 @@ mod tests {
     async fn nan_and_infinity_are_errors() {
         for text in ["NaN", "+Inf", "-Inf"] {
             let server = prometheus("", 200, success("scalar", &json!([1.0, text]))).await;
-            let error = query(&client(), &server.uri(), QUERY).await.unwrap_err();
+            let error = query(&client(), &server.uri(), QUERY)
+                .await
+                .unwrap_err()
+                .message;
             assert!(
                 error.contains(text) && error.contains("not a finite number"),
                 "{error}"
@@ -412,7 +485,10 @@ mod tests {
             { "metric": { "job": "b" }, "value": [1.0, "NaN"] },
         ]);
         let server = prometheus("", 200, success("vector", &result)).await;
-        let error = query(&client(), &server.uri(), QUERY).await.unwrap_err();
+        let error = query(&client(), &server.uri(), QUERY)
+            .await
+            .unwrap_err()
+            .message;
         assert!(error.contains(r#"series {job="b"} is NaN"#), "{error}");
     }
 
@@ -420,7 +496,10 @@ mod tests {
     async fn histogram_series_is_an_error() {
         let result = json!([{ "metric": { "job": "a" }, "histogram": [1.0, { "count": "3" }] }]);
         let server = prometheus("", 200, success("vector", &result)).await;
-        let error = query(&client(), &server.uri(), QUERY).await.unwrap_err();
+        let error = query(&client(), &server.uri(), QUERY)
+            .await
+            .unwrap_err()
+            .message;
         assert!(error.contains("histogram"), "{error}");
     }
 
@@ -432,7 +511,10 @@ mod tests {
             "error": "invalid parameter \"query\": 1:14: parse error: unexpected \"}\"",
         });
         let server = prometheus("", 400, body).await;
-        let error = query(&client(), &server.uri(), QUERY).await.unwrap_err();
+        let error = query(&client(), &server.uri(), QUERY)
+            .await
+            .unwrap_err()
+            .message;
         assert!(error.contains("refused the query (bad_data)"), "{error}");
         assert!(error.contains("parse error"), "{error}");
     }
@@ -445,7 +527,10 @@ mod tests {
             .respond_with(ResponseTemplate::new(500).set_body_string("upstream exploded\n"))
             .mount(&server)
             .await;
-        let error = query(&client(), &server.uri(), QUERY).await.unwrap_err();
+        let error = query(&client(), &server.uri(), QUERY)
+            .await
+            .unwrap_err()
+            .message;
         assert!(error.contains("HTTP 500"), "{error}");
         assert!(error.contains("upstream exploded"), "{error}");
     }
@@ -454,7 +539,7 @@ mod tests {
     async fn not_found_hints_at_the_base_url() {
         let server = MockServer::start().await;
         let base = format!("{}/api/v1", server.uri());
-        let error = query(&client(), &base, QUERY).await.unwrap_err();
+        let error = query(&client(), &base, QUERY).await.unwrap_err().message;
         assert!(error.contains("HTTP 404"), "{error}");
         assert!(error.contains("base URL"), "{error}");
     }
@@ -466,7 +551,10 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_body_string("<html>sign in</html>"))
             .mount(&server)
             .await;
-        let error = query(&client(), &server.uri(), QUERY).await.unwrap_err();
+        let error = query(&client(), &server.uri(), QUERY)
+            .await
+            .unwrap_err()
+            .message;
         assert!(error.contains("not a Prometheus API answer"), "{error}");
         assert!(error.contains("<html>sign in</html>"), "{error}");
     }
@@ -477,7 +565,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         let base = format!("http://admin:s3cret@127.0.0.1:{port}/prometheus?token=s3cret");
-        let error = query(&client(), &base, QUERY).await.unwrap_err();
+        let error = query(&client(), &base, QUERY).await.unwrap_err().message;
         assert!(error.contains("cannot connect"), "{error}");
         assert!(
             error.contains(&format!("http://127.0.0.1:{port}/…")),

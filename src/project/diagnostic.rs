@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::yaml::Span;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -103,6 +103,20 @@ impl Diagnostic {
     pub fn with_optional_hint(mut self, hint: Option<String>) -> Self {
         self.hint = hint;
         self
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+
+    fn kinds(&self) -> &'static str {
+        match self.severity {
+            Severity::Error => "errors",
+            Severity::Warning => "warnings",
+        }
     }
 
     pub fn is_error(&self) -> bool {
@@ -201,6 +215,10 @@ impl miette::Diagnostic for Report<'_> {
     }
 }
 
+/// How many times the same diagnostic (file, message and hint) is shown before the rest
+/// are counted on one line.
+const MAX_REPEATS: usize = 3;
+
 /// Renders diagnostics for a person: each with its location, source line, caret and hint,
 /// then a one-line summary.
 pub fn render(diagnostics: &[Diagnostic], color: bool) -> String {
@@ -214,7 +232,30 @@ pub fn render(diagnostics: &[Diagnostic], color: bool) -> String {
         .with_wrap_lines(false)
         .with_context_lines(1);
     let mut out = String::new();
+    // The same problem in many places (a step pasted a thousand times) is shown a few
+    // times, then counted: the output stays readable and its size bounded.
+    // For each distinct problem: how many were shown, and its line in `repeats` once over.
+    let mut seen: std::collections::HashMap<_, (usize, Option<usize>)> =
+        std::collections::HashMap::new();
+    let mut repeats: Vec<(&Diagnostic, usize)> = Vec::new();
     for diagnostic in diagnostics {
+        let key = (
+            diagnostic.file.as_path(),
+            diagnostic.severity,
+            diagnostic.message.as_str(),
+            diagnostic.hint.as_deref(),
+        );
+        let (shown, repeat) = seen.entry(key).or_insert((0, None));
+        if *shown == MAX_REPEATS {
+            if let Some(i) = repeat {
+                repeats[*i].1 += 1;
+            } else {
+                *repeat = Some(repeats.len());
+                repeats.push((diagnostic, 1));
+            }
+            continue;
+        }
+        *shown += 1;
         let kind = match diagnostic.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
@@ -240,6 +281,15 @@ pub fn render(diagnostics: &[Diagnostic], color: bool) -> String {
             out.push('\n');
         }
         out.push('\n');
+    }
+    for (diagnostic, more) in repeats {
+        let _ = writeln!(
+            out,
+            "  … and {more} more {} like this in {}: {}\n",
+            plural(more, diagnostic.kind(), diagnostic.kinds()),
+            diagnostic.file.display(),
+            diagnostic.message
+        );
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;

@@ -34,7 +34,7 @@ pub struct RunbookSpec {
     pub steps: Vec<StepSpec>,
 }
 
-#[derive(Clone, Debug, serde::Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, serde::Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Param {
     pub description: Option<String>,

@@ -7,6 +7,7 @@
 //! with the file, line and column and, wherever one exists, the fix.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::path::Path;
 
 use regex::Regex;
@@ -16,14 +17,14 @@ use super::config::{
     IncidentTracker,
 };
 use super::diagnostic::{Diagnostic, SourceFile};
-use super::graph::StepGraph;
+use super::graph::{Cycle, StepGraph};
 use super::named_map::NamedMap;
 use super::runbook::{
     ACTIONS, Action, CacheClearAction, GitRevertAction, HealthCheckAction, IncidentIssueAction,
-    MigrationRollbackAction, RunAction, Runbook, RunbookHeader, Step, StepSpec,
+    MigrationRollbackAction, Param, RunAction, Runbook, RunbookHeader, Step, StepSpec,
 };
 use super::spanned::Spanned;
-use super::yaml::{self, Node, Span, from_node, nearest, suggest};
+use super::yaml::{self, Node, Span, from_node, nearest, suggest, suggest_among};
 use crate::template::{self, Scope, ScopeKind};
 
 /// The top-level keys of `release.yaml`.
@@ -81,17 +82,6 @@ impl<'a> Checker<'a> {
         self.diagnostics.push(d);
     }
 
-    /// Deserializes `T` from a node, recording the error (with its context) on failure.
-    fn de<'n, T: serde::Deserialize<'n>>(&mut self, node: &'n Node, context: &str) -> Option<T> {
-        match from_node(node) {
-            Ok(value) => Some(value),
-            Err(e) => {
-                self.push_de_error(e, context);
-                None
-            }
-        }
-    }
-
     fn push_de_error(&mut self, mut e: yaml::DeError, context: &str) {
         if e.key.as_deref() == Some("needs") && e.message.contains("found a string") {
             e.hint = Some("`needs` is a list: write `needs: [step-id]`".into());
@@ -105,100 +95,52 @@ impl<'a> Checker<'a> {
         self.diagnostics.push(d);
     }
 
-    /// Deserializes `T` from a mapping key by key, so that every bad value is reported and
-    /// not only the first serde meets: each key is tried alone (beside the `keep` keys,
-    /// such as a step's `id`), then the whole without the keys that failed. With `partial`,
-    /// that remainder comes back even when some keys failed, so that what is sound can still
-    /// be checked further (the errors are recorded all the same).
+    /// Deserializes `T` from a node so that every bad value is reported, and not only the
+    /// first serde meets: after each error, the entry or list item it is about is taken out
+    /// and the rest tried again (a required key taken out this way is not then reported as
+    /// missing). With `partial`, what deserialized from the sound rest comes back even when
+    /// some values failed, so that it can still be checked further (the errors are recorded
+    /// all the same).
     fn de_fields<T: for<'de> serde::Deserialize<'de>>(
         &mut self,
         node: &Node,
         context: &str,
-        keep: &[&str],
         partial: bool,
     ) -> Option<T> {
-        let yaml::Value::Map(entries) = &node.value else {
-            return self.de(node, context);
-        };
-        let is_kept = |k: &Node| k.as_str().is_some_and(|k| keep.contains(&k));
-        let kept: Vec<(Node, Node)> = entries
-            .iter()
-            .filter(|(k, _)| is_kept(k))
-            .cloned()
-            .collect();
-        // An error of the kept keys themselves shows in every probe: report it once, below.
-        let base = from_node::<T>(&Node::new(node.span, yaml::Value::Map(kept.clone())))
-            .err()
-            .map(|e| (e.span, e.message));
-        let mut bad: Vec<&Node> = Vec::new();
-        for (key, value) in entries.iter().filter(|(k, _)| !is_kept(k)) {
-            let mut probe = kept.clone();
-            probe.push((key.clone(), value.clone()));
-            if let Err(e) = from_node::<T>(&Node::new(node.span, yaml::Value::Map(probe))) {
-                let missing_here = e.missing.is_some() && e.key.is_none();
-                if !missing_here && base.as_ref() != Some(&(e.span, e.message.clone())) {
-                    // In a list, every bad item, not only the first.
-                    let items = Self::item_errors::<T>(node.span, &kept, key, value);
-                    if items.is_empty() {
-                        self.push_de_error(e, context);
-                    }
-                    for item in items {
-                        self.push_de_error(item, context);
-                    }
-                    bad.push(key);
-                }
-            }
-        }
-        let rest = Node::new(
-            node.span,
-            yaml::Value::Map(
-                entries
+        /// Bounds the work on a hostile object; far more than a mistyped one holds.
+        const MAX_TRIES: usize = 64;
+        let mut tree: Option<Node> = None;
+        let mut removed: Vec<(Span, String)> = Vec::new();
+        let mut reported: Vec<(Span, String)> = Vec::new();
+        for _ in 0..MAX_TRIES {
+            let e = match from_node::<T>(tree.as_ref().unwrap_or(node)) {
+                Ok(value) => return (reported.is_empty() || partial).then_some(value),
+                Err(e) => e,
+            };
+            let tree = tree.get_or_insert_with(|| node.clone());
+            // A required key is not "missing" when it was taken out above, or when what
+            // was taken out is its misspelling (already reported with the fix).
+            let taken_out = e.missing.is_some_and(|m| {
+                removed
                     .iter()
-                    .filter(|(k, _)| !bad.iter().any(|b| std::ptr::eq(*b, k)))
-                    .cloned()
-                    .collect(),
-            ),
-        );
-        match from_node::<T>(&rest) {
-            Ok(value) if bad.is_empty() || partial => Some(value),
-            Ok(_) => None,
-            // A required key whose value was refused above is not "missing" too.
-            Err(e)
-                if e.key.is_none()
-                    && e.missing
-                        .is_some_and(|m| bad.iter().any(|b| b.as_str() == Some(m))) =>
-            {
-                None
-            }
-            Err(e) => {
+                    .any(|(span, key)| *span == e.span && (key == m || nearest(key, [m]).is_some()))
+            });
+            let key = (e.span, e.message.clone());
+            let progress = if e.missing.is_some() {
+                remove_map(tree, e.span)
+            } else {
+                remove_node(tree, e.span)
+            };
+            if !taken_out && !reported.contains(&key) {
+                reported.push(key);
                 self.push_de_error(e, context);
-                None
+            }
+            match progress {
+                Some(removal) => removed.push(removal),
+                None => return None,
             }
         }
-    }
-
-    /// The errors of each item of a list value tried alone (none when it is not a list).
-    fn item_errors<T: for<'de> serde::Deserialize<'de>>(
-        span: Span,
-        kept: &[(Node, Node)],
-        key: &Node,
-        value: &Node,
-    ) -> Vec<yaml::DeError> {
-        let items = value.items();
-        if items.len() < 2 {
-            return Vec::new();
-        }
-        items
-            .iter()
-            .filter_map(|item| {
-                let mut probe = kept.to_vec();
-                probe.push((
-                    key.clone(),
-                    Node::new(value.span, yaml::Value::Seq(vec![item.clone()])),
-                ));
-                from_node::<T>(&Node::new(span, yaml::Value::Map(probe))).err()
-            })
-            .collect()
+        None
     }
 
     /// Reports every key written twice in a mapping (with where it was first written) and
@@ -234,15 +176,19 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Parses the file, or records why it cannot be.
-    fn parse(&mut self) -> Option<Node> {
+    /// Parses the file (`what` it is: "a runbook", "release.yaml"), or records why it
+    /// cannot be.
+    fn parse(&mut self, what: &str) -> Option<Node> {
         match yaml::parse(&self.file.text) {
             Ok(mut node) => {
                 self.duplicate_keys(&mut node);
                 Some(node)
             }
             Err(e) => {
-                let message = format!("invalid YAML: {}", e.message);
+                let message = match e.message.strip_prefix(yaml::ONE_DOCUMENT) {
+                    Some(rest) => format!("{what}{rest}"),
+                    None => format!("invalid YAML: {}", e.message),
+                };
                 let d = Diagnostic::error(self.file, e.span, message).with_optional_hint(e.hint);
                 self.diagnostics.push(d);
                 None
@@ -265,22 +211,72 @@ impl<'a> Checker<'a> {
     }
 }
 
-fn read_source(path: &Path, display: &Path) -> Result<SourceFile, Diagnostic> {
-    let metadata = std::fs::metadata(path)
-        .map_err(|e| Diagnostic::about_file(display, format!("cannot read: {e}")))?;
-    if metadata.len() > yaml::MAX_FILE_BYTES as u64 {
-        return Err(Diagnostic::about_file(
-            display,
-            format!(
-                "file is {} bytes, over the limit of {} bytes (1 MiB)",
-                metadata.len(),
-                yaml::MAX_FILE_BYTES
-            ),
-        )
-        .with_hint("configuration and runbooks are meant to be small: split it"));
+/// Takes out of `node` the mapping entry whose key or value is at `span`, or the list item
+/// at `span`, the deepest one first. Returns the span of the mapping (or list) it was in and
+/// the key taken out (empty for a list item).
+fn remove_node(node: &mut Node, span: Span) -> Option<(Span, String)> {
+    let own = node.span;
+    match &mut node.value {
+        yaml::Value::Map(entries) => {
+            for (_, value) in entries.iter_mut() {
+                if let Some(found) = remove_node(value, span) {
+                    return Some(found);
+                }
+            }
+            let at = entries
+                .iter()
+                .position(|(k, v)| k.span == span || v.span == span)?;
+            let (key, _) = entries.remove(at);
+            Some((own, key.scalar_text().unwrap_or_default().to_owned()))
+        }
+        yaml::Value::Seq(items) => {
+            for item in items.iter_mut() {
+                if let Some(found) = remove_node(item, span) {
+                    return Some(found);
+                }
+            }
+            let at = items.iter().position(|i| i.span == span)?;
+            items.remove(at);
+            Some((own, String::new()))
+        }
+        _ => None,
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| Diagnostic::about_file(display, format!("cannot read: {e}")))?;
+}
+
+/// Takes out the mapping at `span` (one that misses a required key) from where it stands:
+/// the entry or list item holding it, the deepest first.
+fn remove_map(node: &mut Node, span: Span) -> Option<(Span, String)> {
+    let own = node.span;
+    match &mut node.value {
+        yaml::Value::Map(entries) => {
+            for (_, value) in entries.iter_mut() {
+                if let Some(found) = remove_map(value, span) {
+                    return Some(found);
+                }
+            }
+            let at = entries
+                .iter()
+                .position(|(_, v)| v.is_map() && v.span == span)?;
+            let (key, _) = entries.remove(at);
+            Some((own, key.scalar_text().unwrap_or_default().to_owned()))
+        }
+        yaml::Value::Seq(items) => {
+            for item in items.iter_mut() {
+                if let Some(found) = remove_map(item, span) {
+                    return Some(found);
+                }
+            }
+            let at = items.iter().position(|i| i.is_map() && i.span == span)?;
+            items.remove(at);
+            Some((own, String::new()))
+        }
+        _ => None,
+    }
+}
+
+fn read_source(path: &Path, display: &Path) -> Result<SourceFile, Diagnostic> {
+    let bytes = super::read_limited(path)
+        .map_err(|e| Diagnostic::about_file(display, e.message).with_optional_hint(e.hint))?;
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
@@ -308,7 +304,8 @@ fn read_source(path: &Path, display: &Path) -> Result<SourceFile, Diagnostic> {
     Ok(SourceFile::new(display, &text))
 }
 
-fn is_name(s: &str) -> bool {
+/// A stage or component name: `^[a-z][a-z0-9_-]*$`.
+pub fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
@@ -336,18 +333,34 @@ fn is_identifier(s: &str) -> bool {
 /// checking runbooks.
 pub fn load_config(path: &Path, display: &Path) -> (Option<Config>, Vec<Diagnostic>) {
     match read_source(path, display) {
-        Ok(file) => check_config_source(&file),
+        Ok(file) => check_config_in(&file, None),
+        Err(d) => (None, vec![d]),
+    }
+}
+
+/// As [`load_config`], and also checks what release.yaml names on disk (the `runbooks:`
+/// folder): for `release runbook validate`, while other commands may run a runbook from
+/// anywhere.
+pub fn load_config_and_layout(path: &Path, display: &Path) -> (Option<Config>, Vec<Diagnostic>) {
+    match read_source(path, display) {
+        Ok(file) => check_config_in(&file, path.parent()),
         Err(d) => (None, vec![d]),
     }
 }
 
 /// Validates the text of a `release.yaml` (see [`load_config`]).
 pub fn check_config_source(file: &SourceFile) -> (Option<Config>, Vec<Diagnostic>) {
+    check_config_in(file, None)
+}
+
+/// Validates a `release.yaml`; with the folder it is in, also what it names on disk.
+fn check_config_in(file: &SourceFile, dir: Option<&Path>) -> (Option<Config>, Vec<Diagnostic>) {
     check_file(
         file,
+        "release.yaml",
         "release.yaml must be a mapping",
         "start from `release init`, or write at least `version: 1` and `components:`",
-        check_config,
+        |c, root| check_config(c, root, dir),
     )
 }
 
@@ -355,12 +368,13 @@ pub fn check_config_source(file: &SourceFile) -> (Option<Config>, Vec<Diagnostic
 /// built with the file's diagnostics in the order a reader meets them.
 fn check_file<T>(
     file: &SourceFile,
+    what: &str,
     not_a_map: &str,
     hint: &str,
     check: impl FnOnce(&mut Checker<'_>, &Node) -> Option<T>,
 ) -> (Option<T>, Vec<Diagnostic>) {
     let mut c = Checker::new(file);
-    let value = match c.parse() {
+    let value = match c.parse(what) {
         Some(root) if root.is_map() => check(&mut c, &root),
         Some(root) => {
             c.hint(root.span, not_a_map, hint);
@@ -372,7 +386,7 @@ fn check_file<T>(
     (value, c.diagnostics)
 }
 
-fn check_config(c: &mut Checker<'_>, root: &Node) -> Option<Config> {
+fn check_config(c: &mut Checker<'_>, root: &Node, dir: Option<&Path>) -> Option<Config> {
     c.unknown_keys(root, CONFIG_KEYS, "release.yaml");
     let header_node = Node::new(
         root.span,
@@ -387,9 +401,10 @@ fn check_config(c: &mut Checker<'_>, root: &Node) -> Option<Config> {
                 .collect(),
         ),
     );
-    let header: Option<ConfigHeader> = c.de_fields(&header_node, "", &[], true);
-    let notify: NamedMap<Channel> = named_entries(c, root, "notify", "channel");
-    let components: NamedMap<Component> = named_entries(c, root, "components", "component");
+    let header: Option<ConfigHeader> = c.de_fields(&header_node, "", true);
+    let notify: NamedMap<Channel> = named_entries(c, root, "notify", "channel", None);
+    let components: NamedMap<Component> =
+        named_entries(c, root, "components", "component", Some(Component::default));
     let gates: NamedMap<Vec<GateSpec>> = gate_entries(c, root);
 
     let stages: Vec<Spanned<String>> = header
@@ -398,7 +413,11 @@ fn check_config(c: &mut Checker<'_>, root: &Node) -> Option<Config> {
         .unwrap_or_default();
     if let Some(header) = &header {
         check_header(c, header, root);
+        if let Some(dir) = dir {
+            check_runbooks_folder(c, header, root, dir);
+        }
     }
+    check_empty_strings(c, root);
     check_channels(c, &notify);
     check_components(c, &components);
     let stage_names: Vec<&str> = stages.iter().map(|s| s.value.as_str()).collect();
@@ -412,12 +431,15 @@ fn check_config(c: &mut Checker<'_>, root: &Node) -> Option<Config> {
     })
 }
 
-/// Deserializes each entry of the mapping under `key` on its own.
+/// Deserializes each entry of the mapping under `key` on its own. With `fallback`, an entry
+/// with a mistake is kept (as much of it as is sound, else the fallback), so that later
+/// checks still know its name and do not report it as undeclared.
 fn named_entries<T: for<'de> serde::Deserialize<'de>>(
     c: &mut Checker<'_>,
     root: &Node,
     key: &str,
     what: &str,
+    fallback: Option<fn() -> T>,
 ) -> NamedMap<T> {
     let mut out = NamedMap::default();
     let Some(node) = root.get(key) else {
@@ -436,7 +458,16 @@ fn named_entries<T: for<'de> serde::Deserialize<'de>>(
     }
     for (name_node, value) in node.entries() {
         let name = name_node.scalar_text().unwrap_or_default().to_owned();
-        if let Some(v) = c.de_fields::<T>(value, &format!("{what} `{name}`"), &[], false) {
+        let context = format!("{what} `{name}`");
+        let value = if let Some(fallback) = fallback {
+            Some(
+                c.de_fields::<T>(value, &context, true)
+                    .unwrap_or_else(fallback),
+            )
+        } else {
+            c.de_fields::<T>(value, &context, false)
+        };
+        if let Some(v) = value {
             out.push(
                 Spanned {
                     span: name_node.span,
@@ -484,7 +515,7 @@ fn gate_entries(c: &mut Checker<'_>, root: &Node) -> NamedMap<Vec<GateSpec>> {
                     || format!("gate {} of stage `{stage}`", i + 1),
                     |id| format!("gate `{id}` of stage `{stage}`"),
                 );
-                c.de_fields::<GateSpec>(g, &label, &["id"], false)
+                c.de_fields::<GateSpec>(g, &label, false)
             })
             .collect();
         out.push(
@@ -562,6 +593,121 @@ fn check_header(c: &mut Checker<'_>, header: &ConfigHeader, root: &Node) {
     }
 }
 
+/// Paths and names that may be left out (they have defaults) but not written empty.
+fn check_empty_strings(c: &mut Checker<'_>, root: &Node) {
+    let fields: [(&[&str], &str); 5] = [
+        (
+            &["audit", "path"],
+            "write the audit log's path, e.g. `.release/audit.jsonl`, or leave `audit:` out",
+        ),
+        (
+            &["runbooks"],
+            "write the runbooks folder, e.g. `runbooks`, or leave the key out",
+        ),
+        (
+            &["repository", "remote"],
+            "write the remote `git_revert` pushes to, e.g. `origin`, or leave the key out",
+        ),
+        (
+            &["repository", "branch"],
+            "write the branch `git_revert` works on, e.g. `main`, or leave the key out",
+        ),
+        (
+            &["state", "git", "remote"],
+            "write the remote that holds the shared state, e.g. `origin`",
+        ),
+    ];
+    for (path, hint) in fields {
+        let node = path.iter().try_fold(root, |node, key| node.get(key));
+        if let Some(node) = node.filter(|n| n.as_str().is_some_and(|s| s.trim().is_empty())) {
+            c.hint(node.span, format!("`{}` is empty", path.join(".")), hint);
+        }
+    }
+    for (name, component) in root
+        .get("components")
+        .map(Node::entries)
+        .into_iter()
+        .flatten()
+    {
+        for key in ["path", "spec"] {
+            if let Some(node) = component
+                .get(key)
+                .filter(|n| n.as_str().is_some_and(|s| s.trim().is_empty()))
+            {
+                c.hint(
+                    node.span,
+                    format!(
+                        "component `{}`: `{key}` is empty",
+                        name.scalar_text().unwrap_or_default()
+                    ),
+                    format!(
+                        "write the component's {}, or leave `{key}` out",
+                        if key == "path" {
+                            "folder"
+                        } else {
+                            "specification document"
+                        }
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A `runbooks:` folder written in release.yaml must exist.
+fn check_runbooks_folder(c: &mut Checker<'_>, header: &ConfigHeader, root: &Node, dir: &Path) {
+    let Some(node) = root.get("runbooks") else {
+        return;
+    };
+    if header.runbooks.as_os_str().is_empty() {
+        return; // reported as empty
+    }
+    let folder = dir.join(&header.runbooks);
+    match std::fs::metadata(&folder) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) => c.hint(
+            node.span,
+            format!(
+                "`runbooks`: `{}` is {}, not a folder",
+                header.runbooks.display(),
+                super::kind_of(&m.file_type())
+            ),
+            "name the folder that holds `<stage>/rollback.yaml`",
+        ),
+        Err(e) => c.hint(
+            node.span,
+            format!("`runbooks`: folder `{}` cannot be read: {e}", header.runbooks.display()),
+            "create it (`release init` writes the default runbooks under `runbooks/`), or fix the path",
+        ),
+    }
+}
+
+/// A URL written without a template must be an http(s) URL (one with a template is
+/// checked when rendered).
+fn check_url(c: &mut Checker<'_>, node: Option<&Node>, label: &str, example: &str) {
+    let Some((node, text)) = node.and_then(|n| n.as_str().map(|t| (n, t))) else {
+        return;
+    };
+    if template::is_template(text) {
+        return;
+    }
+    let problem = match reqwest::Url::parse(text.trim()) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            Some(format!("`{}:` is not http or https", url.scheme()))
+        }
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => Some("it has no host".to_owned()),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(problem) = problem {
+        c.hint(
+            node.span,
+            format!("{label}`{text}` is not an http(s) URL: {problem}"),
+            format!("write a full URL, e.g. `{example}`"),
+        );
+    }
+}
+
 fn check_env_name(c: &mut Checker<'_>, name: &Spanned<String>) {
     if !is_identifier(&name.value) {
         c.hint(
@@ -593,6 +739,7 @@ fn check_channels(c: &mut Checker<'_>, notify: &NamedMap<Channel>) {
 
 fn check_components(c: &mut Checker<'_>, components: &NamedMap<Component>) {
     let names: Vec<&str> = components.names().collect();
+    let valid_names: Vec<&str> = names.iter().copied().filter(|n| is_name(n)).collect();
     for (name, component) in components.iter() {
         if !is_name(&name.value) {
             c.hint(
@@ -612,7 +759,7 @@ fn check_components(c: &mut Checker<'_>, components: &NamedMap<Component>) {
                 c.hint(
                     dep.span,
                     format!("component `{name}` depends on unknown component `{dep}`"),
-                    suggest(&dep.value, &names),
+                    suggest_among(&dep.value, &valid_names),
                 );
             }
         }
@@ -664,14 +811,13 @@ fn check_gates(
     components: &NamedMap<Component>,
 ) {
     let env = template::environment();
-    let component_vars = component_vars(components);
-    let empty = BTreeSet::new();
+    let components = component_scopes(components);
     let scope = Scope {
         kind: ScopeKind::Gate,
         params: &[],
-        component_vars: &component_vars,
-        steps_before: &empty,
-        all_steps: &[],
+        components: Some(&components),
+        steps_before: &|_| false,
+        all_steps: &template::StepIds::default(),
         current: None,
     };
     let gate_nodes = root.get("gates");
@@ -680,7 +826,14 @@ fn check_gates(
             c.hint(
                 stage.span,
                 format!("gates for unknown stage `{stage}`"),
-                suggest(&stage.value, stages),
+                suggest_among(
+                    &stage.value,
+                    &stages
+                        .iter()
+                        .copied()
+                        .filter(|s| is_name(s))
+                        .collect::<Vec<_>>(),
+                ),
             );
         } else if stages.first() == Some(&stage.value.as_str()) {
             c.warning(
@@ -702,6 +855,12 @@ fn check_gates(
                 .find(|n| n.get("id").and_then(Node::scalar_text) == Some(&gate.id.value))
             {
                 check_templates_in(c, &env, node, &scope, &["id"]);
+                check_url(
+                    c,
+                    node.get("uptime").and_then(|u| u.get("prometheus")),
+                    &format!("gate `{}`: ", gate.id.value),
+                    "http://prometheus.example.com:9090",
+                );
             }
         }
     }
@@ -779,9 +938,48 @@ fn check_gate<'g>(c: &mut Checker<'_>, gate: &'g GateSpec, ids: &mut HashMap<&'g
             "list the paths that must exist",
         );
     }
+    check_gate_no_ops(c, gate);
     if let Some(windows) = &gate.freeze {
         for window in windows {
             check_freeze_window(c, id, window.span, window);
+        }
+    }
+}
+
+/// Gate values that make it always pass, or block on anything.
+fn check_gate_no_ops(c: &mut Checker<'_>, gate: &GateSpec) {
+    let id = &gate.id;
+    if let Some(windows) = &gate.freeze
+        && windows.is_empty()
+    {
+        c.hint(
+            id.span,
+            format!("gate `{id}`: `freeze` lists no window, so it always passes"),
+            "list the windows, e.g. `freeze: [{ weekly: { from: \"fri 16:00\", to: \"mon 08:00\" } }]`, or remove the gate",
+        );
+    }
+    if let Some(attested) = &gate.attested
+        && attested.check.trim().is_empty()
+    {
+        c.hint(
+            id.span,
+            format!("gate `{id}`: `attested` has an empty `check`"),
+            "name the check `release attest` records, e.g. `check: security-review`",
+        );
+    }
+    if let Some(issues) = &gate.no_open_issues {
+        if issues.labels.is_empty() {
+            c.hint(
+                id.span,
+                format!("gate `{id}`: `no_open_issues` lists no label, so any open issue blocks"),
+                "list the labels a blocking issue carries, e.g. `labels: [critical, \"component:{{ component }}\"]`",
+            );
+        } else if issues.labels.iter().any(|l| l.trim().is_empty()) {
+            c.hint(
+                id.span,
+                format!("gate `{id}`: `no_open_issues` has an empty label"),
+                "remove it, or write the label",
+            );
         }
     }
 }
@@ -820,10 +1018,18 @@ fn check_freeze_window(c: &mut Checker<'_>, id: &Spanned<String>, at: Span, w: &
     }
 }
 
-fn component_vars(components: &NamedMap<Component>) -> Vec<(&str, Vec<&str>)> {
+fn component_scopes(components: &NamedMap<Component>) -> Vec<template::ComponentScope<'_>> {
     components
         .iter()
-        .map(|(name, comp)| (name.value.as_str(), comp.vars.names().collect()))
+        .map(|(name, comp)| template::ComponentScope {
+            name: name.value.as_str(),
+            vars: comp
+                .vars
+                .iter()
+                .map(|(k, v)| (k.value.as_str(), v))
+                .collect(),
+            has_spec: comp.spec.is_some(),
+        })
         .collect()
 }
 
@@ -874,17 +1080,18 @@ fn template_syntax(c: &mut Checker<'_>, span: Span, e: &template::SyntaxError) {
 
 fn check_variables(c: &mut Checker<'_>, span: Span, vars: &BTreeSet<String>, scope: &Scope<'_>) {
     for var in vars {
-        if let Err(e) = scope.check(var) {
+        for e in scope.check(var) {
             c.hint(span, e.message, e.hint);
         }
     }
 }
 
-/// Loads and validates a runbook against the (valid) configuration.
+/// Loads and validates a runbook against the (valid) configuration; without one (when
+/// release.yaml cannot be read), its syntax, keys, types and graph only.
 pub fn load_runbook(
     path: &Path,
     display: &Path,
-    config: &Config,
+    config: Option<&Config>,
 ) -> (Option<Runbook>, Vec<Diagnostic>) {
     match read_source(path, display) {
         Ok(file) => check_runbook_source(&file, config),
@@ -896,10 +1103,11 @@ pub fn load_runbook(
 /// when it has no error.
 pub fn check_runbook_source(
     file: &SourceFile,
-    config: &Config,
+    config: Option<&Config>,
 ) -> (Option<Runbook>, Vec<Diagnostic>) {
     let (runbook, diagnostics) = check_file(
         file,
+        "a runbook",
         "a runbook must be a mapping with `steps:`",
         "start from one written by `release init`",
         |c, root| check_runbook(c, root, config),
@@ -930,7 +1138,7 @@ fn outline(node: &Node) -> StepOutline<'_> {
     }
 }
 
-fn check_runbook(c: &mut Checker<'_>, root: &Node, config: &Config) -> Option<Runbook> {
+fn check_runbook(c: &mut Checker<'_>, root: &Node, config: Option<&Config>) -> Option<Runbook> {
     c.unknown_keys(root, RUNBOOK_KEYS, "the runbook");
     let header_node = Node::new(
         root.span,
@@ -938,14 +1146,17 @@ fn check_runbook(c: &mut Checker<'_>, root: &Node, config: &Config) -> Option<Ru
             root.entries()
                 .filter(|(k, _)| {
                     k.as_str()
-                        .is_some_and(|k| RUNBOOK_KEYS.contains(&k) && k != "steps")
+                        .is_some_and(|k| RUNBOOK_KEYS.contains(&k) && k != "steps" && k != "params")
                 })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),
     );
-    let header: Option<RunbookHeader> = c.de_fields(&header_node, "", &[], true);
-    if let Some(header) = &header {
+    let mut header: Option<RunbookHeader> = c.de_fields(&header_node, "", true);
+    // Each parameter on its own: one with a mistake is still declared.
+    let params = named_entries(c, root, "params", "parameter", Some(Param::default));
+    if let Some(header) = &mut header {
+        header.params = params;
         check_params(c, header);
     }
 
@@ -1052,7 +1263,7 @@ fn check_params(c: &mut Checker<'_>, header: &RunbookHeader) {
 /// may read the steps that are sure to have finished before it.
 fn check_step_templates(
     c: &mut Checker<'_>,
-    config: &Config,
+    config: Option<&Config>,
     header: Option<&RunbookHeader>,
     step_nodes: &[Node],
     specs: &[Option<StepSpec>],
@@ -1062,27 +1273,33 @@ fn check_step_templates(
     let params: Vec<&str> = header
         .map(|h| h.params.names().collect())
         .unwrap_or_default();
-    let component_vars = component_vars(&config.components);
-    let all_steps: Vec<&str> = outlines
-        .iter()
-        .filter_map(|o| o.id.map(|(id, _)| id))
-        .collect();
+    let components = config.map(|config| component_scopes(&config.components));
+    let all_steps = template::StepIds::new(
+        outlines
+            .iter()
+            .filter_map(|o| o.id.map(|(id, _)| id))
+            .collect(),
+    );
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, o) in outlines.iter().enumerate() {
+        if let Some((id, _)) = o.id {
+            index.entry(id).or_insert(i);
+        }
+    }
     let env = template::environment();
     for (i, (node, spec)) in step_nodes.iter().zip(specs).enumerate() {
-        let before: BTreeSet<&str> = graph
-            .map(|g| {
-                g.ancestors(i)
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, a)| **a)
-                    .filter_map(|(j, _)| outlines[j].id.map(|(id, _)| id))
-                    .collect()
+        // Computed only for the steps whose templates read other steps.
+        let ancestors = std::cell::OnceCell::new();
+        let before = |id: &str| {
+            graph.is_some_and(|g| {
+                let ancestors = ancestors.get_or_init(|| g.ancestors(i));
+                index.get(id).is_some_and(|&j| ancestors[j])
             })
-            .unwrap_or_default();
+        };
         let scope = Scope {
             kind: ScopeKind::Step,
             params: &params,
-            component_vars: &component_vars,
+            components: components.as_deref(),
             steps_before: &before,
             all_steps: &all_steps,
             current: outlines[i].id.map(|(id, _)| id),
@@ -1092,7 +1309,18 @@ fn check_step_templates(
             let text = condition.as_str().unwrap_or_default();
             let expr = text.trim().trim_start_matches("{{").trim_end_matches("}}");
             match template::expression_variables(&env, expr) {
-                Ok(vars) => check_variables(c, condition.span, &vars, &scope),
+                Ok(vars) => {
+                    check_variables(c, condition.span, &vars, &scope);
+                    if let Some(problem) =
+                        template::unknown_callables_in_expression(&env, expr, &vars)
+                    {
+                        c.hint(
+                            condition.span,
+                            format!("`if` calls {problem}"),
+                            "see the filters and tests of minijinja (Jinja2): e.g. `length`, `lower`, `default`, `is defined`, `is none`",
+                        );
+                    }
+                }
                 Err(e) => c.hint(
                     condition.span,
                     format!("`if` is not a valid expression: {}", e.message),
@@ -1100,7 +1328,7 @@ fn check_step_templates(
                 ),
             }
         }
-        if let Some(spec) = spec {
+        if let (Some(spec), Some(config)) = (spec, config) {
             check_step_references(c, spec, config);
         }
     }
@@ -1148,7 +1376,7 @@ fn check_step_node(c: &mut Checker<'_>, node: &Node, index: usize) -> Option<Ste
         ),
     );
     let before = c.diagnostics.len();
-    let spec: StepSpec = c.de_fields(&known, &label, &["id"], true)?;
+    let spec: StepSpec = c.de_fields(&known, &label, true)?;
     // A step whose action value was refused has no action left: say nothing more of it.
     let clean = clean && c.diagnostics.len() == before;
     if !is_step_id(&spec.id.value) {
@@ -1348,6 +1576,12 @@ fn check_cache_clear(c: &mut Checker<'_>, cc: &CacheClearAction, label: &str, ac
         }
     }
     if let Some(http) = &cc.http {
+        check_url(
+            c,
+            action_node.get("http").and_then(|h| h.get("url")),
+            &format!("{label}: "),
+            "https://cdn.example.com/purge",
+        );
         if http.method.value.is_empty()
             || !http.method.value.chars().all(|ch| ch.is_ascii_uppercase())
         {
@@ -1377,6 +1611,12 @@ fn check_cache_clear(c: &mut Checker<'_>, cc: &CacheClearAction, label: &str, ac
 }
 
 fn check_health_check(c: &mut Checker<'_>, h: &HealthCheckAction, label: &str, action_node: &Node) {
+    check_url(
+        c,
+        action_node.get("url"),
+        &format!("{label}: "),
+        "http://127.0.0.1:8080/health",
+    );
     if !(100..=599).contains(&h.expect_status.value) {
         c.hint(
             h.expect_status.span,
@@ -1438,7 +1678,7 @@ fn check_step_references(c: &mut Checker<'_>, spec: &StepSpec, config: &Config) 
                 notify.channel.value
             )
         } else {
-            suggest(&notify.channel.value, &names)
+            suggest_among(&notify.channel.value, &names)
         };
         c.hint(
             notify.channel.span,
@@ -1449,11 +1689,11 @@ fn check_step_references(c: &mut Checker<'_>, spec: &StepSpec, config: &Config) 
     if let Some(verify) = &spec.verify
         && !config.has_stage(&verify.stage.value)
     {
-        let stages: Vec<&str> = config.stages().collect();
+        let stages: Vec<&str> = config.stages().filter(|s| is_name(s)).collect();
         c.hint(
             verify.stage.span,
             format!("unknown stage `{}` in `verify`", verify.stage.value),
-            suggest(&verify.stage.value, &stages),
+            suggest_among(&verify.stage.value, &stages),
         );
     }
 }
@@ -1479,11 +1719,14 @@ fn check_graph(c: &mut Checker<'_>, outlines: &[StepOutline<'_>]) -> Option<Step
             }
         }
     }
+    // Suggested ids: valid ones only, each once (the candidate list dedupes).
     let ids: Vec<&str> = outlines
         .iter()
         .filter_map(|o| o.id.map(|(id, _)| id))
+        .filter(|id| is_step_id(id))
         .collect();
     let mut needs = Vec::with_capacity(outlines.len());
+    let mut hints: HashMap<&str, String> = HashMap::new();
     for (i, o) in outlines.iter().enumerate() {
         let mut mine = Vec::new();
         match &o.needs {
@@ -1505,11 +1748,11 @@ fn check_graph(c: &mut Checker<'_>, outlines: &[StepOutline<'_>]) -> Option<Step
                             || format!("step {}", i + 1),
                             |(id, _)| format!("step `{id}`"),
                         );
-                        c.hint(
-                            *span,
-                            format!("{label} needs unknown step `{need}`"),
-                            suggest(need, &ids),
-                        );
+                        let hint = hints
+                            .entry(*need)
+                            .or_insert_with(|| suggest_among(need, &ids))
+                            .clone();
+                        c.hint(*span, format!("{label} needs unknown step `{need}`"), hint);
                         sound = false;
                     }
                 }
@@ -1518,23 +1761,101 @@ fn check_graph(c: &mut Checker<'_>, outlines: &[StepOutline<'_>]) -> Option<Step
         needs.push(mine);
     }
     let graph = StepGraph::new(needs);
-    if let Some(cycle) = graph.find_cycle() {
-        let names: Vec<&str> = cycle
-            .iter()
-            .map(|&i| outlines[i].id.map_or("?", |(id, _)| id))
-            .collect();
-        let span = outlines[cycle[0]].needs.as_ref().map_or_else(
-            || outlines[cycle[0]].id.map_or(Span::default(), |(_, s)| s),
-            |(_, s)| *s,
-        );
-        c.hint(
-            span,
-            format!("steps wait for each other in a cycle: {} -> {}", names.join(" -> "), names[0]),
-            "each step here waits for the one before it, so none can start: remove one of these `needs`",
-        );
+    for cycle in graph.cycles() {
+        report_cycle(c, outlines, &cycle);
         sound = false;
     }
     sound.then_some(graph)
+}
+
+/// One cycle of steps, in running order, saying which waits are implicit (a step without
+/// `needs` waits for the step written above it) and how to break it.
+fn report_cycle(c: &mut Checker<'_>, outlines: &[StepOutline<'_>], cycle: &Cycle) {
+    let name = |i: usize| outlines[i].id.map_or("?", |(id, _)| id);
+    let names: Vec<&str> = cycle.path.iter().map(|&i| name(i)).collect();
+    let first = cycle.path[0];
+    let span = outlines[first].needs.as_ref().map_or_else(
+        || outlines[first].id.map_or(Span::default(), |(_, s)| s),
+        |(_, s)| *s,
+    );
+    let others = if cycle.others.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = cycle
+            .others
+            .iter()
+            .map(|&i| format!("`{}`", name(i)))
+            .collect();
+        format!(" (also caught in it: {})", list.join(", "))
+    };
+    // Each step of the walk waits for the one before it; which of those waits are written?
+    let mut written: Vec<String> = Vec::new();
+    let mut implicit: Vec<(usize, usize)> = Vec::new();
+    for (k, &step) in cycle.path.iter().enumerate() {
+        let before = cycle.path[(k + cycle.path.len() - 1) % cycle.path.len()];
+        if outlines[step].needs.is_some() {
+            written.push(format!(
+                "`{}` in the `needs` of `{}`",
+                name(before),
+                name(step)
+            ));
+        } else {
+            implicit.push((step, before));
+        }
+    }
+    let hint = if implicit.is_empty() {
+        "each step here waits for the one before it, so none can start: remove one of these `needs`"
+            .to_owned()
+    } else {
+        let waits: Vec<String> = implicit
+            .iter()
+            .map(|&(step, before)| format!("`{}` waits for `{}`", name(step), name(before)))
+            .collect();
+        let quiet: Vec<String> = implicit
+            .iter()
+            .map(|&(s, _)| format!("`{}`", name(s)))
+            .collect();
+        let mut hint = format!(
+            "each step here waits for the one before it, so none can start; {} only because {} no `needs` (a step without `needs` waits for the step written above it). Give {} `needs: []` (or the steps it must wait for)",
+            waits.join(" and "),
+            if implicit.len() == 1 {
+                "it has"
+            } else {
+                "they have"
+            },
+            if quiet.len() == 1 {
+                quiet[0].clone()
+            } else {
+                format!("one of {}", quiet.join(", "))
+            },
+        );
+        if !written.is_empty() {
+            let _ = write!(hint, ", or remove {}", written.join(" or "));
+        }
+        // A written need of a step on something below it: moving the step fixes it too.
+        let below = cycle
+            .path
+            .iter()
+            .enumerate()
+            .filter(|&(_, &step)| outlines[step].needs.is_some())
+            .find_map(|(k, &step)| {
+                let before = cycle.path[(k + cycle.path.len() - 1) % cycle.path.len()];
+                (before > step).then_some((step, before))
+            });
+        if let Some((step, before)) = below {
+            let _ = write!(hint, ", or move `{}` below `{}`", name(step), name(before));
+        }
+        hint
+    };
+    c.hint(
+        span,
+        format!(
+            "steps wait for each other in a cycle: {} -> {}{others}",
+            names.join(" -> "),
+            names[0]
+        ),
+        hint,
+    );
 }
 
 #[cfg(test)]
@@ -1553,7 +1874,7 @@ mod tests {
     }
 
     fn runbook(text: &str) -> (Option<Runbook>, Vec<Diagnostic>) {
-        check_runbook_source(&SourceFile::new(Path::new("r.yaml"), text), &config())
+        check_runbook_source(&SourceFile::new(Path::new("r.yaml"), text), Some(&config()))
     }
 
     #[test]
@@ -1654,7 +1975,7 @@ mod tests {
             let file = SourceFile::new(Path::new("x.yaml"), &text);
             let (cfg, d) = check_config_source(&file);
             prop_assert!(cfg.is_some() || !d.is_empty());
-            let (rb, d) = check_runbook_source(&file, &config());
+            let (rb, d) = check_runbook_source(&file, Some(&config()));
             prop_assert!(rb.is_some() != d.iter().any(Diagnostic::is_error));
         }
 
@@ -1663,7 +1984,7 @@ mod tests {
             let file = SourceFile::new(Path::new("x.yaml"), &doc);
             let (cfg, d) = check_config_source(&file);
             prop_assert!(cfg.is_some() || !d.is_empty());
-            let (rb, d) = check_runbook_source(&file, &config());
+            let (rb, d) = check_runbook_source(&file, Some(&config()));
             prop_assert!(rb.is_some() != d.iter().any(Diagnostic::is_error));
             for diagnostic in &d {
                 prop_assert!(!diagnostic.message.is_empty());

@@ -17,6 +17,10 @@ use super::spanned::SPANNED_MARKER;
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// Nesting deeper than this is refused.
 pub const MAX_DEPTH: usize = 64;
+/// More values than this (aliases expanded) are refused.
+pub const MAX_NODES: usize = 100_000;
+/// What the file is, in parse errors; [`parse`]'s callers say "a runbook" or "release.yaml".
+pub const ONE_DOCUMENT: &str = "this file";
 
 /// Where a node stands in its file: 1-based line and column, byte offset and length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -186,7 +190,7 @@ fn parse_on_this_thread(source: &str) -> Result<Node, ParseError> {
             max_depth: MAX_DEPTH,
             max_aliases: 1_000,
             max_anchors: 1_000,
-            max_nodes: 100_000,
+            max_nodes: MAX_NODES,
             max_recorded_anchor_events: 50_000,
             max_total_scalar_bytes: 4 * MAX_FILE_BYTES,
             max_documents: 1,
@@ -218,16 +222,41 @@ fn parse_error(source: &str, error: &serde_saphyr::Error) -> ParseError {
                 "configuration and runbooks need a few levels: flatten this structure".to_string(),
             ),
         )
-    } else if raw.contains("budget breached") {
+    } else if raw.contains("budget breached") && raw.contains("Documents") {
+        let line = second_document_line(source);
+        let span = Span {
+            line,
+            column: 1,
+            offset: LineIndex::new(source).offset(source, line, 1),
+            len: 3,
+        };
+        return ParseError {
+            message: format!(
+                "{ONE_DOCUMENT} is one YAML document; a second one starts at line {line}: remove the `---`"
+            ),
+            span,
+            hint: Some(
+                "`---` starts a new document: keep one per file (move the second into a file of its own)"
+                    .to_string(),
+            ),
+        };
+    } else if raw.contains("budget breached") && has_anchors(source) {
         (
             "refused: this file expands to far more values than a configuration holds (anchors and aliases that multiply: an alias bomb?)".to_string(),
             Some("write the values out, or use fewer anchors and aliases".to_string()),
+        )
+    } else if raw.contains("budget breached") {
+        (
+            format!("refused: too many values (more than {MAX_NODES}) for a configuration file"),
+            Some("split it: configuration and runbooks are meant to be small".to_string()),
         )
     } else if raw.contains("tab") {
         (
             raw,
             Some("YAML indentation must use spaces, not tabs".to_string()),
         )
+    } else if raw.contains("unclosed quote") {
+        (raw, None)
     } else {
         let hint = unclosed_flow(
             source,
@@ -237,10 +266,10 @@ fn parse_error(source: &str, error: &serde_saphyr::Error) -> ParseError {
         );
         (raw, hint)
     };
-    let span = error
+    let index = LineIndex::new(source);
+    let mut span = error
         .location()
         .map(|l| {
-            let index = LineIndex::new(source);
             let line = u32::try_from(l.line()).unwrap_or(u32::MAX);
             let column = u32::try_from(l.column()).unwrap_or(u32::MAX);
             let offset = l
@@ -256,11 +285,110 @@ fn parse_error(source: &str, error: &serde_saphyr::Error) -> ParseError {
             }
         })
         .unwrap_or_default();
+    let mut hint = hint;
+    if message.contains("tab") {
+        // The scanner reports where it gave up, often the line above: point at the tab.
+        if let Some((line, column)) = indentation_tab(source, span.line) {
+            span = Span {
+                line,
+                column,
+                offset: index.offset(source, line, column),
+                len: 1,
+            };
+        }
+    } else if message.contains("unclosed quote") {
+        let (line, column, quote) = opening_quote(source, span);
+        hint = Some(format!(
+            "the `{quote}` opened at line {line}, column {column} is never closed: add the closing `{quote}`"
+        ));
+    }
     ParseError {
         message,
         span,
         hint,
     }
+}
+
+/// The tab in a line's indentation nearest to `near` (1-based line and column).
+fn indentation_tab(source: &str, near: u32) -> Option<(u32, u32)> {
+    source
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+            let column = line[..indent].find('\t')?;
+            let line_no = u32::try_from(i + 1).ok()?;
+            Some((line_no, u32::try_from(column + 1).ok()?))
+        })
+        .min_by_key(|&(line, _)| (line.abs_diff(near), std::cmp::Reverse(line)))
+}
+
+/// Where the quote the scanner found unclosed opens: at the error's position when a quote
+/// is there, else the last quote opened and not closed before it.
+fn opening_quote(source: &str, at: Span) -> (u32, u32, char) {
+    if let Some(ch @ ('"' | '\'')) = source.get(at.offset..).and_then(|s| s.chars().next()) {
+        return (at.line, at.column, ch);
+    }
+    let mut open = (at.line, at.column, '"');
+    for (i, line) in source.lines().enumerate().take(at.line as usize) {
+        let mut quote: Option<char> = None;
+        for (column, ch) in line.chars().enumerate() {
+            match (quote, ch) {
+                (Some(q), c) if c == q => quote = None,
+                (None, '"' | '\'') => {
+                    quote = Some(ch);
+                    open = (
+                        u32::try_from(i + 1).unwrap_or(u32::MAX),
+                        u32::try_from(column + 1).unwrap_or(u32::MAX),
+                        ch,
+                    );
+                }
+                (None, '#') => break,
+                _ => {}
+            }
+        }
+    }
+    open
+}
+
+/// The line of the `---` that starts a second document (the first `---` when content comes
+/// before it).
+fn second_document_line(source: &str) -> u32 {
+    let mut content = false;
+    for (i, line) in source.lines().enumerate() {
+        let trimmed = line.trim_end();
+        if trimmed == "---" || trimmed.starts_with("--- ") {
+            if content {
+                return u32::try_from(i + 1).unwrap_or(u32::MAX);
+            }
+            content = true; // what follows is the first document's content
+        } else if !trimmed.is_empty() && !trimmed.starts_with('#') && !trimmed.starts_with('%') {
+            content = true;
+        }
+    }
+    1
+}
+
+/// Whether the text defines any anchor (`&name`), outside quotes and comments: only then
+/// can a file of this size expand to too many values.
+fn has_anchors(source: &str) -> bool {
+    source.lines().any(|line| {
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for ch in line.chars() {
+            match (quote, ch) {
+                (Some(q), c) if c == q => quote = None,
+                (None, '"' | '\'') => quote = Some(ch),
+                (None, '#') if previous.is_whitespace() => return false,
+                (None, '&') if previous.is_whitespace() || "[{,:-".contains(previous) => {
+                    return true;
+                }
+                _ => {}
+            }
+            previous = ch;
+        }
+        false
+    })
 }
 
 /// When a parse error follows a `[` or `{` that was never closed, names where it opened:
@@ -593,16 +721,54 @@ fn describe(unexp: &de::Unexpected<'_>) -> String {
 
 /// "did you mean `x`?" when a valid name is close, and always the valid names.
 pub fn suggest(given: &str, valid: &[&str]) -> String {
-    let names = valid
-        .iter()
-        .map(|v| format!("`{v}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    suggest_listed(given, valid, valid.len().max(MAX_CANDIDATES))
+}
+
+/// How many names a hint lists when they come from the user's files (step ids, stages,
+/// components): a long list would make every diagnostic as long as the file.
+pub const MAX_CANDIDATES: usize = 5;
+
+/// As [`suggest`] for names written by the user: each listed once, and at most the
+/// [`MAX_CANDIDATES`] nearest to `given`, then "… and N more".
+pub fn suggest_among(given: &str, valid: &[&str]) -> String {
+    suggest_listed(given, valid, MAX_CANDIDATES)
+}
+
+fn suggest_listed(given: &str, valid: &[&str], max: usize) -> String {
+    let names = candidates(given, valid.iter().copied(), max);
     match nearest(given, valid.iter().copied()) {
         Some(best) => format!("did you mean `{best}`? (valid: {names})"),
         None if valid.is_empty() => "nothing is accepted here".into(),
         None => format!("valid: {names}"),
     }
+}
+
+/// The names as a hint lists them: "`a`, `b`, `c`", each once, in written order when there
+/// are at most `max`, else the `max` nearest to `given` (by edit distance) and "… and N more".
+pub fn candidates<'a>(given: &str, valid: impl IntoIterator<Item = &'a str>, max: usize) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut names: Vec<&str> = valid.into_iter().filter(|v| seen.insert(*v)).collect();
+    let more = names.len().saturating_sub(max);
+    if more > 0 {
+        let mut ranked: Vec<(usize, usize, &str)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (strsim::levenshtein(given, v), i, *v))
+            .collect();
+        ranked.select_nth_unstable(max - 1);
+        ranked.truncate(max);
+        ranked.sort_unstable();
+        names = ranked.into_iter().map(|(_, _, v)| v).collect();
+    }
+    let mut list = names
+        .iter()
+        .map(|v| format!("`{v}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if more > 0 {
+        let _ = fmt::Write::write_fmt(&mut list, format_args!(" … and {more} more"));
+    }
+    list
 }
 
 /// The valid name closest to `given`, if it is close enough to be a likely typo.
@@ -1046,6 +1212,21 @@ mod tests {
         assert_eq!(err.message, "unknown key `nedds`");
         assert!(err.hint.unwrap().starts_with("did you mean `needs`?"));
         assert_eq!((err.span.line, err.span.column), (2, 1));
+    }
+
+    #[test]
+    fn candidate_lists_are_short_and_without_duplicates() {
+        assert_eq!(candidates("x", ["a", "b", "a"], 5), "`a`, `b`");
+        let many: Vec<String> = (0..4000).map(|i| format!("s{i}")).collect();
+        let list = candidates("s12", many.iter().map(String::as_str), 5);
+        assert!(list.starts_with("`s12`, "), "{list}");
+        assert!(list.ends_with(" … and 3995 more"), "{list}");
+        assert_eq!(list.matches('`').count(), 10, "{list}");
+        let hint = suggest_among("stagin", &["development", "staging", "staging"]);
+        assert_eq!(
+            hint,
+            "did you mean `staging`? (valid: `development`, `staging`)"
+        );
     }
 
     #[test]

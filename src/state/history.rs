@@ -52,6 +52,9 @@ pub struct ComponentHistory {
     pub approvals: BTreeMap<String, BTreeMap<String, Signed>>,
     /// The latest gate evaluation per target stage.
     pub gates: BTreeMap<String, GatesSeen>,
+    /// The target stages for which `release gates --file-blockers` ran: a blocker issue may
+    /// be open there, for `promote` to close.
+    pub blockers_filed: std::collections::BTreeSet<String>,
     /// The latest refused promotion.
     pub refusal: Option<Refusal>,
     pub last_action: Option<LastAction>,
@@ -107,6 +110,8 @@ pub struct GatesSeen {
     pub failing: Vec<String>,
     /// The failing promotion rules at the time: `id: summary`.
     pub failing_rules: Vec<String>,
+    /// The ids of the gates evaluated, passing or not, in order.
+    pub ids: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -175,6 +180,10 @@ impl ComponentHistory {
                 .collect()
         };
         let (failing, failing_rules) = (failed(&f.gates), failed(&f.rules));
+        let ids = f.gates.iter().map(|g| g.id.clone()).collect();
+        if f.file_blockers {
+            self.blockers_filed.insert(target.clone());
+        }
         let verdict = if f.passed { "passed" } else { "failed" };
         self.act(
             at,
@@ -189,6 +198,7 @@ impl ComponentHistory {
                 passed: f.passed,
                 failing,
                 failing_rules,
+                ids,
             },
         );
     }
@@ -270,6 +280,8 @@ struct Fields {
     rules: Vec<Judged>,
     #[serde(deserialize_with = "nullable")]
     gates: Vec<Judged>,
+    #[serde(deserialize_with = "nullable")]
+    file_blockers: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -323,7 +335,7 @@ impl History {
     pub fn load(audit: &AuditLog, runbooks: &str) -> Result<History, AuditError> {
         let mut history = History::default();
         let mut pending: HashMap<String, Pending> = HashMap::new();
-        let mut records = audit.records()?;
+        let mut records = audit.records_checked()?;
         let path = audit.path().to_path_buf();
         let corrupt = |line: u64, reason: String| AuditError::Corrupt {
             path: path.clone(),
@@ -737,6 +749,37 @@ mod tests {
         let h = History::load(&audit, "runbooks").unwrap().component("api");
         assert!(!h.approvals.contains_key("staging"));
         assert!(h.attestations.contains_key("security-review"));
+    }
+
+    #[test]
+    fn gate_evaluations_keep_the_gate_ids_and_whether_blockers_were_filed() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = log(dir.path());
+        let gates = json!([
+            { "id": "tests", "kind": "run", "passed": true, "summary": "ok" },
+            { "id": "cov", "kind": "coverage", "passed": false, "summary": "low" },
+        ]);
+        add(
+            &audit,
+            "g1",
+            "gates.evaluated",
+            "staging",
+            json!({ "target": "staging", "passed": false, "rules": [], "gates": gates }),
+        );
+        let h = History::load(&audit, "runbooks").unwrap().component("api");
+        assert_eq!(h.gates["staging"].ids, ["tests", "cov"]);
+        assert_eq!(h.gates["staging"].failing, ["cov: low"]);
+        assert!(h.blockers_filed.is_empty());
+        add(
+            &audit,
+            "g2",
+            "gates.evaluated",
+            "staging",
+            json!({ "target": "staging", "passed": true, "rules": [], "gates": [], "file_blockers": true }),
+        );
+        let h = History::load(&audit, "runbooks").unwrap().component("api");
+        assert!(h.gates["staging"].ids.is_empty());
+        assert!(h.blockers_filed.contains("staging"));
     }
 
     #[test]

@@ -81,6 +81,15 @@ impl Issue {
             .all(|wanted| self.labels.iter().any(|l| l.eq_ignore_ascii_case(wanted)))
     }
 
+    /// True for a blocker issue that `release gates --file-blockers` opened (its marker
+    /// is a [`blocker_marker`]): the tool's own report of failing gates, not a problem of
+    /// the component that a `no_open_issues` gate asks about.
+    pub fn is_blocker(&self) -> bool {
+        self.marker
+            .as_deref()
+            .is_some_and(|m| m.starts_with(&format!("{MARKER_START}blocker=")))
+    }
+
     /// A one-line reference for people: `#12` and where it is.
     pub fn reference(&self) -> String {
         format!("#{} {}", self.number, self.location)
@@ -104,6 +113,22 @@ pub enum Opened {
 /// The marker of the issue a run's step opens: a resumed run with the same run id finds it.
 pub fn run_marker(run_id: &str, step_id: &str) -> String {
     marker(&[("run", run_id), ("step", step_id)])
+}
+
+/// The marker of the blocker issue of `component` for `stage` (one per component and
+/// stage, opened by `release gates --file-blockers`).
+pub fn blocker_marker(component: &str, stage: &str) -> String {
+    marker(&[("blocker", &format!("{component}/{stage}"))])
+}
+
+/// The labels of a blocker issue.
+pub fn blocker_labels(component: &str, stage: &str) -> Vec<String> {
+    vec![
+        format!("component:{component}"),
+        format!("target:{stage}"),
+        "blocker".into(),
+        "quality-gate-failure".into(),
+    ]
 }
 
 /// A marker from `key=value` pairs: `<!-- release:k1=v1 k2=v2 -->`. Values are cleaned of
@@ -303,5 +328,16 @@ mod tests {
         assert!(issue.has_labels(&["critical".into()]));
         assert!(issue.has_labels(&[]));
         assert!(!issue.has_labels(&["critical".into(), "component:web".into()]));
+        assert!(!issue.is_blocker());
+        let blocker = Issue {
+            marker: Some(blocker_marker("api", "staging")),
+            ..issue.clone()
+        };
+        assert!(blocker.is_blocker());
+        let run = Issue {
+            marker: Some(run_marker("r1", "blocker")),
+            ..issue
+        };
+        assert!(!run.is_blocker());
     }
 }

@@ -163,20 +163,15 @@ impl Tried {
     }
 }
 
-/// Pushes `branch` to the same branch on `remote`. Returns a line saying what was pushed.
-pub fn push_branch(
-    repo: &Repository,
-    remote_name: &str,
-    branch: &str,
-) -> Result<String, RevertError> {
-    let target = resolve_remote(repo, remote_name, branch)?;
-    let mut remote = repo
-        .find_remote(remote_name)
-        .map_err(RevertError::git(format!(
-            "cannot open remote `{remote_name}`"
-        )))?;
-    // libgit2 takes a relative path from the process's folder; git takes it from the work
-    // tree's top. Push to the folder git means, and move the tracking branch by hand.
+/// The remote to push to, and the folder it names when that is a relative path: libgit2
+/// takes a relative path from the process's folder, git from the work tree's top, so such
+/// a remote is opened on the folder git means (the caller then moves the tracking branch).
+fn open_remote<'r>(
+    repo: &'r Repository,
+    name: &str,
+) -> Result<(git2::Remote<'r>, Option<std::path::PathBuf>), RevertError> {
+    let cannot = || RevertError::git(format!("cannot open remote `{name}`"));
+    let remote = repo.find_remote(name).map_err(cannot())?;
     let url = remote
         .pushurl_bytes()
         .filter(|u| !u.is_empty())
@@ -185,13 +180,25 @@ pub fn push_branch(
     let relative = Some(url.as_str())
         .filter(|u| !u.starts_with("file://") && !std::path::Path::new(u).is_absolute())
         .and_then(|u| local_remote(repo, u));
-    if let Some(path) = &relative {
-        remote = repo
-            .remote_anonymous(&path.to_string_lossy())
-            .map_err(RevertError::git(format!(
-                "cannot open remote `{remote_name}`"
-            )))?;
+    match &relative {
+        Some(path) => {
+            let anonymous = repo
+                .remote_anonymous(&path.to_string_lossy())
+                .map_err(cannot())?;
+            Ok((anonymous, relative))
+        }
+        None => Ok((remote, None)),
     }
+}
+
+/// Pushes `branch` to the same branch on `remote`. Returns a line saying what was pushed.
+pub fn push_branch(
+    repo: &Repository,
+    remote_name: &str,
+    branch: &str,
+) -> Result<String, RevertError> {
+    let target = resolve_remote(repo, remote_name, branch)?;
+    let (mut remote, relative) = open_remote(repo, remote_name)?;
     let config = repo
         .config()
         .map_err(RevertError::git("cannot read git config"))?;
