@@ -654,6 +654,15 @@ mod tests {
             .arg("5")
             .spawn()
             .unwrap();
+        // The parent may resume (vfork) before the kernel has set the child's arguments:
+        // wait until its command line reads as `sleep 5`.
+        let cmdline = format!("/proc/{}/cmdline", child.id());
+        for _ in 0..200 {
+            if std::fs::read(&cmdline).is_ok_and(|c| c.starts_with(b"sleep")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let mut lock = holder("reused", child.id());
         lock.started_at = (chrono::Utc::now() - chrono::Duration::seconds(60)).to_rfc3339();
         let state = liveness(&lock);
