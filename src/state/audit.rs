@@ -278,22 +278,47 @@ impl AuditLog {
             Err(e) => return Err(self.io(e)),
         };
         Ok(Records {
-            reader,
+            source: reader.map(Source::Plain),
             line: 0,
             buffer: Vec::new(),
             path: self.path.clone(),
-            chain: None,
         })
     }
 
-    /// The records, streamed, each checked against the hash chain as it is read: a broken
-    /// link ends the stream with [`AuditError::BrokenChain`]. For every reader that decides
-    /// something (gates, promotions, status), so that no decision rests on a record
-    /// `audit verify` rejects. Costs one SHA-256 per line.
+    /// The records, streamed, each checked against the hash chain: a broken link ends the
+    /// stream with [`AuditError::BrokenChain`] (after the lines before it). For every reader
+    /// that decides something (gates, promotions, status), so that no decision rests on a
+    /// record `audit verify` rejects. A thread of its own reads the file and hashes each
+    /// line while the caller parses the blocks it has passed; a few blocks of
+    /// [`CHECKED_BLOCK`] bytes are in flight at most, so memory stays flat.
     pub fn records_checked(&self) -> Result<Records, AuditError> {
-        let mut records = self.records()?;
-        records.chain = Some(ZERO_HASH.as_bytes().try_into().unwrap_or([b'0'; 64]));
-        Ok(records)
+        let file = match File::open(&self.path) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.io(e)),
+        };
+        let source = file.map(|file| {
+            let (blocks, receiver) = std::sync::mpsc::sync_channel(4);
+            let path = self.path.clone();
+            let spawned = std::thread::Builder::new()
+                .name("audit-chain".into())
+                .spawn(move || check_chain(file, &path, &blocks));
+            match spawned {
+                Ok(_) => Source::Checked {
+                    blocks: receiver,
+                    block: Vec::new(),
+                    at: 0,
+                    finished: false,
+                },
+                Err(e) => Source::Failed(Some(self.io(e))),
+            }
+        });
+        Ok(Records {
+            source,
+            line: 0,
+            buffer: Vec::new(),
+            path: self.path.clone(),
+        })
     }
 
     /// Checks the whole chain, streaming.
@@ -501,12 +526,86 @@ fn read_tail(file: &mut File, len: u64) -> std::io::Result<TailRead> {
 
 /// Streams the log's records.
 pub struct Records {
-    reader: Option<BufReader<File>>,
+    source: Option<Source>,
     line: u64,
     buffer: Vec<u8>,
     path: PathBuf,
-    /// With [`AuditLog::records_checked`]: the hex hash the next line's `prev` must hold.
-    chain: Option<[u8; 64]>,
+}
+
+/// Where [`Records`] takes its lines from.
+enum Source {
+    /// The file, line by line.
+    Plain(BufReader<File>),
+    /// Blocks of whole lines whose chain [`check_chain`] has checked, then its verdict.
+    Checked {
+        blocks: std::sync::mpsc::Receiver<Result<Vec<u8>, AuditError>>,
+        block: Vec<u8>,
+        at: usize,
+        /// The thread has ended (or sent its error): nothing more comes.
+        finished: bool,
+    },
+    /// The checking thread could not start.
+    Failed(Option<AuditError>),
+}
+
+/// The bytes [`check_chain`] reads at a time.
+const CHECKED_BLOCK: u64 = 1 << 20;
+
+/// Reads the log in blocks, checks each whole line's `prev` against the hash of the line
+/// before, and sends the blocks of checked lines; on a broken link, sends the lines before
+/// it and then the error. A torn last line (no newline) is left out, as [`Records`] does.
+/// Stops early when the reader is gone.
+fn check_chain(
+    mut file: File,
+    path: &Path,
+    blocks: &std::sync::mpsc::SyncSender<Result<Vec<u8>, AuditError>>,
+) {
+    use std::io::Read as _;
+    let mut expected = [b'0'; 64];
+    let mut line_no = 0u64;
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut block = std::mem::take(&mut carry);
+        let read = (&mut file).take(CHECKED_BLOCK).read_to_end(&mut block);
+        let n = match read {
+            Ok(n) => n,
+            Err(source) => {
+                let _ = blocks.send(Err(AuditError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }));
+                return;
+            }
+        };
+        let whole = memchr::memrchr(b'\n', &block).map_or(0, |i| i + 1);
+        carry = block.split_off(whole);
+        let mut start = 0;
+        while start < block.len() {
+            let end = start + memchr::memchr(b'\n', &block[start..]).unwrap_or(block.len() - start);
+            let line = &block[start..end];
+            line_no += 1;
+            if prev_field(line) != Some(&expected[..]) {
+                block.truncate(start);
+                if !block.is_empty() && blocks.send(Ok(block)).is_err() {
+                    return;
+                }
+                let _ = blocks.send(Err(AuditError::BrokenChain {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                }));
+                return;
+            }
+            hex::encode_to_slice(Sha256::digest(line), &mut expected)
+                .expect("64 hex digits for 32 bytes");
+            start = end + 1;
+        }
+        if !block.is_empty() && blocks.send(Ok(block)).is_err() {
+            return;
+        }
+        if n == 0 {
+            return;
+        }
+    }
 }
 
 /// The top-level `prev` of a record line as written (its last field), without parsing it.
@@ -521,33 +620,58 @@ impl Records {
     /// The next line's bytes (without its newline), for readers that parse only what they
     /// need; the buffer is reused, so memory stays flat.
     pub fn next_line(&mut self) -> Option<Result<(u64, &[u8]), AuditError>> {
-        let reader = self.reader.as_mut()?;
-        self.buffer.clear();
-        match reader.read_until(b'\n', &mut self.buffer) {
-            Ok(0) => None,
-            // A torn last line (a crash mid-write) is no record: `verify` reports it and the
-            // next append moves it aside.
-            Ok(_) if self.buffer.last() != Some(&b'\n') => None,
-            Ok(_) => {
-                self.line += 1;
-                let line = self.buffer.strip_suffix(b"\n").unwrap_or(&self.buffer);
-                if let Some(expected) = &mut self.chain {
-                    if prev_field(line) != Some(&expected[..]) {
-                        self.reader = None;
-                        return Some(Err(AuditError::BrokenChain {
-                            path: self.path.clone(),
-                            line: self.line,
-                        }));
+        match self.source.as_mut()? {
+            Source::Plain(reader) => {
+                self.buffer.clear();
+                match reader.read_until(b'\n', &mut self.buffer) {
+                    Ok(0) => None,
+                    // A torn last line (a crash mid-write) is no record: `verify` reports
+                    // it and the next append moves it aside.
+                    Ok(_) if self.buffer.last() != Some(&b'\n') => None,
+                    Ok(_) => {
+                        self.line += 1;
+                        let line = self.buffer.strip_suffix(b"\n").unwrap_or(&self.buffer);
+                        Some(Ok((self.line, line)))
                     }
-                    hex::encode_to_slice(Sha256::digest(line), expected)
-                        .expect("64 hex digits for 32 bytes");
+                    Err(source) => Some(Err(AuditError::Io {
+                        path: self.path.clone(),
+                        source,
+                    })),
                 }
-                Some(Ok((self.line, line)))
             }
-            Err(source) => Some(Err(AuditError::Io {
-                path: self.path.clone(),
-                source,
-            })),
+            Source::Failed(error) => error.take().map(Err),
+            Source::Checked {
+                blocks,
+                block,
+                at,
+                finished,
+            } => {
+                while *at >= block.len() {
+                    if *finished {
+                        return None;
+                    }
+                    match blocks.recv() {
+                        Ok(Ok(next)) => {
+                            *block = next;
+                            *at = 0;
+                        }
+                        Ok(Err(e)) => {
+                            *finished = true;
+                            return Some(Err(e));
+                        }
+                        Err(_) => {
+                            *finished = true;
+                            return None;
+                        }
+                    }
+                }
+                let start = *at;
+                let end =
+                    start + memchr::memchr(b'\n', &block[start..]).unwrap_or(block.len() - start);
+                *at = end + 1;
+                self.line += 1;
+                Some(Ok((self.line, &block[start..end])))
+            }
         }
     }
 
@@ -683,6 +807,42 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("release audit verify"), "{err}");
+    }
+
+    #[test]
+    fn checked_records_give_the_same_lines_across_blocks_and_skip_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path());
+        // A line longer than a block, and enough lines to span several blocks.
+        let mut big = entry("step.finished", 0);
+        big.data = serde_json::json!({ "stdout": "x".repeat(1_500_000) });
+        log.append(entry("run.started", 1)).unwrap();
+        log.append(big).unwrap();
+        for n in 0..5000 {
+            log.append(entry("step.finished", n)).unwrap();
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(log.path())
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"{\"v\":1,\"seq\":99").unwrap();
+        let mut plain = log.records().unwrap();
+        let mut checked = log.records_checked().unwrap();
+        let mut n = 0;
+        loop {
+            let a = plain
+                .next_line()
+                .map(|r| r.map(|(l, b)| (l, b.to_vec())).unwrap());
+            let b = checked
+                .next_line()
+                .map(|r| r.map(|(l, b)| (l, b.to_vec())).unwrap());
+            assert_eq!(a, b, "line {}", n + 1);
+            if a.is_none() {
+                break;
+            }
+            n += 1;
+        }
+        assert_eq!(n, 5002);
     }
 
     #[test]
