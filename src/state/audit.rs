@@ -298,14 +298,18 @@ impl AuditLog {
             Err(e) => return Err(self.io(e)),
         };
         let source = file.map(|file| {
-            let (blocks, receiver) = std::sync::mpsc::sync_channel(4);
+            let (blocks, receiver) = std::sync::mpsc::sync_channel(2);
+            // Read blocks come back to be filled again: a handful of buffers serve the
+            // whole file, and memory stays flat whatever its length.
+            let (spent, free) = std::sync::mpsc::sync_channel(4);
             let path = self.path.clone();
             let spawned = std::thread::Builder::new()
                 .name("audit-chain".into())
-                .spawn(move || check_chain(file, &path, &blocks));
+                .spawn(move || check_chain(file, &path, &blocks, &free));
             match spawned {
                 Ok(_) => Source::Checked {
                     blocks: receiver,
+                    spent,
                     block: Vec::new(),
                     at: 0,
                     finished: false,
@@ -539,6 +543,8 @@ enum Source {
     /// Blocks of whole lines whose chain [`check_chain`] has checked, then its verdict.
     Checked {
         blocks: std::sync::mpsc::Receiver<Result<Vec<u8>, AuditError>>,
+        /// Where read blocks go back to be filled again.
+        spent: std::sync::mpsc::SyncSender<Vec<u8>>,
         block: Vec<u8>,
         at: usize,
         /// The thread has ended (or sent its error): nothing more comes.
@@ -549,7 +555,7 @@ enum Source {
 }
 
 /// The bytes [`check_chain`] reads at a time.
-const CHECKED_BLOCK: u64 = 1 << 20;
+const CHECKED_BLOCK: u64 = 256 << 10;
 
 /// Reads the log in blocks, checks each whole line's `prev` against the hash of the line
 /// before, and sends the blocks of checked lines; on a broken link, sends the lines before
@@ -559,13 +565,16 @@ fn check_chain(
     mut file: File,
     path: &Path,
     blocks: &std::sync::mpsc::SyncSender<Result<Vec<u8>, AuditError>>,
+    free: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) {
     use std::io::Read as _;
     let mut expected = [b'0'; 64];
     let mut line_no = 0u64;
     let mut carry: Vec<u8> = Vec::new();
     loop {
-        let mut block = std::mem::take(&mut carry);
+        let mut block = free.try_recv().unwrap_or_default();
+        block.clear();
+        block.extend_from_slice(&carry);
         let read = (&mut file).take(CHECKED_BLOCK).read_to_end(&mut block);
         let n = match read {
             Ok(n) => n,
@@ -578,7 +587,9 @@ fn check_chain(
             }
         };
         let whole = memchr::memrchr(b'\n', &block).map_or(0, |i| i + 1);
-        carry = block.split_off(whole);
+        carry.clear();
+        carry.extend_from_slice(&block[whole..]);
+        block.truncate(whole);
         let mut start = 0;
         while start < block.len() {
             let end = start + memchr::memchr(b'\n', &block[start..]).unwrap_or(block.len() - start);
@@ -642,6 +653,7 @@ impl Records {
             Source::Failed(error) => error.take().map(Err),
             Source::Checked {
                 blocks,
+                spent,
                 block,
                 at,
                 finished,
@@ -652,7 +664,7 @@ impl Records {
                     }
                     match blocks.recv() {
                         Ok(Ok(next)) => {
-                            *block = next;
+                            let _ = spent.try_send(std::mem::replace(block, next));
                             *at = 0;
                         }
                         Ok(Err(e)) => {
