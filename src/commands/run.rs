@@ -252,7 +252,9 @@ fn env_names_in(file: &Path, names: &mut Vec<String>) {
     if !regular_and_small {
         return;
     }
+    // Most runbooks name no variable: those are not parsed at all.
     if let Ok(text) = std::fs::read_to_string(file)
+        && text.contains("_env")
         && let Ok(value) = serde_saphyr::from_str::<serde_json::Value>(&text)
     {
         walk(&value, names);
