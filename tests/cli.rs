@@ -112,6 +112,42 @@ fn schema_describes_both_files() {
 }
 
 #[test]
+fn schema_agrees_with_the_validator_on_scalars_ids_and_one_action() {
+    let env = TestEnv::new();
+    let runbook: serde_json::Value =
+        serde_json::from_str(&env.release(&["schema", "runbook"]).stdout).unwrap();
+    let step = &runbook["$defs"]["StepSpec"];
+    // `if: true` and `confirm: yes` are read as text by the loader: the schema allows them.
+    for key in ["if", "confirm", "name"] {
+        let types = step["properties"][key]["type"].as_array().unwrap();
+        assert!(
+            types.contains(&"boolean".into()) && types.contains(&"number".into()),
+            "{key}: {types:?}"
+        );
+    }
+    assert_eq!(step["properties"]["id"]["pattern"], "^[a-z0-9][a-z0-9_-]*$");
+    // Exactly one action: one `oneOf` branch per action key.
+    let branches = step["oneOf"].as_array().unwrap();
+    assert_eq!(branches.len(), 8);
+    assert!(branches.contains(&serde_json::json!({ "required": ["git_revert"] })));
+
+    let config: serde_json::Value =
+        serde_json::from_str(&env.release(&["schema", "config"]).stdout).unwrap();
+    assert_eq!(config["properties"]["version"]["const"], 1);
+    assert_eq!(
+        config["$defs"]["Map_of_Component"]["propertyNames"]["pattern"],
+        "^[a-z][a-z0-9_-]*$"
+    );
+    assert_eq!(
+        config["$defs"]["GateSpec"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+}
+
+#[test]
 fn missing_config_says_how_to_make_one() {
     let env = TestEnv::new();
     env.release(&["runbook", "validate"])

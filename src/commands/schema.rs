@@ -28,16 +28,99 @@ pub enum Which {
     Runbook,
 }
 
+/// A stage or component name, as validation checks it.
+const NAME: &str = "^[a-z][a-z0-9_-]*$";
+/// A step or gate id.
+const ID: &str = "^[a-z0-9][a-z0-9_-]*$";
+/// The action keys of a step (exactly one per step).
+const ACTIONS: [&str; 8] = [
+    "run",
+    "notify",
+    "git_revert",
+    "migration_rollback",
+    "cache_clear",
+    "health_check",
+    "incident_issue",
+    "verify",
+];
+/// The kind keys of a gate (exactly one per gate).
+const GATE_KINDS: [&str; 10] = [
+    "run",
+    "coverage",
+    "stable_for",
+    "uptime",
+    "attested",
+    "approvals",
+    "freeze",
+    "rollback_tested",
+    "file_exists",
+    "no_open_issues",
+];
+
 fn config_schema() -> serde_json::Value {
     let mut schema = schemars::schema_for!(Config).to_value();
     schema["$id"] = "https://release.invalid/release.schema.json".into();
+    scalars_as_text(&mut schema);
+    schema["properties"]["version"] = serde_json::json!({
+        "description": "Format version; must be 1.",
+        "const": 1
+    });
+    if let Some(map) = schema.pointer_mut("/$defs/Map_of_Component") {
+        map["propertyNames"] = serde_json::json!({ "pattern": NAME });
+    }
+    if let Some(gate) = schema.pointer_mut("/$defs/GateSpec") {
+        gate["properties"]["id"]["pattern"] = ID.into();
+        gate["oneOf"] = exactly_one_of(&GATE_KINDS);
+    }
     schema
 }
 
 fn runbook_schema() -> serde_json::Value {
     let mut schema = schemars::schema_for!(RunbookSpec).to_value();
     schema["$id"] = "https://release.invalid/runbook.schema.json".into();
+    scalars_as_text(&mut schema);
+    if let Some(step) = schema.pointer_mut("/$defs/StepSpec") {
+        step["properties"]["id"]["pattern"] = ID.into();
+        step["oneOf"] = exactly_one_of(&ACTIONS);
+    }
     schema
+}
+
+/// `oneOf` that holds when exactly one of `keys` is present.
+fn exactly_one_of(keys: &[&str]) -> serde_json::Value {
+    keys.iter()
+        .map(|key| serde_json::json!({ "required": [key] }))
+        .collect()
+}
+
+/// The loader reads any YAML scalar where it wants text (`if: true`, `default: 3`,
+/// `run: [echo, 1]`): a plain string type in the schema accepts numbers and booleans too,
+/// so that editors flag nothing the tool accepts. Strings with a pattern, a format or a
+/// fixed set of values stay strings.
+fn scalars_as_text(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let constrained = ["enum", "const", "pattern", "format"]
+                .iter()
+                .any(|k| map.contains_key(*k));
+            if !constrained && let Some(kind) = map.get_mut("type") {
+                match kind {
+                    serde_json::Value::String(t) if t == "string" => {
+                        *kind = serde_json::json!(["string", "number", "boolean"]);
+                    }
+                    serde_json::Value::Array(types) if types.iter().any(|t| t == "string") => {
+                        types.push("number".into());
+                        types.push("boolean".into());
+                        types.dedup();
+                    }
+                    _ => {}
+                }
+            }
+            map.values_mut().for_each(scalars_as_text);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(scalars_as_text),
+        _ => {}
+    }
 }
 
 pub fn cmd_schema(ctx: &Context<'_>, args: &SchemaArgs) -> Result<i32, Error> {
