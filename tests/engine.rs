@@ -639,6 +639,27 @@ steps:
 }
 
 #[test]
+fn a_process_left_behind_with_its_output_elsewhere_ends_with_the_step() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/bg.yaml",
+        "steps:
+  - id: a
+    run: [sh, -c, 'nohup sleep 30 >/dev/null 2>&1 & echo $! > left.pid']
+  - id: b
+    run: [\"true\"]
+",
+    );
+    let run = env.release(&run_args("rb/bg.yaml", C, &[]));
+    run.assert_code(0);
+    let pid = read_pid(&env, "left.pid");
+    assert!(
+        wait_until(Duration::from_secs(3), || pid_gone(pid)),
+        "the process left behind by step a is still running"
+    );
+}
+
+#[test]
 fn scheduler_timeout_kills_the_whole_process_group() {
     let env = TestEnv::initialized();
     env.write(

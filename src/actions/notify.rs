@@ -100,7 +100,12 @@ impl StepAction for NotifyAction {
         };
         let (channel, url) = match resolve(self, ctx) {
             Ok(found) => found,
-            Err(e) => return blocked(e),
+            Err(e) => {
+                return Preflight {
+                    would: format!("post to `{}`: {message}", self.channel.value),
+                    ..blocked(e)
+                };
+            }
         };
         let target = url.as_deref().map(redacted_url).unwrap_or_default();
         let would = match channel.kind {

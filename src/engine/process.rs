@@ -141,6 +141,10 @@ pub async fn run_process(
             signal_group(pgid, Signal::KILL);
             readers.await
         };
+    // A process left behind with its output elsewhere (`nohup … >/dev/null &`) holds no
+    // pipe but is still the step's: it ends with the step. (The group's id cannot have
+    // been reused: pids are handed out in order across the whole pid space.)
+    signal_group(pgid, Signal::KILL);
     ProcessResult {
         exit,
         stdout: out.unwrap_or_default(),
@@ -262,7 +266,8 @@ pub fn why_not_runnable(program: &str, cwd: &Path) -> String {
         })
     };
     if program.contains('/') {
-        return explain(&cwd.join(program)).unwrap_or_else(|| {
+        let relative = program.trim_start_matches("./");
+        return explain(&cwd.join(relative)).unwrap_or_else(|| {
             format!(
                 "`{program}` is not found (no such file under {})",
                 cwd.display()
