@@ -47,6 +47,28 @@ steps:
     )
 }
 
+/// `run rb/revert.yaml … --set commit=COMMITS [--dry-run]`
+fn run_args(commits: &str, dry_run: bool) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        RUNBOOK,
+        "--component",
+        "orchestration",
+        "--stage",
+        "staging",
+        "--reason",
+        "r",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push("--set".into());
+    args.push(format!("commit={commits}"));
+    if dry_run {
+        args.push("--dry-run".into());
+    }
+    args
+}
+
 impl Repo {
     /// `release init`, `git init`, the runbook (with extra `git_revert` keys), and a first
     /// commit pushed to origin.
@@ -109,23 +131,9 @@ impl Repo {
 
     /// `release run rb/revert.yaml … --set commit=COMMITS [--dry-run]`
     fn release(&self, commits: &str, dry_run: bool) -> Run {
-        let set = format!("commit={commits}");
-        let mut args = vec![
-            "run",
-            RUNBOOK,
-            "--component",
-            "orchestration",
-            "--stage",
-            "staging",
-            "--reason",
-            "r",
-            "--set",
-            &set,
-        ];
-        if dry_run {
-            args.push("--dry-run");
-        }
-        self.env.release(&args)
+        let args = run_args(commits, dry_run);
+        self.env
+            .release(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// Every ref, HEAD, the index's bytes and every work-tree file's bytes.
@@ -319,26 +327,15 @@ fn a_relative_remote_is_taken_from_the_work_tree_even_with_dash_c() {
     repo.git(&["push", "-q", "origin", "main"]);
     let elsewhere = tempfile::tempdir().unwrap();
     let project = repo.env.path().to_str().unwrap().to_owned();
-    let set = format!("commit={c}");
-    let args = [
-        "-C",
-        &project,
-        "run",
-        RUNBOOK,
-        "--component",
-        "orchestration",
-        "--stage",
-        "staging",
-        "--reason",
-        "r",
-        "--set",
-        &set,
-    ];
-    let mut dry = args.to_vec();
-    dry.push("--dry-run");
-    repo.env.release_in(elsewhere.path(), &dry).assert_code(0);
-    let run = repo.env.release_in(elsewhere.path(), &args);
-    run.assert_code(0);
+    // From another folder, with `-C`.
+    let from_elsewhere = |dry_run: bool| {
+        let mut args = vec!["-C".to_owned(), project.clone()];
+        args.extend(run_args(&c, dry_run));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        repo.env.release_in(elsewhere.path(), &args)
+    };
+    from_elsewhere(true).assert_code(0);
+    from_elsewhere(false).assert_code(0);
     let remote = git_in(
         &repo.env.join("remote.git"),
         &["rev-parse", "refs/heads/main"],
@@ -353,7 +350,7 @@ fn a_relative_remote_is_taken_from_the_work_tree_even_with_dash_c() {
 
     // A remote folder that does not exist blocks the dry-run, naming it.
     repo.git(&["remote", "set-url", "origin", "./gone.git"]);
-    let run = repo.env.release_in(elsewhere.path(), &dry);
+    let run = from_elsewhere(true);
     run.assert_code(1);
     assert_mentions(&run, "gone.git, which does not exist");
 }

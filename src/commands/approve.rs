@@ -10,10 +10,10 @@ use crate::commands::gates::{append, secrets};
 use crate::commands::run::{audit_log, check_target, load_history};
 use crate::engine;
 use crate::error::Error;
-use crate::gates::evaluate::is_unidentified;
 use crate::gates::rules::standing;
 use crate::project::Project;
 use crate::project::config::GateKind;
+use crate::state::audit::is_unidentified;
 
 /// Approve the promotion of a component into a stage (for `approvals` gates).
 #[derive(Debug, clap::Args)]

@@ -32,31 +32,6 @@ pub enum Which {
 const NAME: &str = "^[a-z][a-z0-9_-]*$";
 /// A step or gate id.
 const ID: &str = "^[a-z0-9][a-z0-9_-]*$";
-/// The action keys of a step (exactly one per step).
-const ACTIONS: [&str; 8] = [
-    "run",
-    "notify",
-    "git_revert",
-    "migration_rollback",
-    "cache_clear",
-    "health_check",
-    "incident_issue",
-    "verify",
-];
-/// The kind keys of a gate (exactly one per gate).
-const GATE_KINDS: [&str; 10] = [
-    "run",
-    "coverage",
-    "stable_for",
-    "uptime",
-    "attested",
-    "approvals",
-    "freeze",
-    "rollback_tested",
-    "file_exists",
-    "no_open_issues",
-];
-
 fn config_schema() -> serde_json::Value {
     let mut schema = schemars::schema_for!(Config).to_value();
     schema["$id"] = "https://release.invalid/release.schema.json".into();
@@ -70,7 +45,7 @@ fn config_schema() -> serde_json::Value {
     }
     if let Some(gate) = schema.pointer_mut("/$defs/GateSpec") {
         gate["properties"]["id"]["pattern"] = ID.into();
-        gate["oneOf"] = exactly_one_of(&GATE_KINDS);
+        gate["oneOf"] = exactly_one_of(crate::project::config::GATE_KINDS);
     }
     schema
 }
@@ -81,7 +56,7 @@ fn runbook_schema() -> serde_json::Value {
     scalars_as_text(&mut schema);
     if let Some(step) = schema.pointer_mut("/$defs/StepSpec") {
         step["properties"]["id"]["pattern"] = ID.into();
-        step["oneOf"] = exactly_one_of(&ACTIONS);
+        step["oneOf"] = exactly_one_of(crate::project::runbook::ACTIONS);
     }
     schema
 }

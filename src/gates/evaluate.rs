@@ -468,12 +468,6 @@ async fn uptime_gate(templates: &Templates, gate: &UptimeGate) -> Verdict {
     }
 }
 
-/// True for an actor recorded when nobody could tell who ran `release` (no git
-/// `user.email`, no `$USER`): such a record names no person, so it never counts as one.
-pub fn is_unidentified(actor: &str) -> bool {
-    actor.starts_with("unknown@")
-}
-
 fn within(now: DateTime<Utc>, at: DateTime<Utc>, window: Option<&Duration>) -> bool {
     window.is_none_or(|w| chrono::TimeDelta::from_std(w.0).is_ok_and(|w| now - at <= w))
 }
@@ -520,7 +514,7 @@ fn approvals(subject: &Subject<'_>, history: &ComponentHistory, gate: &Approvals
     // Why each excluded approval does not count, for the summary.
     let mut why_not = Vec::new();
     for (actor, signed) in history.approvals.get(subject.target).into_iter().flatten() {
-        if is_unidentified(&signed.actor) {
+        if crate::state::audit::is_unidentified(&signed.actor) {
             excluded.push(json!({ "by": signed.actor, "at": signed.at, "why": "nobody can tell who recorded it" }));
             why_not.push(format!(
                 "{}'s does not count: nobody can tell who that is",

@@ -126,11 +126,7 @@ impl<'a> Checker<'a> {
                     .any(|(span, key)| *span == e.span && (key == m || nearest(key, [m]).is_some()))
             });
             let key = (e.span, e.message.clone());
-            let progress = if e.missing.is_some() {
-                remove_map(tree, e.span)
-            } else {
-                remove_node(tree, e.span)
-            };
+            let progress = remove_node(tree, e.span, e.missing.is_some());
             if !taken_out && !reported.contains(&key) {
                 reported.push(key);
                 self.push_de_error(e, context);
@@ -212,61 +208,32 @@ impl<'a> Checker<'a> {
 }
 
 /// Takes out of `node` the mapping entry whose key or value is at `span`, or the list item
-/// at `span`, the deepest one first. Returns the span of the mapping (or list) it was in and
-/// the key taken out (empty for a list item).
-fn remove_node(node: &mut Node, span: Span) -> Option<(Span, String)> {
+/// at `span`, the deepest one first; with `whole_map`, only a mapping value at `span` (one
+/// that misses a required key) goes, with the entry or item holding it. Returns the span of
+/// the mapping (or list) it was in and the key taken out (empty for a list item).
+fn remove_node(node: &mut Node, span: Span, whole_map: bool) -> Option<(Span, String)> {
     let own = node.span;
+    let hit = |n: &Node| n.span == span && (!whole_map || n.is_map());
     match &mut node.value {
         yaml::Value::Map(entries) => {
             for (_, value) in entries.iter_mut() {
-                if let Some(found) = remove_node(value, span) {
+                if let Some(found) = remove_node(value, span, whole_map) {
                     return Some(found);
                 }
             }
             let at = entries
                 .iter()
-                .position(|(k, v)| k.span == span || v.span == span)?;
+                .position(|(k, v)| hit(v) || (!whole_map && k.span == span))?;
             let (key, _) = entries.remove(at);
             Some((own, key.scalar_text().unwrap_or_default().to_owned()))
         }
         yaml::Value::Seq(items) => {
             for item in items.iter_mut() {
-                if let Some(found) = remove_node(item, span) {
+                if let Some(found) = remove_node(item, span, whole_map) {
                     return Some(found);
                 }
             }
-            let at = items.iter().position(|i| i.span == span)?;
-            items.remove(at);
-            Some((own, String::new()))
-        }
-        _ => None,
-    }
-}
-
-/// Takes out the mapping at `span` (one that misses a required key) from where it stands:
-/// the entry or list item holding it, the deepest first.
-fn remove_map(node: &mut Node, span: Span) -> Option<(Span, String)> {
-    let own = node.span;
-    match &mut node.value {
-        yaml::Value::Map(entries) => {
-            for (_, value) in entries.iter_mut() {
-                if let Some(found) = remove_map(value, span) {
-                    return Some(found);
-                }
-            }
-            let at = entries
-                .iter()
-                .position(|(_, v)| v.is_map() && v.span == span)?;
-            let (key, _) = entries.remove(at);
-            Some((own, key.scalar_text().unwrap_or_default().to_owned()))
-        }
-        yaml::Value::Seq(items) => {
-            for item in items.iter_mut() {
-                if let Some(found) = remove_map(item, span) {
-                    return Some(found);
-                }
-            }
-            let at = items.iter().position(|i| i.is_map() && i.span == span)?;
+            let at = items.iter().position(hit)?;
             items.remove(at);
             Some((own, String::new()))
         }

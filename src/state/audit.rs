@@ -278,7 +278,10 @@ impl AuditLog {
             Err(e) => return Err(self.io(e)),
         };
         Ok(Records {
-            source: reader.map(Source::Plain),
+            source: reader.map(|reader| Source::Plain {
+                reader,
+                chain: None,
+            }),
             line: 0,
             buffer: Vec::new(),
             path: self.path.clone(),
@@ -305,10 +308,9 @@ impl AuditLog {
             .is_some_and(|m| m.len() <= 4 * CHECKED_BLOCK);
         if small {
             return Ok(Records {
-                source: file.map(|f| Source::Inline {
+                source: file.map(|f| Source::Plain {
                     reader: BufReader::with_capacity(64 * 1024, f),
-                    expected: [b'0'; 64],
-                    broken: false,
+                    chain: Some(Chain::default()),
                 }),
                 line: 0,
                 buffer: Vec::new(),
@@ -556,15 +558,10 @@ pub struct Records {
 
 /// Where [`Records`] takes its lines from.
 enum Source {
-    /// The file, line by line.
-    Plain(BufReader<File>),
-    /// The file, line by line, each line checked against the chain as it is read:
-    /// `expected` is the hex hash the next line's `prev` must hold.
-    Inline {
+    /// The file, line by line; with a chain, each line is checked as it is read.
+    Plain {
         reader: BufReader<File>,
-        expected: [u8; 64],
-        /// The chain broke: nothing more is read.
-        broken: bool,
+        chain: Option<Chain>,
     },
     /// Blocks of whole lines whose chain [`check_chain`] has checked, then its verdict.
     Checked {
@@ -578,6 +575,37 @@ enum Source {
     },
     /// The checking thread could not start.
     Failed(Option<AuditError>),
+}
+
+/// The hash chain as read so far.
+struct Chain {
+    /// The hex hash the next line's `prev` must hold.
+    expected: [u8; 64],
+    /// A link was broken: nothing after it is trusted.
+    broken: bool,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain {
+            expected: [b'0'; 64],
+            broken: false,
+        }
+    }
+}
+
+impl Chain {
+    /// Checks that `line` links to the line before and moves on to it; false (and broken
+    /// from then on) when it does not.
+    fn follow(&mut self, line: &[u8]) -> bool {
+        if self.broken || prev_field(line) != Some(&self.expected[..]) {
+            self.broken = true;
+            return false;
+        }
+        hex::encode_to_slice(Sha256::digest(line), &mut self.expected)
+            .expect("64 hex digits for 32 bytes");
+        true
+    }
 }
 
 /// The bytes [`check_chain`] reads at a time.
@@ -594,7 +622,7 @@ fn check_chain(
     free: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) {
     use std::io::Read as _;
-    let mut expected = [b'0'; 64];
+    let mut chain = Chain::default();
     let mut line_no = 0u64;
     let mut carry: Vec<u8> = Vec::new();
     loop {
@@ -621,7 +649,7 @@ fn check_chain(
             let end = start + memchr::memchr(b'\n', &block[start..]).unwrap_or(block.len() - start);
             let line = &block[start..end];
             line_no += 1;
-            if prev_field(line) != Some(&expected[..]) {
+            if !chain.follow(line) {
                 block.truncate(start);
                 if !block.is_empty() && blocks.send(Ok(block)).is_err() {
                     return;
@@ -632,8 +660,6 @@ fn check_chain(
                 }));
                 return;
             }
-            hex::encode_to_slice(Sha256::digest(line), &mut expected)
-                .expect("64 hex digits for 32 bytes");
             start = end + 1;
         }
         if !block.is_empty() && blocks.send(Ok(block)).is_err() {
@@ -658,7 +684,10 @@ impl Records {
     /// need; the buffer is reused, so memory stays flat.
     pub fn next_line(&mut self) -> Option<Result<(u64, &[u8]), AuditError>> {
         match self.source.as_mut()? {
-            Source::Plain(reader) => {
+            Source::Plain { reader, chain } => {
+                if chain.as_ref().is_some_and(|c| c.broken) {
+                    return None;
+                }
                 self.buffer.clear();
                 match reader.read_until(b'\n', &mut self.buffer) {
                     Ok(0) => None,
@@ -668,38 +697,14 @@ impl Records {
                     Ok(_) => {
                         self.line += 1;
                         let line = self.buffer.strip_suffix(b"\n").unwrap_or(&self.buffer);
-                        Some(Ok((self.line, line)))
-                    }
-                    Err(source) => Some(Err(AuditError::Io {
-                        path: self.path.clone(),
-                        source,
-                    })),
-                }
-            }
-            Source::Inline {
-                reader,
-                expected,
-                broken,
-            } => {
-                if *broken {
-                    return None;
-                }
-                self.buffer.clear();
-                match reader.read_until(b'\n', &mut self.buffer) {
-                    Ok(0) => None,
-                    Ok(_) if self.buffer.last() != Some(&b'\n') => None,
-                    Ok(_) => {
-                        self.line += 1;
-                        let line = self.buffer.strip_suffix(b"\n").unwrap_or(&self.buffer);
-                        if prev_field(line) != Some(&expected[..]) {
-                            *broken = true;
+                        if let Some(chain) = chain
+                            && !chain.follow(line)
+                        {
                             return Some(Err(AuditError::BrokenChain {
                                 path: self.path.clone(),
                                 line: self.line,
                             }));
                         }
-                        hex::encode_to_slice(Sha256::digest(line), expected)
-                            .expect("64 hex digits for 32 bytes");
                         Some(Ok((self.line, line)))
                     }
                     Err(source) => Some(Err(AuditError::Io {
@@ -770,6 +775,17 @@ impl Iterator for Records {
     }
 }
 
+/// The user part of the actor when neither git nor the environment names one.
+const UNKNOWN_USER: &str = "unknown";
+
+/// True for an actor recorded when nobody could tell who ran `release` (no git
+/// `user.email`, no `$USER`): such a record names no person, so it never counts as one.
+pub fn is_unidentified(actor: &str) -> bool {
+    actor
+        .strip_prefix(UNKNOWN_USER)
+        .is_some_and(|rest| rest.starts_with('@'))
+}
+
 /// Who is acting: git's `user.email` for the project, else `$USER@host`.
 pub fn current_actor(root: &Path) -> String {
     let email = std::process::Command::new("git")
@@ -785,7 +801,7 @@ pub fn current_actor(root: &Path) -> String {
     email.unwrap_or_else(|| {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+            .unwrap_or_else(|_| UNKNOWN_USER.into());
         let uname = rustix::system::uname();
         format!("{user}@{}", uname.nodename().to_string_lossy())
     })
