@@ -6,8 +6,6 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use assert_cmd::cargo::CommandCargoExt;
-
 use crate::harness::{Run, TestEnv};
 
 /// A request as the server saw it.
@@ -94,24 +92,7 @@ impl Server {
 
 /// `release ARGS` in the test folder with extra environment variables.
 fn release_with(env: &TestEnv, vars: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut command = std::process::Command::cargo_bin("release").unwrap();
-    command
-        .current_dir(env.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.join(".home"))
-        .env("USER", "tester")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("NO_COLOR", "1")
-        .envs(vars.iter().copied())
-        .args(args)
-        .stdin(std::process::Stdio::null());
-    let out = command.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    env.release_with_env(args, vars)
 }
 
 const TARGET: [&str; 6] = [

@@ -163,28 +163,7 @@ fn closed_port() -> u16 {
 
 /// Runs `release ARGS` as the harness does (cleared environment, pinned HOME…), plus `vars`.
 fn release_with_env(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Run {
-    let mut command = Command::cargo_bin("release").expect("release binary");
-    command
-        .current_dir(env.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.join(".home"))
-        .env("USER", "tester")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("NO_COLOR", "1")
-        .env("TZ", "UTC")
-        .args(args)
-        .stdin(Stdio::null());
-    for (k, v) in vars {
-        command.env(k, v);
-    }
-    let output = command.output().expect("run release");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    env.release_with_env(args, vars)
 }
 
 /// The same, off the async runtime (a test's mock server keeps answering meanwhile).

@@ -13,7 +13,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -29,34 +28,12 @@ const SECRET: &str = "https://hooks.example/very-secret-token-123";
 
 /// `release` as the harness builds it (cleared environment, pinned HOME…), in the folder.
 fn command(env: &TestEnv) -> Command {
-    let mut command = Command::cargo_bin("release").expect("release binary");
-    command
-        .current_dir(env.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.join(".home"))
-        .env("USER", "tester")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("NO_COLOR", "1")
-        .env("TZ", "UTC")
-        .stdin(Stdio::null());
-    command
+    env.command()
 }
 
 /// Runs `release ARGS` with extra environment variables.
 fn release_with_env(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Run {
-    let mut command = command(env);
-    command.args(args);
-    for (k, v) in vars {
-        command.env(k, v);
-    }
-    let output = command.output().expect("run release");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    env.release_with_env(args, vars)
 }
 
 /// Starts `release ARGS` in the background (output captured).
@@ -1441,8 +1418,9 @@ fn wait_for_step_started(env: &TestEnv, step: &str) {
     );
 }
 
-#[test]
-fn lock_held_refuses_a_second_run_with_the_holder() {
+/// A project where a run of `rb/nap.yaml` is under way and holds the lock (`rb/quick.yaml`
+/// is a one-step runbook to try next): the project, the holder, and its lock record.
+fn holding_the_lock() -> (TestEnv, Child, Value) {
     let env = TestEnv::initialized();
     env.write("rb/nap.yaml", NAP);
     env.write(
@@ -1452,6 +1430,12 @@ fn lock_held_refuses_a_second_run_with_the_holder() {
     let holder = spawn_release(&env, &run_args("rb/nap.yaml", C, &[]));
     wait_for_step_started(&env, "nap");
     let lock: Value = serde_json::from_str(&env.read(LOCK)).expect("lock JSON");
+    (env, holder, lock)
+}
+
+#[test]
+fn lock_held_refuses_a_second_run_with_the_holder() {
+    let (env, holder, lock) = holding_the_lock();
     assert_eq!(lock["pid"], holder.id());
     let run_id = lock["run"].as_str().unwrap().to_owned();
 
@@ -1705,15 +1689,7 @@ fn unlock(env: &TestEnv, how: &[&str], reason: &str) -> Run {
 
 #[test]
 fn unlock_refuses_the_lock_of_a_run_alive_on_this_host() {
-    let env = TestEnv::initialized();
-    env.write("rb/nap.yaml", NAP);
-    env.write(
-        "rb/quick.yaml",
-        "steps:\n  - id: quick\n    run: [touch, quick]\n",
-    );
-    let holder = spawn_release(&env, &run_args("rb/nap.yaml", C, &[]));
-    wait_for_step_started(&env, "nap");
-    let lock: Value = serde_json::from_str(&env.read(LOCK)).expect("lock JSON");
+    let (env, holder, lock) = holding_the_lock();
     let run_id = lock["run"].as_str().unwrap().to_owned();
 
     let refused = unlock(&env, &["--lock-id", &run_id], "I think it is dead");

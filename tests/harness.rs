@@ -18,6 +18,16 @@ pub(crate) struct Run {
 }
 
 impl Run {
+    /// Runs `command` to the end and keeps what it did.
+    pub(crate) fn of(command: &mut std::process::Command) -> Run {
+        let output = command.output().expect("run release");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     /// For snapshots: exit code, then stdout and stderr.
     pub(crate) fn transcript(&self) -> String {
         format!(
@@ -103,9 +113,25 @@ impl TestEnv {
 
     /// Runs `release ARGS` in another folder, with this environment.
     pub(crate) fn release_in(&self, cwd: &Path, args: &[&str]) -> Run {
+        let mut command = self.command();
+        command.current_dir(cwd).args(args);
+        Run::of(&mut command)
+    }
+
+    /// Runs `release ARGS` in the folder with extra environment variables.
+    pub(crate) fn release_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+        let mut command = self.command();
+        command.args(args).envs(vars.iter().copied());
+        Run::of(&mut command)
+    }
+
+    /// `release` as every test runs it, in the folder: a cleared environment with PATH, a
+    /// pinned HOME, USER `tester`, no global or system git config, no colour, UTC, and no
+    /// standard input.
+    pub(crate) fn command(&self) -> std::process::Command {
         let mut command = std::process::Command::cargo_bin("release").expect("release binary");
         command
-            .current_dir(cwd)
+            .current_dir(self.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.join(".home"))
@@ -114,13 +140,7 @@ impl TestEnv {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("NO_COLOR", "1")
             .env("TZ", "UTC")
-            .args(args)
             .stdin(std::process::Stdio::null());
-        let output = command.output().expect("run release");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        command
     }
 }

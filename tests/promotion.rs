@@ -2658,25 +2658,9 @@ fn approve_refuses_approvals_that_can_never_count() {
 
 /// `release ARGS` with no way to tell who runs it: no git user.email, no $USER, no $LOGNAME.
 fn release_as_nobody(env: &TestEnv, args: &[&str]) -> Run {
-    use assert_cmd::cargo::CommandCargoExt;
-    let output = Command::cargo_bin("release")
-        .expect("release binary")
-        .current_dir(env.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.join(".home"))
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("NO_COLOR", "1")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run release");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let mut command = env.command();
+    command.env_remove("USER").args(args);
+    Run::of(&mut command)
 }
 
 #[test]

@@ -235,13 +235,7 @@ fn check_filters(
     if let Some(c) = component
         && !seen_components.contains(c)
     {
-        let mut valid: Vec<&str> = declared.clone();
-        valid.extend(
-            seen_components
-                .iter()
-                .map(String::as_str)
-                .filter(|s| !declared.contains(s)),
-        );
+        let valid = known_names(&declared, &seen_components);
         return Err(Error::InvalidInput {
             message: format!(
                 "--component {c}: no such component in release.yaml, and the audit log has no record of it"
@@ -250,13 +244,7 @@ fn check_filters(
         });
     }
     if let Some(k) = kind {
-        let mut valid: Vec<&str> = KINDS.to_vec();
-        valid.extend(
-            seen_kinds
-                .iter()
-                .map(String::as_str)
-                .filter(|s| !KINDS.contains(s)),
-        );
+        let valid = known_names(KINDS, &seen_kinds);
         if !kind_known(k, &valid) {
             let what = if k.ends_with('.') {
                 format!("--kind {k}: no record kind starts with `{k}`")
@@ -273,6 +261,20 @@ fn check_filters(
         }
     }
     Ok(())
+}
+
+/// The names a filter may take: the `fixed` ones, then those only the log holds.
+fn known_names<'a>(
+    fixed: &[&'a str],
+    seen: &'a std::collections::BTreeSet<String>,
+) -> Vec<&'a str> {
+    let mut names = fixed.to_vec();
+    names.extend(
+        seen.iter()
+            .map(String::as_str)
+            .filter(|s| !fixed.contains(s)),
+    );
+    names
 }
 
 fn log(
