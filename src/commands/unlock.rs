@@ -2,7 +2,6 @@ use serde_json::json;
 
 use crate::commands::Context;
 use crate::commands::run::{audit_log, check_target, locks_dir};
-use crate::engine::scheduler;
 use crate::error::Error;
 use crate::project::Project;
 use crate::state::audit::Entry;
@@ -63,8 +62,7 @@ pub fn cmd_unlock(ctx: &Context<'_>, args: &UnlockArgs) -> Result<i32, Error> {
                 ),
             };
             let audit = audit_log(&project, Redactor::default());
-            let torn = scheduler::has_torn_tail(audit.path());
-            audit
+            let appended = audit
                 .append(Entry {
                     run,
                     kind: "lock.forced",
@@ -76,8 +74,8 @@ pub fn cmd_unlock(ctx: &Context<'_>, args: &UnlockArgs) -> Result<i32, Error> {
                     message: e.to_string(),
                     hint: None,
                 })?;
-            if torn {
-                ctx.output.warn(&scheduler::describe_repair(audit.path()));
+            if let Some(repaired) = appended.repaired {
+                ctx.output.warn(&repaired.to_string());
             }
             ctx.output.result(&format!("removed {removed}"));
             Ok(0)

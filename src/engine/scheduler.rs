@@ -182,7 +182,12 @@ impl<'a> Dispatcher<'a> {
             data,
         };
         match tokio::task::block_in_place(|| self.audit.append(entry)) {
-            Ok(_) => true,
+            Ok(appended) => {
+                if let Some(repaired) = appended.repaired {
+                    self.reporter.warn(&repaired.to_string());
+                }
+                true
+            }
             Err(e) => {
                 // Fail closed: nothing more starts, running steps are stopped.
                 self.error = Some(format!(
@@ -202,8 +207,6 @@ impl<'a> Dispatcher<'a> {
     pub async fn run(mut self) -> Report {
         let started = Instant::now();
         let request = self.request;
-        // The first append of the run moves a torn last line aside: say so on the terminal.
-        let torn = has_torn_tail(self.audit.path());
         let started_ok = self.append(
             "run.started",
             json!({
@@ -216,9 +219,6 @@ impl<'a> Dispatcher<'a> {
                 "purpose": request.purpose,
             }),
         );
-        if started_ok && torn {
-            self.reporter.warn(&describe_repair(self.audit.path()));
-        }
         let outcome = if !started_ok {
             RunOutcome::Failed
         } else if request.dry_run {
@@ -692,43 +692,6 @@ impl<'a> Dispatcher<'a> {
             preflight.reason = format!("{} (it runs only if `{condition}`)", preflight.reason);
         }
         (preflight, false)
-    }
-}
-
-/// True when the audit log's last line is torn (no newline): the next append repairs it.
-pub fn has_torn_tail(path: &std::path::Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut last = [0u8; 1];
-    file.seek(SeekFrom::End(-1)).is_ok() && file.read_exact(&mut last).is_ok() && last[0] != b'\n'
-}
-
-/// The warning for a repaired log, naming the newest `<log>.torn-<ts>` file.
-pub fn describe_repair(path: &std::path::Path) -> String {
-    let prefix = format!(
-        "{}.torn-",
-        path.file_name().unwrap_or_default().to_string_lossy()
-    );
-    let aside = path
-        .parent()
-        .and_then(|dir| std::fs::read_dir(dir).ok())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .max_by_key(std::fs::DirEntry::file_name);
-    match aside {
-        Some(entry) => format!(
-            "the audit log had a torn last line ({} bytes, a crash mid-write?): moved to {}, recorded as audit.repaired",
-            entry.metadata().map(|m| m.len()).unwrap_or_default(),
-            entry.path().display()
-        ),
-        None => format!(
-            "the audit log {} had a torn last line: moved aside, recorded as audit.repaired",
-            path.display()
-        ),
     }
 }
 

@@ -57,6 +57,26 @@ pub struct Entry {
 pub struct Appended {
     pub seq: u64,
     pub head: String,
+    /// Set when this append first moved a torn last line aside (and recorded that).
+    pub repaired: Option<Repaired>,
+}
+
+/// A torn last line moved aside by an append.
+#[derive(Clone, Debug)]
+pub struct Repaired {
+    pub moved_to: PathBuf,
+    pub bytes: usize,
+}
+
+impl std::fmt::Display for Repaired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the audit log had a torn last line ({} bytes, a crash mid-write?): moved to {}, recorded as audit.repaired",
+            self.bytes,
+            self.moved_to.display()
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,12 +190,15 @@ impl AuditLog {
         entry: Entry,
     ) -> Result<Appended, AuditError> {
         let len = file.metadata().map_err(|e| self.io(e))?.len();
+        let mut repaired = None;
         if len != tail.len {
             // Someone else wrote (or this is the first append): read the end of the file.
             *tail = match read_tail(file, len).map_err(|e| self.io(e))? {
                 TailRead::Clean(t) => t,
                 TailRead::Torn { clean, torn_at } => {
-                    self.repair(file, clean, torn_at, len, &entry.run)?
+                    let (tail, repair) = self.repair(file, clean, torn_at, len, &entry.run)?;
+                    repaired = Some(repair);
+                    tail
                 }
                 TailRead::Corrupt { line, reason } => {
                     return Err(AuditError::Corrupt {
@@ -186,7 +209,11 @@ impl AuditLog {
                 }
             };
         }
-        self.write_record(file, tail, entry)
+        let appended = self.write_record(file, tail, entry)?;
+        Ok(Appended {
+            repaired,
+            ..appended
+        })
     }
 
     /// Moves a torn last line aside, truncates it away, and records that it did.
@@ -197,7 +224,7 @@ impl AuditLog {
         torn_at: u64,
         len: u64,
         run: &str,
-    ) -> Result<Tail, AuditError> {
+    ) -> Result<(Tail, Repaired), AuditError> {
         let mut torn = Vec::new();
         file.seek(SeekFrom::Start(torn_at))
             .map_err(|e| self.io(e))?;
@@ -230,7 +257,13 @@ impl AuditLog {
                 }),
             },
         )?;
-        Ok(tail)
+        Ok((
+            tail,
+            Repaired {
+                moved_to: aside,
+                bytes: torn.len(),
+            },
+        ))
     }
 
     fn write_record(
@@ -267,6 +300,7 @@ impl AuditLog {
         Ok(Appended {
             seq: record.seq,
             head,
+            repaired: None,
         })
     }
 
