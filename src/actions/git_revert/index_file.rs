@@ -1,10 +1,11 @@
 //! The git index file read directly, for the quick clean check only: the entries' paths,
-//! stat data, modes and flags, without libgit2. That lets the work tree's stat data be
-//! checked while libgit2 starts (its first use loads OpenSSL's CA bundle, which costs as
-//! much as the stat calls). What is read here is never trusted alone: the caller checks it
-//! against the index libgit2 loads (the same file, the same entries at both ends), and
-//! anything unusual (another version, a split or sparse index, a short file) gives `None`,
-//! leaving the check to libgit2.
+//! stat data, modes and flags, and the tree cache's root, without libgit2. That lets the
+//! work tree's stat data be checked while libgit2 starts (its first use loads OpenSSL's CA
+//! bundle, which costs as much as the stat calls), and spares the dry-run libgit2's load
+//! of the whole index. The caller uses what is read here only while the file's stamp
+//! (size, times, inode) is still the one read. Anything unusual (another version, a split
+//! or sparse index, a short file) gives `None`, leaving the check to libgit2; the tests
+//! check the entries against libgit2's in every index version.
 
 use std::io::Read as _;
 use std::path::Path;
@@ -67,9 +68,18 @@ pub(crate) fn stamp(meta: &std::fs::Metadata) -> Stamp {
     }
 }
 
-/// The entries of the index file at `path`, and the file's stamp as read.
+/// What the quick check needs of an index file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Index {
+    pub(crate) entries: Vec<Entry>,
+    /// The tree the whole index makes, from the cache git and libgit2 keep in the `TREE`
+    /// extension, when that cache is valid for the root and covers every entry.
+    pub(crate) tree: Option<[u8; 20]>,
+}
+
+/// The index file at `path`, and the file's stamp as read.
 #[cfg(unix)]
-pub(crate) fn read(path: &Path) -> Option<(Vec<Entry>, Stamp)> {
+pub(crate) fn read(path: &Path) -> Option<(Index, Stamp)> {
     let mut file = std::fs::File::open(path).ok()?;
     let meta = file.metadata().ok()?;
     let mut data = Vec::with_capacity(usize::try_from(meta.len()).ok()?);
@@ -126,9 +136,9 @@ impl Cursor<'_> {
     }
 }
 
-/// The entries of an index file's bytes (versions 2 to 4, SHA-1); `None` for anything
-/// else or anything this does not follow.
-pub(crate) fn parse(data: &[u8]) -> Option<Vec<Entry>> {
+/// The entries and cached tree of an index file's bytes (versions 2 to 4, SHA-1); `None`
+/// for anything else or anything this does not follow.
+pub(crate) fn parse(data: &[u8]) -> Option<Index> {
     let mut c = Cursor { data, at: 0 };
     if c.take(4)? != b"DIRC" {
         return None;
@@ -193,15 +203,45 @@ pub(crate) fn parse(data: &[u8]) -> Option<Vec<Entry>> {
     }
     // Extensions, then the checksum. A split index keeps its entries elsewhere, a sparse
     // one has folders for entries: neither is for this reader.
+    let mut tree = None;
     while data.len().checked_sub(c.at)? > HASH {
-        let signature = c.take(4)?;
-        if signature == b"link" || signature == b"sdir" {
+        let signature: [u8; 4] = c.take(4)?.try_into().ok()?;
+        if &signature == b"link" || &signature == b"sdir" {
             return None;
         }
         let size = usize::try_from(c.u32()?).ok()?;
-        c.take(size)?;
+        let extension = c.take(size)?;
+        if &signature == b"TREE" {
+            tree = cached_root(extension).filter(|&(_, count)| count == entries.len());
+        }
     }
-    (data.len() - c.at == HASH).then_some(entries)
+    (data.len() - c.at == HASH).then(|| Index {
+        entries,
+        tree: tree.map(|(id, _)| id),
+    })
+}
+
+/// The root's record of a `TREE` extension: its tree and the number of entries it covers,
+/// when valid. A record is the path (empty for the root), NUL, the entry count in ASCII
+/// (`-1` when invalidated), a space, the subtree count, a newline, then the tree's id
+/// when valid; the root's comes first.
+fn cached_root(extension: &[u8]) -> Option<([u8; 20], usize)> {
+    let mut c = Cursor {
+        data: extension,
+        at: 0,
+    };
+    if !c.until_nul()?.is_empty() {
+        return None;
+    }
+    let rest = c.data.get(c.at..)?;
+    let line_end = rest.iter().position(|&b| b == b'\n')?;
+    let (count, _subtrees) = std::str::from_utf8(&rest[..line_end])
+        .ok()?
+        .split_once(' ')?;
+    // An invalidated root (`-1`) does not parse as a count, and has no id.
+    let count: usize = count.parse().ok()?;
+    c.at += line_end + 1;
+    Some((c.take(20)?.try_into().ok()?, count))
 }
 
 #[cfg(test)]
@@ -264,11 +304,52 @@ mod tests {
                 version
             );
             let parsed = parse(&data).expect("parsed");
-            assert_eq!(parsed, libgit2_entries(&repo), "version {version}");
-            assert_eq!(parsed.len(), if version == "2" { 6 } else { 7 });
+            assert_eq!(parsed.entries, libgit2_entries(&repo), "version {version}");
+            assert_eq!(parsed.entries.len(), if version == "2" { 6 } else { 7 });
         }
-        let (entries, _) = read(&root.join(".git/index")).unwrap();
-        assert_eq!(entries.len(), 6);
+        let (index, _) = read(&root.join(".git/index")).unwrap();
+        assert_eq!(index.entries.len(), 6);
+    }
+
+    /// The cached tree is the one the index makes, and none once git invalidates it.
+    #[test]
+    fn reads_the_cached_tree_while_git_keeps_it_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        git(root, &["init", "-q"]);
+        for name in ["a.txt", "dir/b.txt", "dir/sub/c.txt"] {
+            let path = root.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, name).unwrap();
+        }
+        git(root, &["add", "."]);
+        git(root, &["commit", "-qm", "one"]);
+        let repo = git2::Repository::open(root).unwrap();
+        let head_tree = repo.head().unwrap().peel_to_tree().unwrap().id();
+        let index = |root: &Path| parse(&std::fs::read(root.join(".git/index")).unwrap()).unwrap();
+        assert_eq!(
+            index(root).tree,
+            Some(head_tree.as_bytes().try_into().unwrap())
+        );
+
+        // Staging a change invalidates the root's record (and the folders above the file).
+        std::fs::write(root.join("dir/sub/c.txt"), "changed").unwrap();
+        git(root, &["add", "dir/sub/c.txt"]);
+        assert_eq!(index(root).tree, None);
+        // A commit writes the cache again, for the new HEAD's tree.
+        git(root, &["commit", "-qm", "two"]);
+        let head_tree = repo.head().unwrap().peel_to_tree().unwrap().id();
+        assert_eq!(index(root).tree, Some(head_tree.as_bytes().try_into().unwrap()));
+        assert_eq!(cached_root(b"\0-1 0\n"), None);
+        assert_eq!(cached_root(b"\x002 0\n"), None, "no id");
+        assert_eq!(
+            cached_root(&[b"\x002 0\n".as_slice(), &[7; 20]].concat()),
+            Some(([7; 20], 2))
+        );
+        assert_eq!(
+            cached_root(&[b"dir\x002 0\n".as_slice(), &[7; 20]].concat()),
+            None
+        );
     }
 
     #[test]

@@ -630,4 +630,13 @@ fn the_early_stat_scan_agrees_with_the_plain_check() {
     std::thread::sleep(std::time::Duration::from_millis(50));
     git_ok(dir.path(), &["add", "a.txt"]);
     assert_eq!(dirty(scan), vec!["a.txt (staged)".to_owned()]);
+    // Staged when the scan starts: the index's tree cache no longer vouches for it.
+    assert_eq!(
+        dirty(StatScan::start(dir.path())),
+        vec!["a.txt (staged)".to_owned()]
+    );
+    // Committed: clean again, with the cache valid for the new HEAD.
+    git_ok(dir.path(), &["commit", "-qm", "a"]);
+    let repo = git2::Repository::open(dir.path()).unwrap();
+    assert!(dirty_files(&repo, StatScan::start(dir.path())).unwrap().is_empty());
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use git2::build::CheckoutBuilder;
 use git2::{CheckoutNotificationType, ErrorCode, Oid, Repository, Status, StatusOptions, Tree};
@@ -101,93 +103,207 @@ struct StatRules {
 /// The stat data of the work tree's tracked files against the index file, as read
 /// directly ([`index_file`](super::index_file)).
 struct Scanned {
-    git_dir: std::path::PathBuf,
-    workdir: std::path::PathBuf,
-    stamp: Stamp,
-    entries: Vec<Entry>,
-    /// The entries whose stat data does not settle it, by position (a thread stops at the
+    index: index_file::Index,
+    /// The entries whose stat data does not settle it, by position (the scan stops at the
     /// first that `Differs`: nothing more is needed then).
     unsure: Vec<(usize, Stat)>,
 }
 
+/// Entries per unit of work: a thread takes the next unit until none is left.
+const CHUNK: usize = 128;
+
+/// The stat calls of one scan, shared by its thread and by whoever waits for it
+/// ([`StatScan::finish`] helps rather than waits).
+struct Work {
+    git_dir: PathBuf,
+    workdir: PathBuf,
+    /// The index file as read (by the scan's thread, first), or `None` when it could not be.
+    index: OnceLock<Option<(index_file::Index, Stamp)>>,
+    /// The next unit to take.
+    next: AtomicUsize,
+    /// Set when a file `Differs` (or the scan is no longer wanted): the rest is skipped.
+    stop: AtomicBool,
+}
+
+impl Work {
+    /// Takes units until none is left; what this thread found.
+    fn drain(&self) -> Vec<(usize, Stat)> {
+        let Some(Some((index, stamp))) = self.index.get() else {
+            return Vec::new();
+        };
+        let entries = &index.entries;
+        let mut dirs = Dirs::open(&self.workdir);
+        let mut unsure = Vec::new();
+        while !self.stop.load(Ordering::Relaxed) {
+            let from = self
+                .next
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_mul(CHUNK);
+            let Some(part) = entries.get(from..) else {
+                break;
+            };
+            for (i, entry) in part.iter().take(CHUNK).enumerate() {
+                match check_entry(entry, &mut dirs, stamp.mtime) {
+                    Stat::Clean => {}
+                    Stat::Differs => {
+                        self.stop.store(true, Ordering::Relaxed);
+                        return vec![(from + i, Stat::Differs)];
+                    }
+                    stat @ Stat::Unsure { .. } => unsure.push((from + i, stat)),
+                }
+            }
+        }
+        unsure
+    }
+}
+
 /// The stat check, started on a thread of its own before the repository is opened:
 /// libgit2's first use (OpenSSL's CA bundle) costs about as much as the stat calls, and
-/// they need only the index file. [`dirty_files`] takes its result when it agrees with the
-/// repository libgit2 opened, and does the check itself otherwise.
-pub struct StatScan(std::thread::JoinHandle<Option<Scanned>>);
+/// they need only the index file. [`dirty_files`] takes its result when it read the index
+/// file that is there now, in the repository libgit2 opened, and does the check itself
+/// otherwise.
+pub struct StatScan {
+    work: Arc<Work>,
+    thread: std::thread::JoinHandle<Vec<(usize, Stat)>>,
+}
 
 impl StatScan {
     /// Starts the check for the repository around `root` when it is a plain one (a `.git`
     /// folder in `root` or above).
     pub fn start(root: &Path) -> Option<Self> {
         let top = root.ancestors().find(|d| d.join(".git").is_dir())?;
-        let workdir = top.to_path_buf();
-        std::thread::Builder::new()
+        let work = Arc::new(Work {
+            git_dir: top.join(".git"),
+            workdir: top.to_path_buf(),
+            index: OnceLock::new(),
+            next: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let shared = Arc::clone(&work);
+        let thread = std::thread::Builder::new()
             .name("git_revert-stat".into())
             .spawn(move || {
-                let git_dir = workdir.join(".git");
-                let (entries, stamp) = read_index(&git_dir.join("index"))?;
-                // One thread: libgit2 starts on the other core meanwhile.
-                let unsure = scan_entries(&entries, &workdir, stamp.mtime, 1);
-                Some(Scanned {
-                    git_dir,
-                    workdir,
-                    stamp,
-                    entries,
-                    unsure,
-                })
+                let index = shared
+                    .index
+                    .get_or_init(|| read_index(&shared.git_dir.join("index")));
+                if index.is_some() {
+                    shared.drain()
+                } else {
+                    Vec::new()
+                }
             })
-            .ok()
-            .map(Self)
+            .ok()?;
+        Some(Self { work, thread })
     }
 
-    /// The scan, if it read the index that `index` (libgit2's, just loaded) holds, in the
-    /// repository `repo` opened, and the file is still the one read (`now`).
-    fn finish(self, repo: &Repository, index: &git2::Index, now: Stamp) -> Option<Scanned> {
-        let scanned = self.0.join().ok()??;
+    /// The scan, if it read the index file that is there now (`now`), in the repository
+    /// `repo` opened. The calling thread takes a share of the stat calls left.
+    fn finish(self, repo: &Repository, now: Stamp) -> Option<Scanned> {
+        let Self { work, thread } = self;
         let same_dir = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
             (Ok(a), Ok(b)) => a == b,
             _ => false,
         };
-        let ends_agree = |at: usize| {
-            let (Some(ours), Some(theirs)) = (scanned.entries.get(at), index.get(at)) else {
-                return false;
-            };
-            ours.path == theirs.path && ours.id == theirs.id.as_bytes()
-        };
-        let agrees = scanned.stamp == now
-            && scanned.entries.len() == index.len()
-            && (scanned.entries.is_empty() || (ends_agree(0) && ends_agree(index.len() - 1)))
-            && same_dir(&scanned.git_dir, repo.path())
-            && repo
-                .workdir()
-                .is_some_and(|w| same_dir(&scanned.workdir, w));
-        if !agrees {
+        // The thread reads the index first thing; should it not have yet, it is read here.
+        let read = work
+            .index
+            .get_or_init(|| read_index(&work.git_dir.join("index")))
+            .as_ref()
+            .map(|(_, stamp)| *stamp);
+        let agrees = read == Some(now)
+            && same_dir(&work.git_dir, repo.path())
+            && repo.workdir().is_some_and(|w| same_dir(&work.workdir, w));
+        let mut unsure = if agrees {
+            work.drain()
+        } else {
             tracing::debug!(
                 "git_revert: the early stat scan does not match the repository: redone"
             );
-        }
-        agrees.then_some(scanned)
+            work.stop.store(true, Ordering::Relaxed);
+            Vec::new()
+        };
+        unsure.extend(thread.join().ok()?);
+        let (index, _) = Arc::into_inner(work)?.index.into_inner()??;
+        agrees.then_some(Scanned { index, unsure })
     }
 }
 
 #[cfg(unix)]
-fn read_index(path: &Path) -> Option<(Vec<Entry>, Stamp)> {
+fn read_index(path: &Path) -> Option<(index_file::Index, Stamp)> {
     index_file::read(path)
 }
 
 #[cfg(not(unix))]
-fn read_index(_path: &Path) -> Option<(Vec<Entry>, Stamp)> {
+fn read_index(_path: &Path) -> Option<(index_file::Index, Stamp)> {
     None
+}
+
+/// The work tree's folders, opened as the scan goes (entries are sorted, so a folder's
+/// files come together): each stat call then walks one name, not the whole path.
+struct Dirs {
+    #[cfg(unix)]
+    root: Option<rustix::fd::OwnedFd>,
+    #[cfg(unix)]
+    current: Option<(Vec<u8>, Option<rustix::fd::OwnedFd>)>,
+}
+
+impl Dirs {
+    #[cfg(unix)]
+    fn open(workdir: &Path) -> Self {
+        use rustix::fs::{Mode, OFlags};
+        Self {
+            root: rustix::fs::open(
+                workdir,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok(),
+            current: None,
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn open(_workdir: &Path) -> Self {
+        Self {}
+    }
+
+    /// The `lstat` of the tracked file at `path` (relative to the work tree); `None` when
+    /// it (or its folder) cannot be read.
+    #[cfg(unix)]
+    fn lstat(&mut self, path: &[u8]) -> Option<rustix::fs::Stat> {
+        use rustix::fs::{AtFlags, Mode, OFlags};
+        use std::os::unix::ffi::OsStrExt as _;
+        let root = self.root.as_ref()?;
+        let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(at) => (&path[..at], &path[at + 1..]),
+            None => (&path[..0], path),
+        };
+        let name = std::ffi::OsStr::from_bytes(name);
+        if dir.is_empty() {
+            return rustix::fs::statat(root, name, AtFlags::SYMLINK_NOFOLLOW).ok();
+        }
+        if self.current.as_ref().is_none_or(|(open, _)| open != dir) {
+            // As `lstat` of the whole path would: links above the file are followed.
+            let fd = rustix::fs::openat(
+                root,
+                std::ffi::OsStr::from_bytes(dir),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok();
+            self.current = Some((dir.to_vec(), fd));
+        }
+        let (_, fd) = self.current.as_ref()?;
+        rustix::fs::statat(fd.as_ref()?, name, AtFlags::SYMLINK_NOFOLLOW).ok()
+    }
 }
 
 /// The stat data of one tracked file against its entry, before any setting is known.
 /// `index_mtime` is the index file's: entries written at or after it (racily clean) cannot
-/// be trusted. `path` is the work tree's path with a trailing `/`, and is given back so.
+/// be trusted.
 #[cfg(unix)]
-fn check_entry(entry: &Entry, path: &mut Vec<u8>, index_mtime: (i64, i64)) -> Stat {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
+fn check_entry(entry: &Entry, dirs: &mut Dirs, index_mtime: (i64, i64)) -> Stat {
+    use rustix::fs::FileType;
     // Assume-valid, intent-to-add, skip-worktree, a conflict stage, and anything but a
     // plain file: the full status knows what they mean.
     if entry.flags & 0xb000 != 0 || entry.flags_extended & 0x6000 != 0 {
@@ -198,14 +314,10 @@ fn check_entry(entry: &Entry, path: &mut Vec<u8>, index_mtime: (i64, i64)) -> St
         0o100_000 => {}
         _ => return Stat::Differs,
     }
-    let base = path.len();
-    path.extend_from_slice(&entry.path);
-    let meta = std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(path));
-    path.truncate(base);
-    let Ok(meta) = meta else {
+    let Some(meta) = dirs.lstat(&entry.path) else {
         return Stat::Differs;
     };
-    if !meta.file_type().is_file() {
+    if FileType::from_raw_mode(meta.st_mode) != FileType::RegularFile {
         return Stat::Differs;
     }
     // The index keeps 32 bits of each field, as git does.
@@ -215,13 +327,13 @@ fn check_entry(entry: &Entry, path: &mut Vec<u8>, index_mtime: (i64, i64)) -> St
         reason = "the index stores 32-bit fields, as git truncates them"
     )]
     let (same, ctime_differs) = (
-        meta.size() as u32 == entry.size
-            && meta.mtime() as u32 == entry.mtime.0
-            && meta.mtime_nsec() as u32 == entry.mtime.1
-            && meta.ino() as u32 == entry.ino,
-        meta.ctime() as u32 != entry.ctime.0 || meta.ctime_nsec() as u32 != entry.ctime.1,
+        meta.st_size as u32 == entry.size
+            && meta.st_mtime as u32 == entry.mtime.0
+            && meta.st_mtime_nsec as u32 == entry.mtime.1
+            && meta.st_ino as u32 == entry.ino,
+        meta.st_ctime as u32 != entry.ctime.0 || meta.st_ctime_nsec as u32 != entry.ctime.1,
     );
-    let mode_differs = (entry.mode & 0o100 != 0) != (meta.mode() & 0o100 != 0);
+    let mode_differs = (entry.mode & 0o100 != 0) != (meta.st_mode & 0o100 != 0);
     let racy = (i64::from(entry.mtime.0), i64::from(entry.mtime.1)) >= index_mtime;
     if same && !ctime_differs && !mode_differs && !racy {
         return Stat::Clean;
@@ -234,7 +346,7 @@ fn check_entry(entry: &Entry, path: &mut Vec<u8>, index_mtime: (i64, i64)) -> St
 }
 
 #[cfg(not(unix))]
-fn check_entry(_entry: &Entry, _path: &mut Vec<u8>, _index_mtime: (i64, i64)) -> Stat {
+fn check_entry(_entry: &Entry, _dirs: &mut Dirs, _index_mtime: (i64, i64)) -> Stat {
     Stat::Differs
 }
 
@@ -242,45 +354,33 @@ fn check_entry(_entry: &Entry, _path: &mut Vec<u8>, _index_mtime: (i64, i64)) ->
 /// first that `Differs`. Like git's preloaded index, the stat calls are spread over
 /// `threads` threads.
 fn scan_entries(
-    entries: &[Entry],
+    index: index_file::Index,
+    stamp: Stamp,
     workdir: &Path,
-    index_mtime: (i64, i64),
     threads: usize,
-) -> Vec<(usize, Stat)> {
-    let chunk = entries.len().div_ceil(threads.max(1)).max(256);
-    let mut root = workdir.as_os_str().as_encoded_bytes().to_vec();
-    if root.last() != Some(&b'/') {
-        root.push(b'/');
-    }
-    let root = &root;
-    let scan = |from: usize, part: &[Entry]| {
-        let mut unsure = Vec::new();
-        let mut path = Vec::with_capacity(root.len() + 256);
-        path.extend_from_slice(root);
-        for (i, entry) in part.iter().enumerate() {
-            match check_entry(entry, &mut path, index_mtime) {
-                Stat::Clean => {}
-                Stat::Differs => return vec![(from + i, Stat::Differs)],
-                stat @ Stat::Unsure { .. } => unsure.push((from + i, stat)),
-            }
-        }
-        unsure
+) -> Option<Scanned> {
+    let work = Work {
+        git_dir: PathBuf::new(),
+        workdir: workdir.to_path_buf(),
+        index: OnceLock::from(Some((index, stamp))),
+        next: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
     };
-    std::thread::scope(|scope| {
-        let mut parts = entries.chunks(chunk).enumerate();
-        let first = parts.next();
-        let handles: Vec<_> = parts
-            .map(|(n, part)| scope.spawn(move || scan(n * chunk, part)))
+    let unsure = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads.max(1))
+            .map(|_| scope.spawn(|| work.drain()))
             .collect();
-        let mut unsure = first.map(|(_, part)| scan(0, part)).unwrap_or_default();
-        for handle in handles {
-            match handle.join() {
+        let mut unsure = work.drain();
+        for helper in helpers {
+            match helper.join() {
                 Ok(found) => unsure.extend(found),
                 Err(_) => unsure.push((0, Stat::Differs)),
             }
         }
         unsure
-    })
+    });
+    let (index, _) = work.index.into_inner().flatten()?;
+    Some(Scanned { index, unsure })
 }
 
 /// True when attributes or `core.autocrlf` may filter content between the index and the
@@ -316,33 +416,50 @@ fn proven_clean(repo: &Repository, scan: Option<StatScan>) -> Result<bool, git2:
     let Some(workdir) = repo.workdir() else {
         return Ok(false);
     };
-    let mut index = repo.index()?;
-    // The file as it is now, should it have changed since the repository loaded it.
-    index.read(false)?;
-    if index.has_conflicts() {
-        return inconclusive("conflicts");
-    }
-    let head_tree = repo.head()?.peel_to_tree()?;
-    // Writes nothing when the tree cache is valid; otherwise the folders' trees (which both
-    // runs keep in memory).
-    if index.write_tree()? != head_tree.id() {
-        return inconclusive("the index differs from HEAD");
-    }
+    let head_tree = repo.head()?.peel_to_tree()?.id();
     let Ok(index_meta) = std::fs::metadata(repo.path().join("index")) else {
         return inconclusive("no index file");
     };
-    let stamp = index_file::stamp(&index_meta);
-    let (entries, unsure) = if let Some(scanned) = scan.and_then(|s| s.finish(repo, &index, stamp))
-    {
-        (scanned.entries, scanned.unsure)
+    let now = index_file::stamp(&index_meta);
+    let scanned = scan.and_then(|s| s.finish(repo, now));
+    // The index file's own tree cache shows nothing is staged without libgit2 loading the
+    // index; otherwise libgit2 decides, from the file as it is now.
+    let staged_checked = scanned
+        .as_ref()
+        .and_then(|s| s.index.tree)
+        .is_some_and(|tree| tree.as_slice() == head_tree.as_bytes());
+    let scanned = if staged_checked {
+        scanned
     } else {
-        let entries: Vec<Entry> = index.iter().map(|e| Entry::from_git2(&e)).collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get)
-            .min(8);
-        let unsure = scan_entries(&entries, workdir, stamp.mtime, threads);
-        (entries, unsure)
+        let mut index = repo.index()?;
+        index.read(false)?;
+        if index.has_conflicts() {
+            return inconclusive("conflicts");
+        }
+        // Writes nothing when the tree cache is valid; otherwise the folders' trees (which
+        // both runs keep in memory).
+        if index.write_tree()? != head_tree {
+            return inconclusive("the index differs from HEAD");
+        }
+        match scanned {
+            Some(scanned) if scanned.index.entries.len() == index.len() => Some(scanned),
+            _ => {
+                let entries = index.iter().map(|e| Entry::from_git2(&e)).collect();
+                let threads = std::thread::available_parallelism()
+                    .map_or(1, std::num::NonZero::get)
+                    .min(8);
+                let index = index_file::Index {
+                    entries,
+                    tree: None,
+                };
+                scan_entries(index, now, workdir, threads)
+            }
+        }
     };
+    let Some(Scanned { index, unsure, .. }) = scanned else {
+        return inconclusive("the index could not be scanned");
+    };
+    let entries = index.entries;
     if unsure.is_empty() {
         return Ok(true);
     }
