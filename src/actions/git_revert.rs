@@ -142,7 +142,19 @@ impl Request {
 pub fn warm_up() {
     let _ = std::thread::Builder::new()
         .name("git_revert-warm-up".into())
-        .spawn(|| drop(Oid::from_bytes(&[0; 20])));
+        .spawn(set_up_libgit2);
+}
+
+/// Starts libgit2 (once per process) with git's own habits: an object read is not hashed
+/// again to check its id (git leaves that to `git fsck`), and a tree or commit written is
+/// not checked, entry by entry, for objects that exist (those written here are made of
+/// entries of trees that exist). Both checks cost a lookup or a SHA-1 per object.
+fn set_up_libgit2() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        git2::opts::strict_hash_verification(false);
+        git2::opts::strict_object_creation(false);
+    });
 }
 
 /// Phase timings at debug level (`-vv` or `RUST_LOG=release=debug`).
@@ -178,6 +190,7 @@ fn short(oid: Oid) -> String {
 }
 
 fn open(root: &std::path::Path) -> Result<Repository, RevertError> {
+    set_up_libgit2();
     let repo = Repository::discover(root).map_err(|e| {
         RevertError::Refused(format!(
             "{} is not inside a git repository ({}); run `git init` there, or move the project into one",
@@ -366,6 +379,15 @@ fn blocked(reason: String, fidelity: Fidelity, would: String) -> Preflight {
     }
 }
 
+/// Frees a repository on a thread of its own: unmapping a large pack's windows takes
+/// about a millisecond, which the step's result need not wait for.
+fn drop_later(repo: Repository) {
+    // Should no thread start, the closure and the repository are dropped here.
+    let _ = std::thread::Builder::new()
+        .name("git_revert-free".into())
+        .spawn(move || drop(repo));
+}
+
 /// The repository, with an in-memory object store in front of its own: the merged blobs
 /// and trees written from now on stay in memory, never in `.git/objects`.
 fn with_memory_store(repo: Repository) -> Result<Repository, String> {
@@ -431,12 +453,24 @@ fn preflight_blocking(request: &Request, reads_step_output: bool) -> Preflight {
         Ok(repo) => repo,
         Err(e) => return blocked(e, Fidelity::Checked, String::new()),
     };
+    let preflight = preflight_in(&repo, request, scan, reads_step_output, &phases);
+    drop_later(repo);
+    preflight
+}
+
+fn preflight_in(
+    repo: &Repository,
+    request: &Request,
+    scan: Option<StatScan>,
+    reads_step_output: bool,
+    phases: &Phases,
+) -> Preflight {
     let Checks {
         head,
         target,
         mut problems,
         plan,
-    } = check_all(&repo, request, scan, reads_step_output, &phases);
+    } = check_all(repo, request, scan, reads_step_output, phases);
     if reads_step_output && problems.is_empty() {
         return Preflight {
             verdict: Verdict::Warn,
@@ -452,7 +486,7 @@ fn preflight_blocking(request: &Request, reads_step_output: bool) -> Preflight {
     let Some(head) = head.filter(|_| !reads_step_output) else {
         return blocked(problems.join("; "), Fidelity::Checked, String::new());
     };
-    let plan = plan.unwrap_or_else(|| compute_plan(&repo, request, head));
+    let plan = plan.unwrap_or_else(|| compute_plan(repo, request, head));
     let plan = match plan {
         Ok(plan) => plan,
         Err(e) => {
@@ -464,7 +498,7 @@ fn preflight_blocking(request: &Request, reads_step_output: bool) -> Preflight {
     if plan.has_conflicts() {
         problems.insert(0, describe_conflicts(&plan, &request.branch));
     } else {
-        match paths_in_the_way(&repo, plan.head, plan.tree) {
+        match paths_in_the_way(repo, plan.head, plan.tree) {
             Ok(paths) if !paths.is_empty() => problems.push(in_the_way_message(&paths)),
             Ok(_) => {}
             Err(e) => problems.push(e.to_string()),
@@ -562,28 +596,39 @@ fn commit_blocking(request: &Request) -> Result<Committed, RevertError> {
     // written to the repository once everything is known to work ([`persist`]).
     let repo = with_memory_store(repo).map_err(RevertError::Refused)?;
     phases.mark("repository open");
+    let committed = commit_in(&repo, request, scan, &phases);
+    drop_later(repo);
+    committed
+}
+
+fn commit_in(
+    repo: &Repository,
+    request: &Request,
+    scan: Option<StatScan>,
+    phases: &Phases,
+) -> Result<Committed, RevertError> {
     // The plan is computed while the stat scan runs; its errors come after the checks'.
-    let (head, plan) = check_repository(&repo, &request.branch, scan, |head| {
-        let plan = compute_plan(&repo, request, head);
+    let (head, plan) = check_repository(repo, &request.branch, scan, |head| {
+        let plan = compute_plan(repo, request, head);
         phases.mark("reverts computed");
         plan
     });
     let head = head?;
     phases.mark("branch and work tree checked");
-    if let Some(problem) = signature_problem(&repo) {
+    if let Some(problem) = signature_problem(repo) {
         return Err(RevertError::Refused(problem));
     }
     if request.push {
-        resolve_remote(&repo, &request.remote, &request.branch)?;
+        resolve_remote(repo, &request.remote, &request.branch)?;
     }
-    let plan = plan.unwrap_or_else(|| compute_plan(&repo, request, head))?;
+    let plan = plan.unwrap_or_else(|| compute_plan(repo, request, head))?;
     if plan.has_conflicts() {
         return Err(RevertError::Refused(format!(
             "{}; nothing was changed",
             describe_conflicts(&plan, &request.branch)
         )));
     }
-    let in_the_way = paths_in_the_way(&repo, plan.head, plan.tree)?;
+    let in_the_way = paths_in_the_way(repo, plan.head, plan.tree)?;
     if !in_the_way.is_empty() {
         return Err(RevertError::Refused(format!(
             "{}; nothing was changed",
@@ -613,7 +658,7 @@ fn commit_blocking(request: &Request) -> Result<Committed, RevertError> {
             .map(|(step, tree)| (step.message.clone(), tree))
             .collect()
     };
-    let created = write_commits(&repo, head, &to_commit)?;
+    let created = write_commits(repo, head, &to_commit)?;
     phases.mark("commits written");
     for (oid, (message, _)) in created.iter().zip(&to_commit) {
         notes.push(format!(
@@ -626,15 +671,15 @@ fn commit_blocking(request: &Request) -> Result<Committed, RevertError> {
         let disk = Repository::open(repo.path()).map_err(RevertError::git(
             "cannot open the repository to write the commits",
         ))?;
-        persist(&repo, &disk, new_head)?;
+        persist(repo, &disk, new_head)?;
         phases.mark("objects written");
-        worktree::checkout(&repo, head, plan.tree)?;
+        worktree::checkout(repo, head, plan.tree)?;
         phases.mark("work tree updated");
         let title = to_commit
             .last()
             .and_then(|(m, _)| m.lines().next())
             .unwrap_or_default();
-        move_branch(&repo, request, head, new_head, title)?;
+        move_branch(repo, request, head, new_head, title)?;
         phases.mark("branch moved");
     }
     Ok(Committed {

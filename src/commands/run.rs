@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::project::runbook::{Action, Runbook};
 use crate::project::yaml::suggest;
 use crate::project::{Project, display_path};
-use crate::state::audit::{AuditLog, Entry, current_actor};
+use crate::state::audit::{AuditLog, Entry};
 use crate::state::history::History;
 use crate::state::lock::{self, Acquired, LockError, LockHolder};
 use crate::state::redact::Redactor;
@@ -262,9 +262,9 @@ fn env_names_in(file: &Path, names: &mut Vec<String>) {
 }
 
 pub fn audit_log(project: &Project, redactor: Redactor) -> AuditLog {
-    AuditLog::new(
+    AuditLog::for_current_actor(
         project.root.join(&project.config.header.audit.path),
-        current_actor(&project.root),
+        &project.root,
         redactor,
     )
 }

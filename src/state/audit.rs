@@ -16,7 +16,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -112,9 +112,27 @@ struct Tail {
     head: String,
 }
 
+/// Who acts, as recorded in every record: known, or being found on a thread of its own
+/// (git's `user.email` costs a process start) while the caller gets on.
+struct Actor {
+    known: OnceLock<String>,
+    finding: Mutex<Option<std::thread::JoinHandle<String>>>,
+}
+
+impl Actor {
+    fn get(&self) -> &str {
+        self.known.get_or_init(|| {
+            let finding = self.finding.lock().ok().and_then(|mut f| f.take());
+            finding
+                .and_then(|thread| thread.join().ok())
+                .unwrap_or_else(unknown_actor)
+        })
+    }
+}
+
 pub struct AuditLog {
     path: PathBuf,
-    actor: String,
+    actor: Actor,
     redactor: Redactor,
     /// The open file and the tail this process last wrote; re-read when the file changed.
     state: Mutex<Option<(File, Tail)>>,
@@ -124,9 +142,34 @@ impl AuditLog {
     pub fn new(path: PathBuf, actor: String, redactor: Redactor) -> Self {
         Self {
             path,
-            actor,
+            actor: Actor {
+                known: OnceLock::from(actor),
+                finding: Mutex::new(None),
+            },
             redactor,
             state: Mutex::new(None),
+        }
+    }
+
+    /// A log whose actor is the current one for the project at `root`
+    /// ([`current_actor`]), found on a thread of its own: the first record appended (or
+    /// [`actor`](Self::actor)) waits for it.
+    pub fn for_current_actor(path: PathBuf, root: &Path, redactor: Redactor) -> Self {
+        let at = root.to_path_buf();
+        match std::thread::Builder::new()
+            .name("actor".into())
+            .spawn(move || current_actor(&at))
+        {
+            Ok(thread) => Self {
+                path,
+                actor: Actor {
+                    known: OnceLock::new(),
+                    finding: Mutex::new(Some(thread)),
+                },
+                redactor,
+                state: Mutex::new(None),
+            },
+            Err(_) => Self::new(path, current_actor(root), redactor),
         }
     }
 
@@ -135,7 +178,7 @@ impl AuditLog {
     }
 
     pub fn actor(&self) -> &str {
-        &self.actor
+        self.actor.get()
     }
 
     fn io(&self, source: std::io::Error) -> AuditError {
@@ -279,7 +322,7 @@ impl AuditLog {
             ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             run: entry.run,
             kind: entry.kind.to_owned(),
-            actor: self.actor.clone(),
+            actor: self.actor.get().to_owned(),
             component: entry.component,
             stage: entry.stage,
             data: entry.data,
@@ -832,13 +875,16 @@ pub fn current_actor(root: &Path) -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
-    email.unwrap_or_else(|| {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| UNKNOWN_USER.into());
-        let uname = rustix::system::uname();
-        format!("{user}@{}", uname.nodename().to_string_lossy())
-    })
+    email.unwrap_or_else(unknown_actor)
+}
+
+/// `$USER@host`, for when git names nobody.
+fn unknown_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| UNKNOWN_USER.into());
+    let uname = rustix::system::uname();
+    format!("{user}@{}", uname.nodename().to_string_lossy())
 }
 
 #[cfg(test)]
@@ -897,6 +943,33 @@ mod tests {
             n = next?.0;
         }
         Ok(n)
+    }
+
+    /// The actor found on its own thread is git's `user.email` for the project, in the
+    /// records as from `actor()`.
+    #[test]
+    fn the_actor_found_meanwhile_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .current_dir(dir.path())
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        };
+        git(&["init", "-q"]);
+        git(&["config", "user.email", "oncall@example.com"]);
+        let log = AuditLog::for_current_actor(
+            dir.path().join("audit.jsonl"),
+            dir.path(),
+            Redactor::default(),
+        );
+        log.append(entry("run.started", 1)).unwrap();
+        assert_eq!(log.actor(), "oncall@example.com");
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let record: Record = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(record.actor, "oncall@example.com");
     }
 
     #[test]

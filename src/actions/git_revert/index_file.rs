@@ -339,7 +339,10 @@ mod tests {
         // A commit writes the cache again, for the new HEAD's tree.
         git(root, &["commit", "-qm", "two"]);
         let head_tree = repo.head().unwrap().peel_to_tree().unwrap().id();
-        assert_eq!(index(root).tree, Some(head_tree.as_bytes().try_into().unwrap()));
+        assert_eq!(
+            index(root).tree,
+            Some(head_tree.as_bytes().try_into().unwrap())
+        );
         assert_eq!(cached_root(b"\0-1 0\n"), None);
         assert_eq!(cached_root(b"\x002 0\n"), None, "no id");
         assert_eq!(

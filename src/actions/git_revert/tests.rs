@@ -638,5 +638,9 @@ fn the_early_stat_scan_agrees_with_the_plain_check() {
     // Committed: clean again, with the cache valid for the new HEAD.
     git_ok(dir.path(), &["commit", "-qm", "a"]);
     let repo = git2::Repository::open(dir.path()).unwrap();
-    assert!(dirty_files(&repo, StatScan::start(dir.path())).unwrap().is_empty());
+    assert!(
+        dirty_files(&repo, StatScan::start(dir.path()))
+            .unwrap()
+            .is_empty()
+    );
 }
