@@ -12,7 +12,9 @@
 # and the fixed costs inside every release figure: `release --version` (process start) and
 # `release run` of a one-step `run: ["true"]` runbook (the engine: config, lock, audit).
 # The repository is put back with `git reset --hard` before every timing (--prepare), so
-# every run reverts from the same HEAD. gc.auto is 0 so that no run pays for a gc.
+# every run reverts from the same HEAD, and the audit log is emptied: each run replays the
+# whole log, so a log grown by the earlier timings would charge the later commands more
+# (the engine-only figure most of all). gc.auto is 0 so that no run pays for a gc.
 # Targets: real ≤ 1.0× the CLI; dry-run ≤ 0.5× the CLI.
 #
 # usage: bench/git_revert.sh [RUNS=10]       (from the repository root; about 2 minutes)
@@ -53,8 +55,8 @@ base=$(git -C "$repo" rev-parse HEAD)
 objects=$(git -C "$repo" count-objects -v | sed -n 's/^size-pack: //p')
 
 run=("$BIN" -C "$repo" run revert.yaml --component orchestration --stage staging --reason bench --no-progress)
-# Back to the same HEAD, with no revert of the CLI's left in progress.
-reset="sh -c 'git -C $repo revert --quit 2>/dev/null; git -C $repo reset -q --hard $base'"
+# Back to the same HEAD, with no revert of the CLI's left in progress, and an empty log.
+reset="sh -c 'git -C $repo revert --quit 2>/dev/null; git -C $repo reset -q --hard $base; rm -f $repo/.release/audit.jsonl'"
 
 bench_case() { # NAME COMMITS JSON
   local name=$1 commits=$2 json=$3
@@ -83,6 +85,7 @@ bench_case() { # NAME COMMITS JSON
 bench_case "bench-ten" "bench-ten" "$SANDBOX/one.json"
 bench_case "bench-range-from..bench-range-to" "bench-range-from..bench-range-to" "$SANDBOX/range.json"
 hyperfine -N --style basic --warmup 5 --runs 30 --export-json "$SANDBOX/version.json" \
+  --prepare "rm -f $repo/.release/audit.jsonl" \
   --command-name "release --version" "$BIN --version" \
   --command-name "release run noop.yaml (one run: [true] step)" \
   "$BIN -C $repo run noop.yaml --component orchestration --stage staging --reason bench --no-progress" >&2

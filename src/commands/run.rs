@@ -322,18 +322,15 @@ pub fn run_job(
         ),
         hint: e.hint,
     })?;
+    if memchr::memmem::find(&bytes, b"git_revert").is_some() {
+        // libgit2 starts (loading OpenSSL's CA bundle) while the runbook is checked and
+        // the run gets ready; a runbook that only mentions the word costs a thread.
+        crate::actions::git_revert::warm_up();
+    }
     let (runbook, warnings) = project
         .load_runbook(&ctx.cwd, path)
         .map_err(Error::Invalid)?;
     ctx.output.warnings(&warnings);
-    if runbook
-        .steps
-        .iter()
-        .any(|step| matches!(step.action, Action::GitRevert(_)))
-    {
-        // libgit2 starts (loading OpenSSL's CA bundle) while the run gets ready.
-        crate::actions::git_revert::warm_up();
-    }
     let params = resolve_params(&runbook, &options.set)?;
     let dry_run = options.dry_run;
     if !dry_run {
