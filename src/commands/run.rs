@@ -55,8 +55,12 @@ pub struct RunOptions {
 }
 
 pub fn cmd_run(ctx: &Context<'_>, args: &RunArgs) -> Result<i32, Error> {
-    let project = Project::load(&ctx.cwd, ctx.global.config.as_deref())?;
     let path = ctx.cwd.join(&args.runbook);
+    // Before release.yaml is read: libgit2 takes longer to start than the rest of the run.
+    if let Ok(bytes) = crate::project::read_limited(&path) {
+        warm_up_for(&bytes);
+    }
+    let project = Project::load(&ctx.cwd, ctx.global.config.as_deref())?;
     execute_runbook(
         ctx,
         &project,
@@ -69,6 +73,16 @@ pub fn cmd_run(ctx: &Context<'_>, args: &RunArgs) -> Result<i32, Error> {
             held: None,
         },
     )
+}
+
+/// Starts libgit2 (its first use loads OpenSSL's CA bundle, a few milliseconds of CPU)
+/// while the run gets ready, when the runbook's text names `git_revert`; a runbook that
+/// only mentions the word costs a thread. Once per process.
+fn warm_up_for(runbook: &[u8]) {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    if memchr::memmem::find(runbook, b"git_revert").is_some() {
+        STARTED.call_once(crate::actions::git_revert::warm_up);
+    }
 }
 
 /// A runbook to run for a component at a stage.
@@ -322,11 +336,7 @@ pub fn run_job(
         ),
         hint: e.hint,
     })?;
-    if memchr::memmem::find(&bytes, b"git_revert").is_some() {
-        // libgit2 starts (loading OpenSSL's CA bundle) while the runbook is checked and
-        // the run gets ready; a runbook that only mentions the word costs a thread.
-        crate::actions::git_revert::warm_up();
-    }
+    warm_up_for(&bytes);
     let (runbook, warnings) = project
         .load_runbook(&ctx.cwd, path)
         .map_err(Error::Invalid)?;
