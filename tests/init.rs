@@ -90,3 +90,23 @@ fn init_refuses_a_folder_named_release_yaml() {
         .assert_stderr_contains("help: remove or rename release.yaml");
     assert!(!env.join("runbooks").exists(), "nothing is written");
 }
+
+#[test]
+fn init_json_lists_what_it_wrote_and_kept() {
+    let env = TestEnv::new();
+    env.write("release.yaml", "version: 1\n# mine\n");
+    let run = env.release(&["--json", "init"]);
+    run.assert_code(0);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    assert_eq!(report["kept"], serde_json::json!(["release.yaml"]));
+    let wrote: Vec<&str> = report["wrote"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(wrote.len(), SHIPPED.len() - 1, "{wrote:?}");
+    assert!(wrote.contains(&"runbooks/production/rollback.yaml"));
+    assert_eq!(report["gitignore"], "added");
+    assert_eq!(env.read("release.yaml"), "version: 1\n# mine\n");
+}

@@ -104,6 +104,31 @@ fn graph_dot() {
 }
 
 #[test]
+fn graph_json_has_the_steps_their_needs_and_the_graph() {
+    let env = TestEnv::initialized();
+    let run = env.release(&[
+        "--json",
+        "runbook",
+        "graph",
+        "runbooks/production/rollback.yaml",
+    ]);
+    run.assert_code(0);
+    let graph: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    assert_eq!(graph["format"], "mermaid");
+    assert!(graph["graph"].as_str().unwrap().contains("s1 --> s3"));
+    let steps = graph["steps"].as_array().unwrap();
+    let caches = steps.iter().find(|s| s["id"] == "caches").unwrap();
+    assert_eq!(caches["action"], "cache_clear");
+    assert_eq!(caches["needs"], serde_json::json!(["revert"]));
+    let revert = steps.iter().find(|s| s["id"] == "revert").unwrap();
+    assert_eq!(revert["asks_first"], true);
+    let incident = steps.iter().find(|s| s["id"] == "incident").unwrap();
+    assert_eq!(incident["when"], "always");
+    let migration = steps.iter().find(|s| s["id"] == "migration").unwrap();
+    assert_eq!(migration["if"], "params.migration");
+}
+
+#[test]
 fn graph_of_an_invalid_runbook_fails_with_diagnostics() {
     let env = TestEnv::initialized();
     env.write("bad.yaml", "steps:\n  - id: a\n    needs: [b]\n    run: [x]\n  - id: b\n    needs: [a]\n    run: [y]\n");

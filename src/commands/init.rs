@@ -60,12 +60,12 @@ pub fn cmd_init(ctx: &Context<'_>, _args: &InitArgs) -> Result<i32, Error> {
             });
         }
     }
-    let mut wrote = 0;
+    // Each file, and whether it was written (or kept as it was).
+    let mut files: Vec<(&str, bool)> = Vec::new();
     for (relative, content) in FILES {
         let path = ctx.cwd.join(relative);
         if path.exists() {
-            ctx.output
-                .result(&format!("kept   {relative} (exists; not overwritten)"));
+            files.push((relative, false));
             continue;
         }
         if let Some(dir) = path.parent() {
@@ -73,10 +73,32 @@ pub fn cmd_init(ctx: &Context<'_>, _args: &InitArgs) -> Result<i32, Error> {
                 .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         }
         write_new(&path, content)?;
-        ctx.output.result(&format!("wrote  {relative}"));
-        wrote += 1;
+        files.push((relative, true));
     }
-    if add_to_gitignore(&ctx.cwd.join(".gitignore"))? {
+    let ignored = add_to_gitignore(&ctx.cwd.join(".gitignore"))?;
+    let which = |written: bool| -> Vec<&str> {
+        files
+            .iter()
+            .filter(|(_, w)| *w == written)
+            .map(|(r, _)| *r)
+            .collect()
+    };
+    if ctx.output.json {
+        ctx.output.json_value(&serde_json::json!({
+            "wrote": which(true),
+            "kept": which(false),
+            "gitignore": if ignored { "added" } else { "kept" },
+        }));
+        return Ok(0);
+    }
+    for (relative, written) in &files {
+        ctx.output.result(&if *written {
+            format!("wrote  {relative}")
+        } else {
+            format!("kept   {relative} (exists; not overwritten)")
+        });
+    }
+    if ignored {
         ctx.output.result(&format!(
             "added  {GITIGNORE_LINE} to .gitignore (the audit log and locks stay out of git)"
         ));
@@ -85,7 +107,7 @@ pub fn cmd_init(ctx: &Context<'_>, _args: &InitArgs) -> Result<i32, Error> {
             "kept   .gitignore (already lists {GITIGNORE_LINE})"
         ));
     }
-    if wrote > 0 {
+    if files.iter().any(|(_, written)| *written) {
         ctx.output.result("next:  edit release.yaml (components, channels, gates), then run `release runbook validate`");
     }
     Ok(0)

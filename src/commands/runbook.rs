@@ -230,12 +230,40 @@ fn cmd_graph(ctx: &Context<'_>, args: &GraphArgs) -> Result<i32, Error> {
     let (runbook, _warnings) = project
         .load_runbook(&ctx.cwd, &path)
         .map_err(Error::Invalid)?;
-    let text = match args.format {
-        GraphFormat::Mermaid => mermaid(&runbook),
-        GraphFormat::Dot => dot(&runbook),
+    let (format, text) = match args.format {
+        GraphFormat::Mermaid => ("mermaid", mermaid(&runbook)),
+        GraphFormat::Dot => ("dot", dot(&runbook)),
     };
-    print!("{text}");
+    if ctx.output.json {
+        ctx.output.json_value(&graph_json(&runbook, format, &text));
+    } else {
+        print!("{text}");
+    }
     Ok(0)
+}
+
+/// `--json`: the steps and their edges, and the graph as text in the format asked for.
+fn graph_json(runbook: &Runbook, format: &str, text: &str) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = runbook
+        .steps
+        .iter()
+        .map(|step| {
+            serde_json::json!({
+                "id": step.id,
+                "action": step.action.name(),
+                "needs": step.needs,
+                "when": step.when,
+                "if": step.condition,
+                "asks_first": step.confirm.is_some(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "name": runbook.name,
+        "steps": steps,
+        "format": format,
+        "graph": text,
+    })
 }
 
 fn step_label(step: &crate::project::runbook::Step) -> String {
