@@ -2055,6 +2055,19 @@ fn audit_verify_says_when_there_is_no_log() {
         .assert_stderr_contains("no audit log at");
 }
 
+/// The commands that record without running a runbook (attest, approve, deprecate, gates,
+/// promote) say so too.
+#[test]
+fn audit_torn_last_line_repair_is_shown_by_attest() {
+    let env = logged();
+    tear(&env);
+    env.release(&["attest", C, "security-review", "--note", "ok"])
+        .assert_code(0)
+        .assert_stderr_contains("torn last line")
+        .assert_stderr_contains("audit.jsonl.torn-");
+    assert_repaired(&env);
+}
+
 #[test]
 fn audit_torn_last_line_repair_is_shown_on_the_terminal() {
     let env = logged();

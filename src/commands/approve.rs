@@ -79,6 +79,7 @@ pub fn cmd_approve(ctx: &Context<'_>, args: &ApproveArgs) -> Result<i32, Error> 
         .iter()
         .any(|g| matches!(g.kind, GateKind::Approvals(_)));
     append(
+        ctx.output,
         &audit,
         &engine::new_run_id(),
         "approval.recorded",

@@ -43,6 +43,7 @@ pub fn cmd_attest(ctx: &Context<'_>, args: &AttestArgs) -> Result<i32, Error> {
         .stage
         .to_owned();
     append(
+        ctx.output,
         &audit,
         &engine::new_run_id(),
         "attestation.recorded",

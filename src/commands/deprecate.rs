@@ -59,6 +59,7 @@ pub fn cmd_deprecate(ctx: &Context<'_>, args: &DeprecateArgs) -> Result<i32, Err
         .stage
         .to_owned();
     append(
+        ctx.output,
         &audit,
         &engine::new_run_id(),
         "component.deprecated",

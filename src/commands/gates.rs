@@ -55,6 +55,7 @@ pub fn cmd_gates(ctx: &Context<'_>, args: &GatesArgs) -> Result<i32, Error> {
         record["file_blockers"] = json!(true);
     }
     append(
+        ctx.output,
         &audit,
         &run_id,
         "gates.evaluated",
@@ -219,8 +220,10 @@ pub async fn evaluate(
     }
 }
 
-/// Appends one record; a failure stops the command (fail closed).
+/// Appends one record; a failure stops the command (fail closed). A torn last line that
+/// the append moved aside (an earlier crash) is said on the terminal.
 pub fn append(
+    output: &crate::output::Output,
     audit: &AuditLog,
     run: &str,
     kind: &'static str,
@@ -236,7 +239,11 @@ pub fn append(
             stage: Some(stage.to_owned()),
             data,
         })
-        .map(|_| ())
+        .map(|appended| {
+            if let Some(repaired) = appended.repaired {
+                output.warn(&repaired.to_string());
+            }
+        })
         .map_err(|e| Error::Failed {
             message: e.to_string(),
             hint: Some("nothing further was done: the audit log must record first".into()),

@@ -100,6 +100,7 @@ fn promote(
     };
     if evaluation.gates_evaluated {
         append(
+            ctx.output,
             audit,
             run_id,
             "gates.evaluated",
@@ -220,6 +221,7 @@ fn complete(
         ));
     }
     append(
+        ctx.output,
         audit,
         run_id,
         "promotion.completed",
@@ -306,6 +308,7 @@ fn refuse(
     let (component, target) = (&evaluation.component, &evaluation.target);
     if !dry_run {
         append(
+            ctx.output,
             audit,
             run_id,
             "promotion.refused",
