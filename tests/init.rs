@@ -110,3 +110,27 @@ fn init_json_lists_what_it_wrote_and_kept() {
     assert_eq!(report["gitignore"], "added");
     assert_eq!(env.read("release.yaml"), "version: 1\n# mine\n");
 }
+
+/// `--config FILE init` writes FILE and the project around it, where the other commands
+/// given the same `--config` look.
+#[test]
+fn init_with_config_writes_the_project_next_to_it() {
+    let env = TestEnv::new();
+    let run = env.release(&["--config", "deploy/rel.yaml", "init"]);
+    run.assert_code(0)
+        .assert_stdout_contains("wrote  deploy/rel.yaml")
+        .assert_stdout_contains("wrote  deploy/runbooks/production/rollback.yaml")
+        .assert_stdout_contains("added  .release/ to deploy/.gitignore")
+        .assert_stdout_contains("release --config deploy/rel.yaml runbook validate");
+    assert!(
+        !env.join("release.yaml").exists(),
+        "nothing in the current folder"
+    );
+    assert!(
+        !env.join("runbooks").exists(),
+        "nothing in the current folder"
+    );
+    assert_eq!(env.read("deploy/.gitignore"), ".release/\n");
+    env.release(&["--config", "deploy/rel.yaml", "runbook", "validate"])
+        .assert_code(0);
+}

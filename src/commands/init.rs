@@ -42,13 +42,39 @@ pub const FILES: &[(&str, &str)] = &[
 const GITIGNORE_LINE: &str = ".release/";
 
 pub fn cmd_init(ctx: &Context<'_>, _args: &InitArgs) -> Result<i32, Error> {
+    // With `--config FILE`, the configuration is FILE and the project (runbooks,
+    // .gitignore) is FILE's folder, as every other command reads it.
+    let config = ctx
+        .global
+        .config
+        .as_deref()
+        .map_or_else(|| ctx.cwd.join("release.yaml"), |c| ctx.cwd.join(c));
+    let root = config
+        .parent()
+        .map_or_else(|| ctx.cwd.clone(), Path::to_path_buf);
+    let target = |relative: &str| {
+        if relative == "release.yaml" {
+            config.clone()
+        } else {
+            root.join(relative)
+        }
+    };
+    let shown = |path: &Path| {
+        crate::project::display_path(&ctx.cwd, path)
+            .display()
+            .to_string()
+    };
     // Something that is not a file where a file goes (a folder named release.yaml) would
     // be "kept" and then never found: refuse before writing anything.
-    for relative in FILES.iter().map(|(r, _)| *r).chain([".gitignore"]) {
-        let path = ctx.cwd.join(relative);
+    for path in FILES
+        .iter()
+        .map(|(r, _)| target(r))
+        .chain([root.join(".gitignore")])
+    {
         if let Ok(metadata) = std::fs::metadata(&path)
             && !metadata.is_file()
         {
+            let relative = shown(&path);
             return Err(Error::InvalidInput {
                 message: format!(
                     "{relative} exists but is {}, not a file",
@@ -61,11 +87,11 @@ pub fn cmd_init(ctx: &Context<'_>, _args: &InitArgs) -> Result<i32, Error> {
         }
     }
     // Each file, and whether it was written (or kept as it was).
-    let mut files: Vec<(&str, bool)> = Vec::new();
+    let mut files: Vec<(String, bool)> = Vec::new();
     for (relative, content) in FILES {
-        let path = ctx.cwd.join(relative);
+        let path = target(relative);
         if path.exists() {
-            files.push((relative, false));
+            files.push((shown(&path), false));
             continue;
         }
         if let Some(dir) = path.parent() {
@@ -73,14 +99,15 @@ pub fn cmd_init(ctx: &Context<'_>, _args: &InitArgs) -> Result<i32, Error> {
                 .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         }
         write_new(&path, content)?;
-        files.push((relative, true));
+        files.push((shown(&path), true));
     }
-    let ignored = add_to_gitignore(&ctx.cwd.join(".gitignore"))?;
+    let gitignore = root.join(".gitignore");
+    let ignored = add_to_gitignore(&gitignore)?;
     let which = |written: bool| -> Vec<&str> {
         files
             .iter()
             .filter(|(_, w)| *w == written)
-            .map(|(r, _)| *r)
+            .map(|(r, _)| r.as_str())
             .collect()
     };
     if ctx.output.json {
@@ -98,17 +125,25 @@ pub fn cmd_init(ctx: &Context<'_>, _args: &InitArgs) -> Result<i32, Error> {
             format!("kept   {relative} (exists; not overwritten)")
         });
     }
+    let gitignore = shown(&gitignore);
     if ignored {
         ctx.output.result(&format!(
-            "added  {GITIGNORE_LINE} to .gitignore (the audit log and locks stay out of git)"
+            "added  {GITIGNORE_LINE} to {gitignore} (the audit log and locks stay out of git)"
         ));
     } else {
         ctx.output.result(&format!(
-            "kept   .gitignore (already lists {GITIGNORE_LINE})"
+            "kept   {gitignore} (already lists {GITIGNORE_LINE})"
         ));
     }
     if files.iter().any(|(_, written)| *written) {
-        ctx.output.result("next:  edit release.yaml (components, channels, gates), then run `release runbook validate`");
+        let config = shown(&config);
+        let validate = match ctx.global.config {
+            Some(_) => format!("release --config {config} runbook validate"),
+            None => "release runbook validate".to_owned(),
+        };
+        ctx.output.result(&format!(
+            "next:  edit {config} (components, channels, gates), then run `{validate}`"
+        ));
     }
     Ok(0)
 }
