@@ -715,6 +715,27 @@ components:
 ",
         at "3:3: components depend on each other in a cycle: web -> api -> db -> web (`a -> b`: a depends on b)";
 
+    // Every cycle, not only the first; a component caught in a knot off the shortest
+    // loop is named too.
+    component_dependency_cycles_each_reported: CONFIG, 2, r"
+version: 1
+components:
+  web:
+    depends_on: [api]
+  api:
+    depends_on: [web]
+  db:
+    depends_on: [cache, queue]
+  cache:
+    depends_on: [db]
+  queue:
+    depends_on: [search]
+  search:
+    depends_on: [db]
+",
+        at "3:3: components depend on each other in a cycle: web -> api -> web",
+        "release.yaml:7:3: components depend on each other in a cycle: db -> cache -> db (`a -> b`: a depends on b) (also caught in it: `queue`, `search`)";
+
     component_invalid_name: CONFIG, 1, r"
 version: 1
 components:

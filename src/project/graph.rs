@@ -33,58 +33,6 @@ impl StepGraph {
         &self.needs[step]
     }
 
-    /// The first cycle found, as its steps in running order (each is needed by the one after
-    /// it, and the last by the first) starting from the one written first, or `None`.
-    pub fn find_cycle(&self) -> Option<Vec<usize>> {
-        #[derive(Clone, Copy, PartialEq)]
-        enum Mark {
-            New,
-            OnPath,
-            Done,
-        }
-        let mut marks = vec![Mark::New; self.len()];
-        for start in 0..self.len() {
-            if marks[start] != Mark::New {
-                continue;
-            }
-            // Iterative DFS: (node, index of the next need to look at).
-            let mut path: Vec<(usize, usize)> = vec![(start, 0)];
-            marks[start] = Mark::OnPath;
-            while let Some(&mut (node, ref mut next)) = path.last_mut() {
-                if let Some(&need) = self.needs[node].get(*next) {
-                    *next += 1;
-                    match marks[need] {
-                        Mark::New => {
-                            marks[need] = Mark::OnPath;
-                            path.push((need, 0));
-                        }
-                        Mark::OnPath => {
-                            let from = path.iter().position(|&(n, _)| n == need).unwrap_or(0);
-                            // path[from..] goes need -> ... -> node, each waiting for the next;
-                            // reverse so the cycle reads in running order.
-                            let mut cycle: Vec<usize> =
-                                path[from..].iter().map(|&(n, _)| n).collect();
-                            cycle.reverse();
-                            // Start at the step written first, as a reader would.
-                            let first = cycle
-                                .iter()
-                                .enumerate()
-                                .min_by_key(|(_, s)| **s)
-                                .map_or(0, |(i, _)| i);
-                            cycle.rotate_left(first);
-                            return Some(cycle);
-                        }
-                        Mark::Done => {}
-                    }
-                } else {
-                    marks[node] = Mark::Done;
-                    path.pop();
-                }
-            }
-        }
-        None
-    }
-
     /// Every cycle: one per strongly connected component of more than one step (or a step
     /// that needs itself), ordered by the first step written. Each is a closed walk in
     /// running order (each step is needed by the one after it, the last by the first)
@@ -245,22 +193,22 @@ mod tests {
     fn finds_a_cycle_in_running_order() {
         // 0 <- 1 <- 2 <- 1 (1 needs 2, 2 needs 1)
         let g = StepGraph::new(vec![vec![], vec![0, 2], vec![1]]);
-        let cycle = g.find_cycle().unwrap();
-        assert_eq!(cycle.len(), 2);
-        assert!(cycle.contains(&1) && cycle.contains(&2));
+        let cycles = g.cycles();
+        assert_eq!(cycles.len(), 1, "{cycles:?}");
+        assert_eq!(cycles[0].path, vec![1, 2]);
         assert!(
             StepGraph::new(vec![vec![], vec![0], vec![0, 1]])
-                .find_cycle()
-                .is_none()
+                .cycles()
+                .is_empty()
         );
-        assert_eq!(StepGraph::new(vec![vec![0]]).find_cycle(), Some(vec![0]));
+        assert_eq!(StepGraph::new(vec![vec![0]]).cycles()[0].path, vec![0]);
     }
 
     #[test]
     fn cycle_reads_in_running_order() {
         // a needs c, b needs a, c needs b: running order a -> b -> c -> a.
         let g = StepGraph::new(vec![vec![2], vec![0], vec![1]]);
-        let cycle = g.find_cycle().unwrap();
+        let cycle = g.cycles()[0].path.clone();
         // every element is needed by the next one
         for w in 0..cycle.len() {
             let (a, b) = (cycle[w], cycle[(w + 1) % cycle.len()]);
@@ -314,7 +262,6 @@ mod tests {
         #[test]
         fn dags_have_no_cycle_and_a_full_order(needs in dag()) {
             let g = StepGraph::new(needs);
-            prop_assert!(g.find_cycle().is_none());
             prop_assert!(g.cycles().is_empty());
             let order = g.topological_order();
             prop_assert_eq!(order.len(), g.len());
@@ -341,13 +288,6 @@ mod tests {
             let (s, t) = edges[pick.index(edges.len())];
             needs[t].push(s);
             let g = StepGraph::new(needs);
-            let cycle = g.find_cycle();
-            prop_assert!(cycle.is_some());
-            let cycle = cycle.unwrap();
-            for w in 0..cycle.len() {
-                let (a, b) = (cycle[w], cycle[(w + 1) % cycle.len()]);
-                prop_assert!(g.needs(b).contains(&a));
-            }
             prop_assert!(g.topological_order().len() < n);
             let cycles = g.cycles();
             prop_assert!(!cycles.is_empty());

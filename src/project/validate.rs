@@ -743,9 +743,10 @@ fn check_components(c: &mut Checker<'_>, components: &NamedMap<Component>) {
                 .collect()
         })
         .collect();
-    if let Some(mut cycle) = StepGraph::new(needs).find_cycle() {
+    for found in StepGraph::new(needs).cycles() {
         // The graph gives running order (dependencies first); follow `depends_on` instead,
         // from the component written first.
+        let mut cycle = found.path;
         cycle.reverse();
         let first = cycle
             .iter()
@@ -754,6 +755,16 @@ fn check_components(c: &mut Checker<'_>, components: &NamedMap<Component>) {
             .map_or(0, |(p, _)| p);
         cycle.rotate_left(first);
         let path: Vec<&str> = cycle.iter().map(|&i| names[i]).collect();
+        let others = if found.others.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = found
+                .others
+                .iter()
+                .map(|&i| format!("`{}`", names[i]))
+                .collect();
+            format!(" (also caught in it: {})", list.join(", "))
+        };
         let first = components
             .iter()
             .nth(cycle[0])
@@ -761,7 +772,7 @@ fn check_components(c: &mut Checker<'_>, components: &NamedMap<Component>) {
         c.hint(
             first,
             format!(
-                "components depend on each other in a cycle: {} -> {} (`a -> b`: a depends on b)",
+                "components depend on each other in a cycle: {} -> {} (`a -> b`: a depends on b){others}",
                 path.join(" -> "),
                 path[0]
             ),
