@@ -44,6 +44,33 @@ pub fn template_variables(
     Ok(template.undeclared_variables(true).into_iter().collect())
 }
 
+/// For an undefined-value error, the first part of a variable the template reads (`used`,
+/// dotted paths) that `context` has no value for (`params.x` of `params.x.y`): minijinja's
+/// own message names none.
+pub fn missing_variable<'s>(
+    error: &minijinja::Error,
+    used: impl IntoIterator<Item = &'s String>,
+    context: &minijinja::Value,
+) -> Option<String> {
+    if error.kind() != minijinja::ErrorKind::UndefinedError {
+        return None;
+    }
+    used.into_iter().find_map(|path| {
+        let mut value = context.clone();
+        let mut end = 0;
+        for segment in path.split('.') {
+            end += segment.len() + usize::from(end > 0);
+            value = value
+                .get_attr(segment)
+                .unwrap_or(minijinja::Value::UNDEFINED);
+            if value.is_undefined() {
+                return Some(path[..end].to_owned());
+            }
+        }
+        None
+    })
+}
+
 /// The variables an `if:` expression reads.
 pub fn expression_variables(
     env: &Environment<'_>,
@@ -640,6 +667,23 @@ mod tests {
 
     fn first(problems: Vec<UnknownVariable>) -> UnknownVariable {
         problems.into_iter().next().expect("a problem")
+    }
+
+    #[test]
+    fn the_missing_part_of_a_variable_is_named() {
+        let env = environment();
+        let context = minijinja::Value::from(minijinja::value::Serde(
+            serde_json::json!({ "vars": { "url": "https://x" } }),
+        ));
+        let text = "{{ vars.url }}/{{ vars.health.path }}";
+        let error = env.render_str(text, &context).unwrap_err();
+        let used = template_variables(&env, text).unwrap();
+        assert_eq!(
+            missing_variable(&error, &used, &context).as_deref(),
+            Some("vars.health")
+        );
+        let other = env.render_str("{{ 1 / 0 }}", &context).unwrap_err();
+        assert_eq!(missing_variable(&other, &used, &context), None);
     }
 
     #[test]

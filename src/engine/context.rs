@@ -63,9 +63,10 @@ impl Templater {
         if !template::is_template(text) {
             return Ok(text.to_owned());
         }
-        self.env
-            .render_str(text, &self.context)
-            .map_err(|e| describe(&e))
+        self.env.render_str(text, &self.context).map_err(|e| {
+            let used = template::template_variables(&self.env, text).unwrap_or_default();
+            self.describe_with(&e, &used)
+        })
     }
 
     /// Evaluates an `if:` expression (with or without `{{ }}` around it).
@@ -78,7 +79,22 @@ impl Templater {
         compiled
             .eval(&self.context)
             .map(|v| v.is_true())
-            .map_err(|e| describe(&e))
+            .map_err(|e| {
+                let used = compiled.undeclared_variables(true);
+                self.describe_with(&e, &used)
+            })
+    }
+
+    /// The error, naming the variable that has no value when that is what went wrong.
+    fn describe_with<'s>(
+        &self,
+        error: &minijinja::Error,
+        used: impl IntoIterator<Item = &'s String>,
+    ) -> String {
+        match template::missing_variable(error, used, &self.context) {
+            Some(part) => format!("`{part}` has no value here"),
+            None => describe(error),
+        }
     }
 }
 
@@ -127,5 +143,31 @@ mod tests {
         );
         assert!(t.render("{{ steps.nope.outcome }}").is_err());
         assert!(t.condition("steps.build.outcome == 'succeeded'").unwrap());
+    }
+
+    /// A value missing at run time is named, in templates and in `if:` alike.
+    #[test]
+    fn the_missing_variable_is_named() {
+        let base = base_context(&serde_json::json!({ "component": "api", "params": {} }));
+        let steps = StepOutputs::default();
+        let t = Templater::new(&base, &steps);
+        assert_eq!(
+            t.render("{{ component }}/{{ steps.nope.stdout }}")
+                .unwrap_err(),
+            "`steps.nope` has no value here"
+        );
+        assert_eq!(
+            t.render("{{ params.commit }}").unwrap_err(),
+            "`params.commit` has no value here"
+        );
+        assert_eq!(
+            t.condition("spec.db.migrate").unwrap_err(),
+            "`spec` has no value here"
+        );
+        // Other errors are told as minijinja tells them.
+        assert!(
+            t.render("{{ 1 / 0 }}")
+                .is_err_and(|e| !e.contains("has no value"))
+        );
     }
 }

@@ -120,12 +120,14 @@ impl Templates {
         if !crate::template::is_template(text) {
             return Ok(text.to_owned());
         }
-        self.env
-            .render_str(
-                text,
-                minijinja::Value::from(minijinja::value::Serde(&self.context)),
-            )
-            .map_err(|e| format!("cannot render `{text}`: {e}"))
+        let context = minijinja::Value::from(minijinja::value::Serde(&self.context));
+        self.env.render_str(text, &context).map_err(|e| {
+            let used = crate::template::template_variables(&self.env, text).unwrap_or_default();
+            match crate::template::missing_variable(&e, &used, &context) {
+                Some(part) => format!("cannot render `{text}`: `{part}` has no value here"),
+                None => format!("cannot render `{text}`: {e}"),
+            }
+        })
     }
 
     fn render_all(&self, texts: &[String]) -> Result<Vec<String>, String> {
