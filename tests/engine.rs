@@ -282,10 +282,45 @@ fn many_steps(n: usize) -> String {
     text
 }
 
+/// What the terminal tests do once a prompt has appeared.
+enum Key<'a> {
+    /// Types this.
+    Type(&'a str),
+    /// Sends SIGTERM to the `release` process.
+    Term,
+}
+
 /// Runs `release ARGS` with stdin and stderr on a pseudo-terminal (util-linux `script`),
 /// typing each answer once its prompt (a substring) has appeared. Returns the exit code
 /// and everything the terminal showed.
 fn release_in_pty(env: &TestEnv, args: &[&str], answers: &[(&str, &str)]) -> (i32, String) {
+    let keys: Vec<(&str, Key<'_>)> = answers.iter().map(|(p, a)| (*p, Key::Type(a))).collect();
+    release_in_terminal(env, args, &keys, "")
+}
+
+/// The `release` process started in `env` (its working folder), if one is running.
+fn release_pid(env: &TestEnv) -> Option<String> {
+    let here = env.path().canonicalize().ok()?;
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let dir = entry.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let cwd = std::fs::read_link(dir.join("cwd")).ok()?;
+            (comm.trim() == "release" && cwd == here)
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+}
+
+/// [`release_in_pty`] with any key, and `then` (shell text) run in the same terminal after
+/// `release` ends; the exit code is then the last command's.
+fn release_in_terminal(
+    env: &TestEnv,
+    args: &[&str],
+    answers: &[(&str, Key<'_>)],
+    then: &str,
+) -> (i32, String) {
     let bin = assert_cmd::cargo::cargo_bin("release");
     let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
     let mut line = quote(&bin.display().to_string());
@@ -293,6 +328,7 @@ fn release_in_pty(env: &TestEnv, args: &[&str], answers: &[(&str, &str)]) -> (i3
         line.push(' ');
         line.push_str(&quote(arg));
     }
+    line.push_str(then);
     let mut child = Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .current_dir(env.path())
@@ -345,8 +381,17 @@ fn release_in_pty(env: &TestEnv, args: &[&str], answers: &[(&str, &str)]) -> (i3
         from = at.unwrap_or(from);
         // Let the prompt finish switching the terminal's mode before typing.
         std::thread::sleep(Duration::from_millis(150));
-        stdin.write_all(answer.as_bytes()).expect("type");
-        stdin.flush().expect("flush");
+        match answer {
+            Key::Type(text) => {
+                stdin.write_all(text.as_bytes()).expect("type");
+                stdin.flush().expect("flush");
+            }
+            Key::Term => {
+                let pid = release_pid(env).expect("release is running");
+                let killed = Command::new("kill").args(["-TERM", &pid]).status();
+                assert!(killed.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+            }
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
@@ -932,6 +977,37 @@ fn confirm_declined_step_in_a_terminal_stops_the_run() {
     assert!(started(&records, "three").is_none());
     assert_eq!(run_outcome(&records), "declined");
     assert_eq!(made(&env), ["made1"]);
+    assert!(!env.join(LOCK).exists());
+}
+
+/// SIGTERM while a prompt waits for its answer: the run ends at once, interrupted (130),
+/// with the terminal as it was before the prompt (not left in raw mode) and the cursor shown.
+#[test]
+fn confirm_sigterm_at_a_prompt_ends_the_run_and_restores_the_terminal() {
+    let env = TestEnv::initialized();
+    env.write("rb/confirm.yaml", TYPE_COMPONENT);
+    let started = Instant::now();
+    let (_, screen) = release_in_terminal(
+        &env,
+        &run_args("rb/confirm.yaml", C, &[]),
+        &[("type the component name", Key::Term)],
+        "; echo \"exit=$?\"; stty -a",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the run waited for the prompt's read:\n{screen}"
+    );
+    assert!(screen.contains("exit=130"), "{screen}");
+    assert!(screen.contains("interrupted at a confirmation"), "{screen}");
+    let settings: Vec<&str> = screen.split_whitespace().collect();
+    assert!(
+        settings.contains(&"icanon") && settings.contains(&"echo"),
+        "the terminal was left raw:\n{screen}"
+    );
+    assert!(screen.contains("\x1b[?25h"), "cursor shown again");
+    let records = records(&env);
+    assert_eq!(run_outcome(&records), "interrupted", "{records:#?}");
+    assert!(made(&env).is_empty());
     assert!(!env.join(LOCK).exists());
 }
 

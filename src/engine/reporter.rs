@@ -11,6 +11,17 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::actions::{Outcome, Preflight, Verdict};
 use crate::state::redact::Redactor;
 
+/// The bars set aside for a prompt; drawn again when this is dropped.
+pub struct PromptBars(Option<MultiProgress>);
+
+impl Drop for PromptBars {
+    fn drop(&mut self) {
+        if let Some(multi) = &self.0 {
+            multi.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
+}
+
 pub struct Reporter {
     mode: Mode,
     redactor: Redactor,
@@ -169,11 +180,18 @@ impl Reporter {
         }
     }
 
-    /// What prompts suspend while they are shown (none without bars).
-    pub fn suspender(&self) -> Option<MultiProgress> {
+    /// Takes the bars off the terminal while a prompt is shown, until the [`PromptBars`]
+    /// is dropped.
+    /// No lock is held meanwhile (`MultiProgress::suspend` would hold one across the
+    /// prompt's read, and a signal ends the run while that read may still be blocked).
+    pub fn aside(&self) -> PromptBars {
         match &self.mode {
-            Mode::Bars { multi, .. } => Some(multi.clone()),
-            Mode::Plain => None,
+            Mode::Bars { multi, .. } => {
+                let _ = multi.clear();
+                multi.set_draw_target(ProgressDrawTarget::hidden());
+                PromptBars(Some(multi.clone()))
+            }
+            Mode::Plain => PromptBars(None),
         }
     }
 

@@ -438,13 +438,20 @@ impl<'a> Dispatcher<'a> {
         &mut self,
         ask: impl FnOnce() -> confirm::Answer + Send + 'static,
     ) -> Option<bool> {
-        let suspender = self.reporter.suspender();
-        let handle = tokio::task::spawn_blocking(move || match suspender {
-            Some(multi) => multi.suspend(ask),
-            None => ask(),
-        });
+        let bars = self.reporter.aside();
+        let (answered, answer) = tokio::sync::oneshot::channel();
+        // A thread of its own, not the runtime's blocking pool: a signal ends the run while
+        // the read may still be blocked, and the runtime waits for its pool when it ends.
+        // Should no thread start, the question is not asked: no.
+        let _ = std::thread::Builder::new()
+            .name("prompt".into())
+            .spawn(move || {
+                let answer = ask();
+                drop(bars);
+                let _ = answered.send(answer);
+            });
         let answer = tokio::select! {
-            answer = handle => answer.unwrap_or(confirm::Answer::No),
+            answer = answer => answer.unwrap_or(confirm::Answer::No),
             () = self.signals.recv() => confirm::Answer::Interrupted,
         };
         match answer {
@@ -452,7 +459,7 @@ impl<'a> Dispatcher<'a> {
             confirm::Answer::No => Some(false),
             confirm::Answer::Interrupted => {
                 // The prompt may still be blocked in its read: its guard has not run yet.
-                confirm::show_cursor();
+                confirm::restore_terminal();
                 self.error = Some("interrupted at a confirmation: nothing more ran".into());
                 None
             }
