@@ -755,16 +755,7 @@ fn check_components(c: &mut Checker<'_>, components: &NamedMap<Component>) {
             .map_or(0, |(p, _)| p);
         cycle.rotate_left(first);
         let path: Vec<&str> = cycle.iter().map(|&i| names[i]).collect();
-        let others = if found.others.is_empty() {
-            String::new()
-        } else {
-            let list: Vec<String> = found
-                .others
-                .iter()
-                .map(|&i| format!("`{}`", names[i]))
-                .collect();
-            format!(" (also caught in it: {})", list.join(", "))
-        };
+        let others = also_caught(&found.others, |i| names[i]);
         let first = components
             .iter()
             .nth(cycle[0])
@@ -1746,6 +1737,15 @@ fn check_graph(c: &mut Checker<'_>, outlines: &[StepOutline<'_>]) -> Option<Step
     sound.then_some(graph)
 }
 
+/// The members of a knot that are not on the cycle shown, as the message's tail.
+fn also_caught<'n>(others: &[usize], name: impl Fn(usize) -> &'n str) -> String {
+    if others.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = others.iter().map(|&i| format!("`{}`", name(i))).collect();
+    format!(" (also caught in it: {})", list.join(", "))
+}
+
 /// One cycle of steps, in running order, saying which waits are implicit (a step without
 /// `needs` waits for the step written above it) and how to break it.
 fn report_cycle(c: &mut Checker<'_>, outlines: &[StepOutline<'_>], cycle: &Cycle) {
@@ -1756,16 +1756,7 @@ fn report_cycle(c: &mut Checker<'_>, outlines: &[StepOutline<'_>], cycle: &Cycle
         || outlines[first].id.map_or(Span::default(), |(_, s)| s),
         |(_, s)| *s,
     );
-    let others = if cycle.others.is_empty() {
-        String::new()
-    } else {
-        let list: Vec<String> = cycle
-            .others
-            .iter()
-            .map(|&i| format!("`{}`", name(i)))
-            .collect();
-        format!(" (also caught in it: {})", list.join(", "))
-    };
+    let others = also_caught(&cycle.others, name);
     // Each step of the walk waits for the one before it; which of those waits are written?
     let mut written: Vec<String> = Vec::new();
     let mut implicit: Vec<(usize, usize)> = Vec::new();
