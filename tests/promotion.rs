@@ -1800,7 +1800,8 @@ fn promote_refuses_a_promote_runbook_that_cannot_finish_before_running_the_gates
     );
     // No terminal and no --yes: the confirmation cannot be answered.
     env.release(&["promote", "api", "--to", "staging"])
-        .assert_code(3);
+        .assert_code(3)
+        .assert_stderr_contains("no terminal to answer it");
     assert!(!env.join("gate-ran").exists(), "the gates ran first");
     assert!(of_kind(&env, "gates.evaluated").is_empty());
     // A broken promote runbook: invalid input, found before the gates.
@@ -1813,6 +1814,27 @@ fn promote_refuses_a_promote_runbook_that_cannot_finish_before_running_the_gates
         .assert_stderr_contains("unknown key `rnu`");
     assert!(!env.join("gate-ran").exists(), "the gates ran first");
     assert!(records(&env).is_empty(), "{:#?}", records(&env));
+}
+
+/// A promotion the rules refuse says so even when its runbook asks a question nobody can
+/// answer: the operator is not sent to find a terminal first, only to be refused again.
+#[test]
+fn promote_tells_the_rules_refusal_before_an_unanswerable_question() {
+    let env = project(PROBE_GATE);
+    env.write(
+        "runbooks/production/promote.yaml",
+        "name: p\nsteps:\n  - id: a\n    confirm: \"Go?\"\n    run: [echo, go]\n",
+    );
+    let run = env.release(&["promote", "api", "--to", "production"]);
+    run.assert_code(3)
+        .assert_stdout_contains("would skip staging");
+    assert!(
+        !run.stderr.contains("no terminal"),
+        "the question came first: {}",
+        run.stderr
+    );
+    assert!(!env.join("gate-ran").exists());
+    assert_eq!(of_kind(&env, "promotion.refused").len(), 1);
 }
 
 #[test]

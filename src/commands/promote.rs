@@ -45,15 +45,17 @@ pub fn cmd_promote(ctx: &Context<'_>, args: &PromoteArgs) -> Result<i32, Error> 
     check_target(&project, component, target)?;
     let dry_run = args.options.dry_run;
     // A promote runbook that could not finish (bad parameters; it asks and nobody can
-    // answer) is refused before the gates run, not after.
+    // answer) is refused before the gates run, not after; a question nobody can answer
+    // comes after the rules, which may refuse the promotion anyway.
     let runbook = project.runbook_path(target, "promote");
+    let mut unrunnable = None;
     if runbook.is_file() {
         let (loaded, _) = project
             .load_runbook(&ctx.cwd, &runbook)
             .map_err(Error::Invalid)?;
         resolve_params(&loaded, &args.options.set)?;
         if !dry_run {
-            refuse_unrunnable(ctx, &loaded)?;
+            unrunnable = refuse_unrunnable(ctx, &loaded).err();
         }
     } else if let Some(first) = args.options.set.first() {
         return Err(Error::InvalidInput {
@@ -74,7 +76,7 @@ pub fn cmd_promote(ctx: &Context<'_>, args: &PromoteArgs) -> Result<i32, Error> 
             ctx, &project, &audit, &run_id, component, target,
         )?)
     };
-    let result = promote(ctx, &project, &audit, &run_id, args);
+    let result = promote(ctx, &project, &audit, &run_id, args, unrunnable);
     if let Some(lock) = lock {
         let _ = lock.release();
     }
@@ -87,10 +89,18 @@ fn promote(
     audit: &crate::state::audit::AuditLog,
     run_id: &str,
     args: &PromoteArgs,
+    unrunnable: Option<Error>,
 ) -> Result<i32, Error> {
     let (component, target) = (args.component.as_str(), args.to.as_str());
     let dry_run = args.options.dry_run;
     let history = load_history(project, audit)?;
+    if let Some(refusal) = unrunnable {
+        let rules = crate::gates::rules::check(&project.config, &history, component, target);
+        if rules.iter().all(|rule| rule.passed) {
+            return Err(refusal);
+        }
+        // Otherwise the rules refuse the promotion below, before any gate or question.
+    }
     // A dry-run says everything that would block; a real promotion stops at the rules.
     // (The runtime ends with this statement: the promote runbook starts its own.)
     let Some(evaluation) = runtime()?.block_on(evaluate(
