@@ -94,13 +94,7 @@ fn promote(
     let (component, target) = (args.component.as_str(), args.to.as_str());
     let dry_run = args.options.dry_run;
     let history = load_history(project, audit)?;
-    if let Some(refusal) = unrunnable {
-        let rules = crate::gates::rules::check(&project.config, &history, component, target);
-        if rules.iter().all(|rule| rule.passed) {
-            return Err(refusal);
-        }
-        // Otherwise the rules refuse the promotion below, before any gate or question.
-    }
+    unanswerable_unless_refused(project, &history, component, target, unrunnable)?;
     // A dry-run says everything that would block; a real promotion stops at the rules.
     // (The runtime ends with this statement: the promote runbook starts its own.)
     let Some(evaluation) = runtime()?.block_on(evaluate(
@@ -176,18 +170,7 @@ fn promote(
         ran = Some(value);
     }
     if dry_run {
-        let message = format!(
-            "dry-run: {component} would be promoted {} → {target}; nothing was changed",
-            evaluation.from
-        );
-        if ctx.output.json {
-            let mut out = outcome_json(&evaluation, true, false, None, None);
-            out["runbook"] = ran.unwrap_or_default();
-            ctx.output.json_value(&out);
-        } else {
-            ctx.output.result(&message);
-        }
-        return Ok(0);
+        return Ok(dry_run_done(ctx, &evaluation, ran));
     }
     complete(
         ctx,
@@ -202,6 +185,46 @@ fn promote(
             history: &history,
         },
     )
+}
+
+/// The end of a promotion's dry-run that nothing blocked: what would happen; exit 0.
+fn dry_run_done(
+    ctx: &Context<'_>,
+    evaluation: &Evaluation,
+    runbook: Option<serde_json::Value>,
+) -> i32 {
+    if ctx.output.json {
+        let mut out = outcome_json(evaluation, true, false, None, None);
+        out["runbook"] = runbook.unwrap_or_default();
+        ctx.output.json_value(&out);
+    } else {
+        ctx.output.result(&format!(
+            "dry-run: {} would be promoted {} → {}; nothing was changed",
+            evaluation.component, evaluation.from, evaluation.target
+        ));
+    }
+    0
+}
+
+/// The refusal of a promote runbook that asks a question nobody can answer, unless the
+/// rules refuse the promotion anyway: they say so first, before any gate or question.
+fn unanswerable_unless_refused(
+    project: &Project,
+    history: &History,
+    component: &str,
+    target: &str,
+    unrunnable: Option<Error>,
+) -> Result<(), Error> {
+    match unrunnable {
+        Some(refusal)
+            if crate::gates::rules::check(&project.config, history, component, target)
+                .iter()
+                .all(|rule| rule.passed) =>
+        {
+            Err(refusal)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What the output shows besides the evaluation: the report file and the runbook's report.
