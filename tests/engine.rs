@@ -299,7 +299,7 @@ fn release_in_pty(env: &TestEnv, args: &[&str], answers: &[(&str, &str)]) -> (i3
 }
 
 /// The `release` process started in `env` (its working folder), if one is running.
-fn release_pid(env: &TestEnv) -> Option<String> {
+fn release_pid(env: &TestEnv) -> Option<rustix::process::Pid> {
     let here = env.path().canonicalize().ok()?;
     std::fs::read_dir("/proc")
         .ok()?
@@ -308,8 +308,10 @@ fn release_pid(env: &TestEnv) -> Option<String> {
             let dir = entry.path();
             let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
             let cwd = std::fs::read_link(dir.join("cwd")).ok()?;
+            let pid = entry.file_name().to_str()?.parse().ok()?;
             (comm.trim() == "release" && cwd == here)
-                .then(|| entry.file_name().to_string_lossy().into_owned())
+                .then_some(pid)
+                .and_then(rustix::process::Pid::from_raw)
         })
 }
 
@@ -388,8 +390,8 @@ fn release_in_terminal(
             }
             Key::Term => {
                 let pid = release_pid(env).expect("release is running");
-                let killed = Command::new("kill").args(["-TERM", &pid]).status();
-                assert!(killed.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+                rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+                    .expect("SIGTERM to release");
             }
         }
     }
