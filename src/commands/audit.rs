@@ -1,11 +1,10 @@
 use std::fmt::Write as _;
 
 use crate::commands::Context;
-use crate::commands::run::audit_log;
+use crate::commands::run::audit_path;
 use crate::error::Error;
 use crate::project::Project;
 use crate::state::audit::{Problem, ProblemKind};
-use crate::state::redact::Redactor;
 
 /// Read and check the audit log.
 #[derive(Debug, clap::Args)]
@@ -43,7 +42,8 @@ pub struct VerifyArgs {
 
 pub fn cmd_audit(ctx: &Context<'_>, args: &AuditArgs) -> Result<i32, Error> {
     let project = Project::load(&ctx.cwd, ctx.global.config.as_deref())?;
-    let audit = audit_log(&project, Redactor::default());
+    // Read only: no actor is looked up (a `git config` process).
+    let audit = crate::state::audit::AuditLog::reader(audit_path(&project));
     match &args.command {
         AuditCommand::Verify(a) => verify(ctx, &audit, a),
         AuditCommand::Log(a) => log(ctx, &project, &audit, a),

@@ -275,12 +275,14 @@ fn env_names_in(file: &Path, names: &mut Vec<String>) {
     }
 }
 
+/// The project's audit log, for commands that append: the actor is found meanwhile.
 pub fn audit_log(project: &Project, redactor: Redactor) -> AuditLog {
-    AuditLog::for_current_actor(
-        project.root.join(&project.config.header.audit.path),
-        &project.root,
-        redactor,
-    )
+    AuditLog::for_current_actor(audit_path(project), &project.root, redactor)
+}
+
+/// Where `audit.path` in release.yaml puts the log.
+pub fn audit_path(project: &Project) -> PathBuf {
+    project.root.join(&project.config.header.audit.path)
 }
 
 /// A runbook's path as the audit log records it: relative to the project root, without

@@ -151,6 +151,11 @@ impl AuditLog {
         }
     }
 
+    /// A log only read (records, verify): nobody is looked up, since nothing is appended.
+    pub fn reader(path: PathBuf) -> Self {
+        Self::new(path, String::new(), Redactor::default())
+    }
+
     /// A log whose actor is the current one for the project at `root`
     /// ([`current_actor`]), found on a thread of its own: the first record appended (or
     /// [`actor`](Self::actor)) waits for it.
@@ -349,20 +354,20 @@ impl AuditLog {
 
     /// The records, streamed. A missing log has none.
     pub fn records(&self) -> Result<Records, AuditError> {
-        let reader = match File::open(&self.path) {
-            Ok(file) => Some(BufReader::with_capacity(256 * 1024, file)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(self.io(e)),
-        };
-        Ok(Records {
-            source: reader.map(|reader| Source::Plain {
-                reader,
-                chain: None,
-            }),
-            line: 0,
-            buffer: Vec::new(),
-            path: self.path.clone(),
-        })
+        let source = self.open()?.map(|file| Source::Plain {
+            reader: BufReader::with_capacity(256 * 1024, file),
+            chain: None,
+        });
+        Ok(Records::new(source, &self.path))
+    }
+
+    /// The log file opened for reading; `None` when there is no log yet.
+    fn open(&self) -> Result<Option<File>, AuditError> {
+        match File::open(&self.path) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(e)),
+        }
     }
 
     /// The records, streamed, each checked against the hash chain: a broken link ends the
@@ -372,11 +377,7 @@ impl AuditLog {
     /// line while the caller parses the blocks it has passed; a few blocks of
     /// [`CHECKED_BLOCK`] bytes are in flight at most, so memory stays flat.
     pub fn records_checked(&self) -> Result<Records, AuditError> {
-        let file = match File::open(&self.path) {
-            Ok(file) => Some(file),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(self.io(e)),
-        };
+        let file = self.open()?;
         // A log of a few blocks is hashed inline: a thread and its buffers would cost more
         // than they save.
         let small = file
@@ -384,15 +385,11 @@ impl AuditLog {
             .and_then(|f| f.metadata().ok())
             .is_some_and(|m| m.len() <= 4 * CHECKED_BLOCK);
         if small {
-            return Ok(Records {
-                source: file.map(|f| Source::Plain {
-                    reader: BufReader::with_capacity(64 * 1024, f),
-                    chain: Some(Chain::default()),
-                }),
-                line: 0,
-                buffer: Vec::new(),
-                path: self.path.clone(),
+            let source = file.map(|f| Source::Plain {
+                reader: BufReader::with_capacity(64 * 1024, f),
+                chain: Some(Chain::default()),
             });
+            return Ok(Records::new(source, &self.path));
         }
         let source = file.map(|file| {
             let (blocks, receiver) = std::sync::mpsc::sync_channel(2);
@@ -414,26 +411,17 @@ impl AuditLog {
                 Err(e) => Source::Failed(Some(self.io(e))),
             }
         });
-        Ok(Records {
-            source,
-            line: 0,
-            buffer: Vec::new(),
-            path: self.path.clone(),
-        })
+        Ok(Records::new(source, &self.path))
     }
 
     /// Checks the whole chain, streaming.
     pub fn verify(&self) -> Result<Verification, AuditError> {
-        let file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Verification {
-                    records: 0,
-                    head: None,
-                    problem: None,
-                });
-            }
-            Err(e) => return Err(self.io(e)),
+        let Some(file) = self.open()? else {
+            return Ok(Verification {
+                records: 0,
+                head: None,
+                problem: None,
+            });
         };
         verify_reader(BufReader::with_capacity(256 * 1024, file)).map_err(|e| self.io(e))
     }
@@ -757,6 +745,15 @@ fn prev_field(line: &[u8]) -> Option<&[u8]> {
 }
 
 impl Records {
+    fn new(source: Option<Source>, path: &Path) -> Self {
+        Self {
+            source,
+            line: 0,
+            buffer: Vec::new(),
+            path: path.to_path_buf(),
+        }
+    }
+
     /// The next line's bytes (without its newline), for readers that parse only what they
     /// need; the buffer is reused, so memory stays flat.
     pub fn next_line(&mut self) -> Option<Result<(u64, &[u8]), AuditError>> {
