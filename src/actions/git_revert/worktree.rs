@@ -115,7 +115,6 @@ const CHUNK: usize = 128;
 /// The stat calls of one scan, shared by its thread and by whoever waits for it
 /// ([`StatScan::finish`] helps rather than waits).
 struct Work {
-    git_dir: PathBuf,
     workdir: PathBuf,
     /// The index file as read (by the scan's thread, first), or `None` when it could not be.
     index: OnceLock<Option<(index_file::Index, Stamp)>>,
@@ -126,6 +125,15 @@ struct Work {
 }
 
 impl Work {
+    fn new(workdir: PathBuf, index: OnceLock<Option<(index_file::Index, Stamp)>>) -> Self {
+        Self {
+            workdir,
+            index,
+            next: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
     /// Takes units until none is left; what this thread found.
     fn drain(&self) -> Vec<(usize, Stat)> {
         let Some(Some((index, stamp))) = self.index.get() else {
@@ -163,6 +171,7 @@ impl Work {
 /// file that is there now, in the repository libgit2 opened, and does the check itself
 /// otherwise.
 pub struct StatScan {
+    git_dir: PathBuf,
     work: Arc<Work>,
     thread: std::thread::JoinHandle<Vec<(usize, Stat)>>,
 }
@@ -172,20 +181,13 @@ impl StatScan {
     /// folder in `root` or above).
     pub fn start(root: &Path) -> Option<Self> {
         let top = root.ancestors().find(|d| d.join(".git").is_dir())?;
-        let work = Arc::new(Work {
-            git_dir: top.join(".git"),
-            workdir: top.to_path_buf(),
-            index: OnceLock::new(),
-            next: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-        });
-        let shared = Arc::clone(&work);
+        let git_dir = top.join(".git");
+        let work = Arc::new(Work::new(top.to_path_buf(), OnceLock::new()));
+        let (shared, index_file) = (Arc::clone(&work), git_dir.join("index"));
         let thread = std::thread::Builder::new()
             .name("git_revert-stat".into())
             .spawn(move || {
-                let index = shared
-                    .index
-                    .get_or_init(|| read_index(&shared.git_dir.join("index")));
+                let index = shared.index.get_or_init(|| read_index(&index_file));
                 if index.is_some() {
                     shared.drain()
                 } else {
@@ -193,13 +195,21 @@ impl StatScan {
                 }
             })
             .ok()?;
-        Some(Self { work, thread })
+        Some(Self {
+            git_dir,
+            work,
+            thread,
+        })
     }
 
     /// The scan, if it read the index file that is there now (`now`), in the repository
     /// `repo` opened. The calling thread takes a share of the stat calls left.
     fn finish(self, repo: &Repository, now: Stamp) -> Option<Scanned> {
-        let Self { work, thread } = self;
+        let Self {
+            git_dir,
+            work,
+            thread,
+        } = self;
         let same_dir = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
             (Ok(a), Ok(b)) => a == b,
             _ => false,
@@ -207,11 +217,11 @@ impl StatScan {
         // The thread reads the index first thing; should it not have yet, it is read here.
         let read = work
             .index
-            .get_or_init(|| read_index(&work.git_dir.join("index")))
+            .get_or_init(|| read_index(&git_dir.join("index")))
             .as_ref()
             .map(|(_, stamp)| *stamp);
         let agrees = read == Some(now)
-            && same_dir(&work.git_dir, repo.path())
+            && same_dir(&git_dir, repo.path())
             && repo.workdir().is_some_and(|w| same_dir(&work.workdir, w));
         let mut unsure = if agrees {
             work.drain()
@@ -359,13 +369,7 @@ fn scan_entries(
     workdir: &Path,
     threads: usize,
 ) -> Option<Scanned> {
-    let work = Work {
-        git_dir: PathBuf::new(),
-        workdir: workdir.to_path_buf(),
-        index: OnceLock::from(Some((index, stamp))),
-        next: AtomicUsize::new(0),
-        stop: AtomicBool::new(false),
-    };
+    let work = Work::new(workdir.to_path_buf(), OnceLock::from(Some((index, stamp))));
     let unsure = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..threads.max(1))
             .map(|_| scope.spawn(|| work.drain()))
