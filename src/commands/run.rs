@@ -55,12 +55,8 @@ pub struct RunOptions {
 }
 
 pub fn cmd_run(ctx: &Context<'_>, args: &RunArgs) -> Result<i32, Error> {
-    let path = ctx.cwd.join(&args.runbook);
-    // Before release.yaml is read: libgit2 takes longer to start than the rest of the run.
-    if let Ok(bytes) = crate::project::read_limited(&path) {
-        warm_up_for(&bytes);
-    }
     let project = Project::load(&ctx.cwd, ctx.global.config.as_deref())?;
+    let path = ctx.cwd.join(&args.runbook);
     execute_runbook(
         ctx,
         &project,
@@ -77,11 +73,10 @@ pub fn cmd_run(ctx: &Context<'_>, args: &RunArgs) -> Result<i32, Error> {
 
 /// Starts libgit2 (its first use loads OpenSSL's CA bundle, a few milliseconds of CPU)
 /// while the run gets ready, when the runbook's text names `git_revert`; a runbook that
-/// only mentions the word costs a thread. Once per process.
+/// only mentions the word costs a thread.
 fn warm_up_for(runbook: &[u8]) {
-    static STARTED: std::sync::Once = std::sync::Once::new();
     if memchr::memmem::find(runbook, b"git_revert").is_some() {
-        STARTED.call_once(crate::actions::git_revert::warm_up);
+        crate::actions::git_revert::warm_up();
     }
 }
 
