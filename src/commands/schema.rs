@@ -4,6 +4,7 @@ use crate::commands::Context;
 use crate::error::Error;
 use crate::project::config::Config;
 use crate::project::runbook::RunbookSpec;
+use crate::project::validate::{ID_PATTERN as ID, NAME_PATTERN as NAME};
 
 /// Print the JSON Schema of release.yaml and of runbooks, for editors.
 ///
@@ -28,10 +29,6 @@ pub enum Which {
     Runbook,
 }
 
-/// A stage or component name, as validation checks it.
-const NAME: &str = "^[a-z][a-z0-9_-]*$";
-/// A step or gate id.
-const ID: &str = "^[a-z0-9][a-z0-9_-]*$";
 fn config_schema() -> serde_json::Value {
     let mut schema = schemars::schema_for!(Config).to_value();
     schema["$id"] = "https://release.invalid/release.schema.json".into();

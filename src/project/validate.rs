@@ -271,13 +271,19 @@ fn read_source(path: &Path, display: &Path) -> Result<SourceFile, Diagnostic> {
     Ok(SourceFile::new(display, &text))
 }
 
-/// A stage or component name: `^[a-z][a-z0-9_-]*$`.
+/// What a stage or component name matches ([`is_name`]); `release schema` says the same.
+pub const NAME_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
+/// What a step or gate id matches.
+pub const ID_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
+
+/// A stage or component name: [`NAME_PATTERN`].
 pub fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
+/// A step or gate id: [`ID_PATTERN`].
 fn is_step_id(s: &str) -> bool {
     let mut chars = s.chars();
     chars
@@ -517,7 +523,7 @@ fn check_header(c: &mut Checker<'_>, header: &ConfigHeader, root: &Node) {
             c.hint(
                 stage.span,
                 format!("invalid stage name `{}`", stage.value),
-                "stage names match ^[a-z][a-z0-9_-]*$ (lowercase, digits, `_`, `-`)",
+                format!("stage names match {NAME_PATTERN} (lowercase, digits, `_`, `-`)"),
             );
         }
         if let Some(first) = seen.insert(&stage.value, stage.span) {
@@ -712,7 +718,7 @@ fn check_components(c: &mut Checker<'_>, components: &NamedMap<Component>) {
             c.hint(
                 name.span,
                 format!("invalid component name `{name}`"),
-                "component names match ^[a-z][a-z0-9_-]*$ (lowercase letters, digits, `_`, `-`; starting with a letter)",
+                format!("component names match {NAME_PATTERN} (lowercase letters, digits, `_`, `-`; starting with a letter)"),
             );
         }
         for dep in &component.depends_on {
@@ -841,7 +847,7 @@ fn check_gate<'g>(c: &mut Checker<'_>, gate: &'g GateSpec, ids: &mut HashMap<&'g
         c.hint(
             id.span,
             format!("invalid gate id `{id}`"),
-            "gate ids match ^[a-z0-9][a-z0-9_-]*$",
+            format!("gate ids match {ID_PATTERN}"),
         );
     }
     if let Some(first) = ids.insert(&id.value, id.span) {
@@ -1352,7 +1358,7 @@ fn check_step_node(c: &mut Checker<'_>, node: &Node, index: usize) -> Option<Ste
         c.hint(
             spec.id.span,
             format!("invalid step id `{}`", spec.id.value),
-            "step ids match ^[a-z0-9][a-z0-9_-]*$ (lowercase, digits, `_`, `-`)",
+            format!("step ids match {ID_PATTERN} (lowercase, digits, `_`, `-`)"),
         );
     }
     match spec.actions_set().as_slice() {
@@ -1937,6 +1943,15 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The checks and the patterns hints and `release schema` show say the same.
+        #[test]
+        fn names_and_ids_match_their_patterns(s in "[a-zA-Z0-9_. -]{0,6}") {
+            let name = regex::Regex::new(NAME_PATTERN).unwrap();
+            let id = regex::Regex::new(ID_PATTERN).unwrap();
+            prop_assert_eq!(is_name(&s), name.is_match(&s));
+            prop_assert_eq!(is_step_id(&s), id.is_match(&s));
+        }
 
         #[test]
         fn arbitrary_bytes_end_in_a_model_or_diagnostics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
