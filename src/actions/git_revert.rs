@@ -13,6 +13,8 @@
 //! - Both runs open the repository with an in-memory (mempack) object store in front of
 //!   its own: the merged blobs, trees and commits they write stay in memory. The dry-run
 //!   never writes a ref, the index, a work-tree file or an object, so it is `simulated`.
+//!   (Writing an object that already exists makes libgit2 refresh that file's
+//!   modification time, as git does; no API leaves that out.)
 //! - The real run repeats every check (branch, clean tree, author) before changing
 //!   anything, recomputes the plan, refuses conflicts and untracked files in the way, makes
 //!   the commits in memory, writes the objects they reach to `.git/objects`, checks the

@@ -142,8 +142,9 @@ pub async fn run_process(
             readers.await
         };
     // A process left behind with its output elsewhere (`nohup … >/dev/null &`) holds no
-    // pipe but is still the step's: it ends with the step. (The group's id cannot have
-    // been reused: pids are handed out in order across the whole pid space.)
+    // pipe but is still the step's: it ends with the step. (The group's id could name
+    // another group only if the whole pid space wrapped around since the leader exited,
+    // a moment ago.)
     signal_group(pgid, Signal::KILL);
     ProcessResult {
         exit,
