@@ -66,6 +66,7 @@ pub enum Command {
     Deprecate(commands::deprecate::DeprecateArgs),
     Run(commands::run::RunArgs),
     Rollback(commands::rollback::RollbackArgs),
+    Resume(commands::resume::ResumeArgs),
     Runbook(commands::runbook::RunbookArgs),
     Audit(commands::audit::AuditArgs),
     Unlock(commands::unlock::UnlockArgs),

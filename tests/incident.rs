@@ -871,6 +871,7 @@ impl Step {
             reason: "5xx spike".into(),
             started_at: "2025-03-01T10:00:00Z".into(),
             dry_run,
+            origin: run_id.into(),
         };
         let context = json!({
             "component": "api", "stage": "production",

@@ -2,8 +2,9 @@
 //! Markdown file under `.release/incidents/` or a GitHub issue.
 //!
 //! The issue carries a hidden marker with the run id and the step id
-//! ([`run_marker`]): before opening, the step looks for an open issue carrying it, so a
-//! resumed run (or a retried step) reuses the issue it opened instead of opening a second.
+//! ([`run_marker`]); for a resumed run, the id of the first run of the chain. Before
+//! opening, the step looks for an open issue carrying it, so a resumed run (or a retried
+//! step) reuses the issue it opened instead of opening a second.
 //! The dry-run renders the issue, checks the tracker (the folder can be written; the token
 //! is set and the repository readable, with one GET) and opens nothing.
 
@@ -48,7 +49,7 @@ pub fn render_issue(
         title,
         body,
         labels,
-        marker: run_marker(&ctx.run.id, ctx.step_id),
+        marker: run_marker(&ctx.run.origin, ctx.step_id),
         run_id: ctx.run.id.clone(),
     })
 }

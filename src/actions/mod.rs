@@ -34,6 +34,10 @@ pub struct RunInfo {
     pub reason: String,
     pub started_at: String,
     pub dry_run: bool,
+    /// The first run of a resumed chain (`id` itself for a run that resumes none): what
+    /// the `incident_issue` marker holds, so that a resumed run finds the issue.
+    #[serde(skip)]
+    pub origin: String,
 }
 
 /// What an action gets to do its work.

@@ -322,12 +322,15 @@ fn log(
             let _ = writeln!(out);
             continue;
         }
-        let detail = record
-            .data
-            .get("step")
-            .or_else(|| record.data.get("outcome"))
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-            .unwrap_or_default();
+        let detail = match record.data.get("resumes").and_then(|v| v.as_str()) {
+            Some(resumed) => format!("resumes {resumed}"),
+            None => record
+                .data
+                .get("step")
+                .or_else(|| record.data.get("outcome"))
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .unwrap_or_default(),
+        };
         let outcome = if record.data.get("step").is_some() {
             record
                 .data

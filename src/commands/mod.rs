@@ -9,6 +9,7 @@ pub mod gates;
 pub mod init;
 pub mod man;
 pub mod promote;
+pub mod resume;
 pub mod rollback;
 pub mod run;
 pub mod runbook;
@@ -56,6 +57,7 @@ pub fn dispatch(cli: Cli, output: &Output) -> Result<i32, Error> {
         Command::Init(args) => init::cmd_init(&ctx, &args),
         Command::Run(args) => run::cmd_run(&ctx, &args),
         Command::Rollback(args) => rollback::cmd_rollback(&ctx, &args),
+        Command::Resume(args) => resume::cmd_resume(&ctx, &args),
         Command::Runbook(args) => runbook::cmd_runbook(&ctx, &args),
         Command::Audit(args) => audit::cmd_audit(&ctx, &args),
         Command::Unlock(args) => unlock::cmd_unlock(&ctx, &args),

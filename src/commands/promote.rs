@@ -147,6 +147,7 @@ fn promote(
                 options: &args.options,
                 purpose: "promote",
                 held: Some(run_id),
+                resume: None,
             },
         )?;
         let code = report.outcome.exit_code();

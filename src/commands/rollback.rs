@@ -75,6 +75,7 @@ pub fn cmd_rollback(ctx: &Context<'_>, args: &RollbackArgs) -> Result<i32, Error
             options: &args.options,
             purpose: "rollback",
             held: None,
+            resume: None,
         },
     )
 }

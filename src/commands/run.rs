@@ -67,6 +67,7 @@ pub fn cmd_run(ctx: &Context<'_>, args: &RunArgs) -> Result<i32, Error> {
             options: &args.options,
             purpose: "run",
             held: None,
+            resume: None,
         },
     )
 }
@@ -91,6 +92,19 @@ pub struct Job<'a> {
     /// The run id of a caller that already holds the component's lock at this stage (the
     /// run then uses that id and takes no lock).
     pub held: Option<&'a str>,
+    /// Set by `release resume`: the run continued, its inputs and the steps done.
+    pub resume: Option<&'a Resumption>,
+}
+
+/// What `release resume` runs with: the inputs the run started with, and what it did.
+pub struct Resumption {
+    pub resumed: engine::Resumed,
+    /// The params recorded in `run.started`.
+    pub params: BTreeMap<String, String>,
+    /// The runbook's SHA-256 recorded in `run.started`: a changed runbook is not resumed.
+    pub runbook_sha256: String,
+    /// The command that started the chain, for the hint of a refusal.
+    pub command: String,
 }
 
 /// Checks the component exists (exit 2 with the nearest name otherwise).
@@ -323,6 +337,7 @@ pub fn run_job(
         options,
         purpose,
         held,
+        resume,
     } = *job;
     check_target(project, component, stage)?;
     let bytes = crate::project::read_limited(path).map_err(|e| Error::InvalidInput {
@@ -338,7 +353,14 @@ pub fn run_job(
         .load_runbook(&ctx.cwd, path)
         .map_err(Error::Invalid)?;
     ctx.output.warnings(&warnings);
-    let params = resolve_params(&runbook, &options.set)?;
+    let runbook_sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    let params = match resume {
+        Some(resume) => {
+            refuse_changed(project, path, resume, &runbook_sha256)?;
+            resume.params.clone()
+        }
+        None => resolve_params(&runbook, &options.set)?,
+    };
     let dry_run = options.dry_run;
     if !dry_run {
         refuse_unrunnable(ctx, &runbook)?;
@@ -359,7 +381,7 @@ pub fn run_job(
         root: project.root.clone(),
         config: std::sync::Arc::new(project.config.clone()),
         runbook_path: runbook_label(project, path),
-        runbook_sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+        runbook_sha256,
         runbook,
         component: component.to_owned(),
         stage: stage.to_owned(),
@@ -374,6 +396,7 @@ pub fn run_job(
         purpose,
         command: std::env::args().collect(),
         context,
+        resumed: resume.map(|r| r.resumed.clone()),
     };
     let bars = reporter::bars_wanted(ctx.global.no_progress, ctx.global.json);
     let reporter = reporter::Reporter::new(
@@ -395,6 +418,35 @@ pub fn run_job(
         let _ = lock.release();
     }
     Ok((report, redactor))
+}
+
+/// A resume is refused when the runbook is not the one the run started with (SPEC §8).
+fn refuse_changed(
+    project: &Project,
+    path: &Path,
+    resume: &Resumption,
+    sha256: &str,
+) -> Result<(), Error> {
+    if resume.runbook_sha256 == sha256 {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        message: format!(
+            "runbook {} changed since run {} started (SHA-256 {} then, {} now): a resume runs only the steps the run started with; nothing ran",
+            runbook_label(project, path),
+            resume.resumed.resumes,
+            short_hash(&resume.runbook_sha256),
+            short_hash(sha256),
+        ),
+        hint: Some(format!(
+            "put the runbook back as it was to resume, or start a new run: `{}`",
+            resume.command
+        )),
+    })
+}
+
+fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 /// A real run is refused before anything runs when it could not finish: a confirmation
@@ -504,9 +556,14 @@ pub fn print_report(ctx: &Context<'_>, report: &Report, redactor: &Redactor) {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
     };
+    let resumes = report
+        .resumes
+        .as_ref()
+        .map(|r| format!("; resumes run {r}"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "{} {}: {verdict} in {} ({} for {} at {})",
+        "{} {}: {verdict} in {} ({} for {} at {}{resumes})",
         if report.dry_run { "dry-run" } else { "run" },
         report.run,
         reporter::human_duration(std::time::Duration::from_millis(report.duration_ms)),

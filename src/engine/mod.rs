@@ -45,6 +45,30 @@ pub struct Request {
     pub command: Vec<String>,
     /// component, stage, spec, vars, params, repository, promotion (run.* is added here).
     pub context: serde_json::Value,
+    /// Set when this run resumes an earlier one (`release resume`).
+    pub resumed: Option<Resumed>,
+}
+
+/// What a resumed run carries over from the run it continues (SPEC §8).
+#[derive(Clone, Debug)]
+pub struct Resumed {
+    /// The run this one continues.
+    pub resumes: String,
+    /// The first run of the chain (a resume of a resume leads back to it): the id the
+    /// `incident_issue` marker holds, so that every run of the chain finds one issue.
+    pub origin: String,
+    /// The steps not run again, by id.
+    pub done: BTreeMap<String, Done>,
+}
+
+/// A step a resumed run does not run again.
+#[derive(Clone, Debug)]
+pub struct Done {
+    /// The run in which it succeeded; `None` when the operator marked it done
+    /// (`--mark-done`).
+    pub run: Option<String>,
+    /// What it printed, as recorded (redacted, the first 4 KiB): `steps.<id>.stdout`.
+    pub stdout: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -84,19 +108,32 @@ pub struct StepReport {
     pub stdout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preflight: Option<Preflight>,
+    /// For a step a resumed run did not run again: the run in which it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_run: Option<String>,
+    /// For a step a resumed run did not run again because the operator said it was done.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub marked_done: bool,
 }
 
 impl StepReport {
-    /// The summary's detail: the error, else the first line the step printed.
-    pub fn detail(&self) -> &str {
-        match (&self.error, &self.stdout) {
-            (Some(error), _) => error,
-            (None, Some(stdout)) => stdout
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or_default(),
-            (None, None) => "",
+    /// The summary's detail: the error, else where a resumed run found it done, else the
+    /// first line the step printed.
+    pub fn detail(&self) -> std::borrow::Cow<'_, str> {
+        if let Some(error) = &self.error {
+            return error.into();
         }
+        if let Some(run) = &self.from_run {
+            return format!("succeeded in run {run}: not run again").into();
+        }
+        if self.marked_done {
+            return "marked done (--mark-done): not run".into();
+        }
+        self.stdout
+            .as_deref()
+            .and_then(|stdout| stdout.lines().find(|l| !l.trim().is_empty()))
+            .unwrap_or_default()
+            .into()
     }
 }
 
@@ -112,6 +149,9 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     /// Why the run stopped, when it did not finish normally.
     pub error: Option<String>,
+    /// The run this one resumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<String>,
 }
 
 /// A new run id: sortable by time, unique enough per project.

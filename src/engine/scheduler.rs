@@ -131,6 +131,10 @@ impl<'a> Dispatcher<'a> {
             reason: request.reason.clone().unwrap_or_default(),
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             dry_run: request.dry_run,
+            origin: request
+                .resumed
+                .as_ref()
+                .map_or_else(|| run_id.clone(), |r| r.origin.clone()),
         };
         let mut context = request.context.clone();
         context["run"] = json!({
@@ -158,6 +162,8 @@ impl<'a> Dispatcher<'a> {
                     error: None,
                     stdout: None,
                     preflight: None,
+                    from_run: None,
+                    marked_done: false,
                 })
                 .collect(),
             outputs: StepOutputs::default(),
@@ -167,6 +173,28 @@ impl<'a> Dispatcher<'a> {
             error: None,
             run_info: Arc::new(run_info),
         }
+        .with_done_steps()
+    }
+
+    /// A resumed run: the steps done earlier count as succeeded, with what they printed.
+    fn with_done_steps(mut self) -> Self {
+        let Some(resumed) = &self.request.resumed else {
+            return self;
+        };
+        for (i, step) in self.request.runbook.steps.iter().enumerate() {
+            let Some(done) = resumed.done.get(&step.id) else {
+                continue;
+            };
+            self.state[i] = State::Done(Outcome::Succeeded);
+            let report = &mut self.reports[i];
+            report.outcome = Some(Outcome::Succeeded);
+            report.stdout = recorded_stdout(&done.stdout);
+            report.from_run.clone_from(&done.run);
+            report.marked_done = done.run.is_none();
+            self.outputs
+                .record(&step.id, outcome_name(Outcome::Succeeded), &done.stdout);
+        }
+        self
     }
 
     fn steps(&self) -> &'a [Step] {
@@ -219,7 +247,29 @@ impl<'a> Dispatcher<'a> {
                 "purpose": request.purpose,
             }),
         );
-        let outcome = if !started_ok {
+        let resumed_ok = started_ok
+            && request.resumed.as_ref().is_none_or(|resumed| {
+                self.note_resumed(resumed);
+                let done = |marked: bool| -> Vec<&str> {
+                    request
+                        .runbook
+                        .steps
+                        .iter()
+                        .filter(|s| {
+                            resumed
+                                .done
+                                .get(&s.id)
+                                .is_some_and(|d| !marked || d.run.is_none())
+                        })
+                        .map(|s| s.id.as_str())
+                        .collect()
+                };
+                self.append(
+                    "run.resumed",
+                    json!({ "resumes": resumed.resumes, "skipped": done(false), "marked_done": done(true) }),
+                )
+            });
+        let outcome = if !resumed_ok {
             RunOutcome::Failed
         } else if request.dry_run {
             self.dry_run().await
@@ -241,7 +291,31 @@ impl<'a> Dispatcher<'a> {
             duration_ms: millis(started.elapsed()),
             steps: self.reports,
             error: self.error,
+            resumes: request.resumed.as_ref().map(|r| r.resumes.clone()),
         }
+    }
+
+    /// Says which steps a resumed run does not run again, and why.
+    fn note_resumed(&self, resumed: &super::Resumed) {
+        let mut earlier = Vec::new();
+        let mut marked = Vec::new();
+        for step in self.steps() {
+            match resumed.done.get(&step.id).map(|d| d.run.is_some()) {
+                Some(true) => earlier.push(step.id.as_str()),
+                Some(false) => marked.push(step.id.as_str()),
+                None => {}
+            }
+        }
+        let mut text = format!("resuming run {}", resumed.resumes);
+        for (what, steps) in [
+            ("succeeded before, not run again", earlier),
+            ("marked done", marked),
+        ] {
+            if !steps.is_empty() {
+                text = format!("{text}; {what}: {}", steps.join(", "));
+            }
+        }
+        self.reporter.note(&text);
     }
 
     async fn real_run(&mut self) -> RunOutcome {

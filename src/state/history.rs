@@ -550,8 +550,12 @@ fn finish_run(
     if !started.rollback {
         return;
     }
-    // A declined or blocked real run changed nothing: no rollback happened.
-    if !started.data.dry_run && !matches!(outcome, "declined" | "blocked") {
+    // A declined or blocked real run changed nothing: no rollback happened. A resume
+    // continues a rollback already counted.
+    if !started.data.dry_run
+        && started.data.purpose != "resume"
+        && !matches!(outcome, "declined" | "blocked")
+    {
         count_rollback(entry, &started);
     }
     if outcome == "succeeded" {

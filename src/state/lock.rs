@@ -316,6 +316,34 @@ pub fn read(dir: &Path, component: &str, stage: &str) -> Result<Option<LockHolde
     }
 }
 
+/// Whether a run on `host` could take the lock of `component` at `stage`: `Ok(None)` when
+/// it is free, `Ok(Some(previous))` when its holder is gone from this host (a run would take
+/// it over), [`LockError::Held`] when it blocks (a live holder, another host's, a reused
+/// pid, a corrupt file).
+pub fn check(
+    dir: &Path,
+    component: &str,
+    stage: &str,
+    host: &str,
+) -> Result<Option<LockHolder>, LockError> {
+    let Some(current) = read(dir, component, stage)? else {
+        return Ok(None);
+    };
+    let same_host = !current.is_corrupt() && current.host == host;
+    let unconfirmed = match same_host.then(|| liveness(&current)) {
+        Some(Liveness::Dead) => return Ok(Some(current)),
+        Some(Liveness::Unconfirmed(why)) => Some(why),
+        Some(Liveness::Alive) | None => None,
+    };
+    Err(LockError::Held {
+        component: component.to_owned(),
+        stage: stage.to_owned(),
+        other_host: !same_host && !current.is_corrupt(),
+        holder: Box::new(current),
+        unconfirmed,
+    })
+}
+
 /// Takes the lock of `component` at `stage` for `holder`'s run.
 pub fn acquire(
     dir: &Path,
@@ -339,27 +367,7 @@ pub fn acquire(
     guard.lock().map_err(io(&guard_path))?;
 
     let path = lock_path(dir, component, stage);
-    let mut previous = None;
-    if let Some(current) = read(dir, component, stage)? {
-        let same_host = !current.is_corrupt() && current.host == holder.host;
-        let unconfirmed = match same_host.then(|| liveness(&current)) {
-            Some(Liveness::Dead) => None,
-            Some(Liveness::Unconfirmed(why)) => Some(why),
-            Some(Liveness::Alive) | None => Some(String::new()),
-        };
-        match unconfirmed {
-            None => previous = Some(current),
-            Some(why) => {
-                return Err(LockError::Held {
-                    component: component.to_owned(),
-                    stage: stage.to_owned(),
-                    other_host: !same_host && !current.is_corrupt(),
-                    holder: Box::new(current),
-                    unconfirmed: (!why.is_empty()).then_some(why),
-                });
-            }
-        }
-    }
+    let previous = check(dir, component, stage, &holder.host)?;
     let text = serde_json::to_string_pretty(holder).unwrap_or_default() + "\n";
     let temp = dir.join(format!(".{component}.{stage}.{}.tmp", std::process::id()));
     let mut file = OpenOptions::new()
