@@ -443,3 +443,146 @@ fn shown_command(argv: &[String]) -> String {
     }
     crate::actions::run::show_argv(&argv)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run's records from `(step, outcome)` pairs; `None` for a step that started and
+    /// never finished.
+    fn run(
+        steps: &[(&str, Option<&str>)],
+        resumed: Option<(&str, &[&str], &[&str])>,
+    ) -> RunRecords {
+        let mut records = RunRecords {
+            started: Some(Started::default()),
+            ..RunRecords::default()
+        };
+        for (step, outcome) in steps {
+            records.steps.insert(
+                (*step).to_owned(),
+                StepRecords {
+                    started: true,
+                    finished: outcome.map(|o| (o.to_owned(), format!("{step} out"))),
+                },
+            );
+        }
+        records.resumed = resumed.map(|(resumes, skipped, marked)| ResumedData {
+            resumes: resumes.to_owned(),
+            skipped: skipped.iter().map(|s| (*s).to_owned()).collect(),
+            marked_done: marked.iter().map(|s| (*s).to_owned()).collect(),
+        });
+        records
+    }
+
+    fn args(rerun: &[&str], mark_done: &[&str]) -> ResumeArgs {
+        ResumeArgs {
+            run_id: "r3".into(),
+            rerun: rerun.iter().map(|s| (*s).to_owned()).collect(),
+            mark_done: mark_done.iter().map(|s| (*s).to_owned()).collect(),
+            max_parallel: None,
+        }
+    }
+
+    fn done_from(done: &BTreeMap<String, Done>) -> Vec<(String, Option<String>)> {
+        done.iter()
+            .map(|(k, d)| (k.clone(), d.run.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn steps_done_anywhere_in_the_chain_stay_done_and_the_latest_outcome_wins() {
+        // r1: a ok, b failed. r2 resumes r1: skips a, reruns b (ok), c fails, and d was
+        // marked done. r3 resumes r2: a from r1, b from r2, d still marked, c runs.
+        let r1 = run(&[("a", Some("succeeded")), ("b", Some("failed"))], None);
+        let r2 = run(
+            &[("b", Some("succeeded")), ("c", Some("failed"))],
+            Some(("r1", &["a", "d"], &["d"])),
+        );
+        let earlier = vec![("r1".to_owned(), r1)];
+        let done = done_steps("r2", &r2, &earlier, &args(&[], &[]), &["a", "b", "c", "d"]).unwrap();
+        assert_eq!(
+            done_from(&done),
+            vec![
+                ("a".into(), Some("r1".into())),
+                ("b".into(), Some("r2".into())),
+                ("d".into(), None),
+            ]
+        );
+        assert_eq!(done["a"].stdout, "a out");
+    }
+
+    #[test]
+    fn a_step_run_again_and_failed_is_not_done_though_it_succeeded_earlier() {
+        let r1 = run(&[("a", Some("succeeded")), ("b", Some("failed"))], None);
+        let r2 = run(&[("a", Some("failed"))], Some(("r1", &[], &[])));
+        let earlier = vec![("r1".to_owned(), r1)];
+        let done = done_steps("r2", &r2, &earlier, &args(&[], &[]), &["a", "b"]).unwrap();
+        assert!(done.is_empty(), "{:?}", done_from(&done));
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_refused_until_the_operator_says_rerun_or_done() {
+        let r1 = run(&[("a", Some("succeeded")), ("b", None), ("c", None)], None);
+        let ids = ["a", "b", "c"];
+        let Err(Error::Refused { message, hint }) =
+            done_steps("r1", &r1, &[], &args(&[], &[]), &ids)
+        else {
+            panic!("an unknown outcome must be refused");
+        };
+        assert!(message.contains("`b`, `c` were running"), "{message}");
+        assert!(hint.unwrap().contains("--rerun b"));
+        let done = done_steps("r1", &r1, &[], &args(&["b"], &["c"]), &ids).unwrap();
+        assert_eq!(
+            done_from(&done),
+            vec![("a".into(), Some("r1".into())), ("c".into(), None)]
+        );
+        // --rerun also runs a step that succeeded.
+        let done = done_steps("r1", &r1, &[], &args(&["a", "b", "c"], &[]), &ids).unwrap();
+        assert!(done.is_empty());
+    }
+
+    #[test]
+    fn skipped_and_unstarted_steps_run_again() {
+        let mut r1 = run(&[("a", Some("skipped"))], None);
+        r1.steps.get_mut("a").unwrap().started = false;
+        let done = done_steps("r1", &r1, &[], &args(&[], &[]), &["a", "b"]).unwrap();
+        assert!(done.is_empty());
+    }
+
+    #[test]
+    fn refusals_name_what_to_do_instead() {
+        let refused =
+            |records: &RunRecords| match refuse_unresumable("r1", records, "release run x") {
+                Err(Error::Refused { message, hint }) => format!("{message} | {}", hint.unwrap()),
+                other => panic!("expected a refusal, got {other:?}"),
+            };
+        let mut records = run(&[], None);
+        records.finished = Some("failed".into());
+        assert!(refuse_unresumable("r1", &records, "c").is_ok());
+        records.finished = Some("succeeded".into());
+        assert!(refused(&records).contains("nothing to resume"));
+        records.resumed_by.push("r2".into());
+        assert!(refused(&records).contains("release resume r2"));
+        records.started.as_mut().unwrap().purpose = "promote".into();
+        assert!(refused(&records).contains("release promote"));
+        records.started.as_mut().unwrap().dry_run = true;
+        assert!(refused(&records).contains("rehearse again: `release run x`"));
+    }
+
+    #[test]
+    fn a_recorded_command_is_shown_as_release_with_its_arguments_quoted() {
+        let argv = [
+            "/opt/bin/release",
+            "rollback",
+            "api",
+            "--reason",
+            "5xx spike",
+        ];
+        let argv: Vec<String> = argv.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(
+            shown_command(&argv),
+            "release rollback api --reason '5xx spike'"
+        );
+    }
+}
