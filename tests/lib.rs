@@ -12,5 +12,6 @@ mod incident;
 mod init;
 mod production;
 mod promotion;
+mod resume;
 mod status;
 mod validate;
