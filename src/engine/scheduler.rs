@@ -209,7 +209,17 @@ impl<'a> Dispatcher<'a> {
             stage: Some(self.request.stage.clone()),
             data,
         };
-        match tokio::task::block_in_place(|| self.audit.append(entry)) {
+        // Durable before a side effect (a real step's start) and at the end; the records
+        // in between are made durable by the next of those (SPEC §7).
+        let durable = kind == "run.finished" || (kind == "step.started" && !self.request.dry_run);
+        let append = || {
+            if durable {
+                self.audit.append(entry)
+            } else {
+                self.audit.append_deferred(entry)
+            }
+        };
+        match tokio::task::block_in_place(append) {
             Ok(appended) => {
                 if let Some(repaired) = appended.repaired {
                     self.reporter.warn(&repaired.to_string());

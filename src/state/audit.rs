@@ -5,9 +5,11 @@
 //! Invariants:
 //! - An append holds an exclusive file lock from reading the tail to `fdatasync`, so two
 //!   processes never interleave lines or fork the chain.
-//! - A record is on disk (`fdatasync`) before `append` returns, and callers append before
-//!   the side effect the record announces; a failed append is an error the caller must
-//!   stop on (fail closed).
+//! - A record is written before `append` returns, and callers append before the side
+//!   effect the record announces; a failed append is an error the caller must stop on
+//!   (fail closed). `append` makes it durable (`fdatasync`, which covers every line
+//!   before it); `append_deferred`, for a record that announces no side effect, leaves
+//!   that to the next `append`, so a run pays one `fdatasync` per side effect.
 //! - A torn last line (a crash mid-write) is never dropped silently: `verify` reports it,
 //!   and the next append moves its bytes to `audit.jsonl.torn-<ts>` and records
 //!   `audit.repaired` before its own record.
@@ -193,8 +195,21 @@ impl AuditLog {
         }
     }
 
-    /// Appends one record and makes it durable before returning.
+    /// Appends one record and makes it durable (with every record before it) before
+    /// returning: for a record that announces a side effect (SPEC §7).
     pub fn append(&self, entry: Entry) -> Result<Appended, AuditError> {
+        self.append_with(entry, true)
+    }
+
+    /// Appends one record that announces no side effect (a run's start, a step's end, a
+    /// dry-run's records): written at once, so readers and a crash of this process see it,
+    /// and made durable by the next [`append`](Self::append), which `fdatasync`s the whole
+    /// file. One `fdatasync` per side effect instead of one per record.
+    pub fn append_deferred(&self, entry: Entry) -> Result<Appended, AuditError> {
+        self.append_with(entry, false)
+    }
+
+    fn append_with(&self, entry: Entry, durable: bool) -> Result<Appended, AuditError> {
         let mut state = self
             .state
             .lock()
@@ -220,7 +235,7 @@ impl AuditLog {
         }
         let (file, tail) = state.as_mut().expect("opened above");
         file.lock().map_err(|e| self.io(e))?;
-        let result = self.append_locked(file, tail, entry);
+        let result = self.append_locked(file, tail, entry, durable);
         let unlocked = file.unlock().map_err(|e| self.io(e));
         if result.is_err() {
             // Forget the cached tail: the next append re-reads the file.
@@ -236,6 +251,7 @@ impl AuditLog {
         file: &mut File,
         tail: &mut Tail,
         entry: Entry,
+        durable: bool,
     ) -> Result<Appended, AuditError> {
         let len = file.metadata().map_err(|e| self.io(e))?.len();
         let mut repaired = None;
@@ -257,7 +273,7 @@ impl AuditLog {
                 }
             };
         }
-        let appended = self.write_record(file, tail, entry)?;
+        let appended = self.write_record(file, tail, entry, durable)?;
         Ok(Appended {
             repaired,
             ..appended
@@ -304,6 +320,7 @@ impl AuditLog {
                     "bytes": torn.len(),
                 }),
             },
+            true,
         )?;
         Ok((
             tail,
@@ -319,6 +336,7 @@ impl AuditLog {
         file: &mut File,
         tail: &mut Tail,
         mut entry: Entry,
+        durable: bool,
     ) -> Result<Appended, AuditError> {
         self.redactor.redact_json(&mut entry.data);
         let record = Record {
@@ -341,7 +359,9 @@ impl AuditLog {
         let head = line_hash(&line);
         line.push(b'\n');
         file.write_all(&line).map_err(|e| self.io(e))?;
-        file.sync_data().map_err(|e| self.io(e))?;
+        if durable {
+            file.sync_data().map_err(|e| self.io(e))?;
+        }
         tail.len = tail.len.saturating_add(line.len() as u64);
         tail.seq = record.seq;
         tail.head.clone_from(&head);
