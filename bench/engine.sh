@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Engine overhead: a real, audited `release run` of a 100-step chain of `run: ["true"]`
 # (each step needs the one above) against its floor, bench/floor/spawn_append.rs: spawn
-# /bin/true 100 times one after the other and append + fdatasync 200 lines of 300 bytes.
+# /bin/true 100 times one after the other and append 200 lines of 300 bytes, with the audit
+# log's durability: an fdatasync before each spawn and one at the end (101 in all).
 # Both in one hyperfine run; the audit log and the floor's file are deleted before every
 # timing (--prepare), so every run starts from the same, empty log.
 # Target: release ≤ 1.5× the floor.
@@ -32,7 +33,7 @@ hyperfine -N --style basic --warmup 3 --runs "$runs" \
   --export-json "$json" \
   --command-name "release run chain.yaml ($steps steps)" \
   "$BIN -C $project run chain.yaml --component player_experience --stage production --no-progress" \
-  --command-name "floor: spawn_append ($steps × /bin/true, $((2 * steps)) × 300 B + fdatasync)" \
+  --command-name "floor: spawn_append ($steps × /bin/true, $((2 * steps)) × 300 B, $((steps + 1)) × fdatasync)" \
   "$BENCH_BIN/spawn_append $floor_file $steps 300" >&2
 
 json1=$SANDBOX/engine-1.json

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::project::runbook::{Action, Runbook};
 use crate::project::yaml::suggest;
 use crate::project::{Project, display_path};
-use crate::state::audit::{AuditLog, Entry};
+use crate::state::audit::{Actor, AuditLog, Entry};
 use crate::state::history::History;
 use crate::state::lock::{self, Acquired, LockError, LockHolder};
 use crate::state::redact::Redactor;
@@ -340,6 +340,9 @@ pub fn run_job(
         resume,
     } = *job;
     check_target(project, component, stage)?;
+    // The first record needs the actor (a `git config` process): found while the runbook
+    // is read and checked.
+    let actor = Actor::find(&project.root);
     let bytes = crate::project::read_limited(path).map_err(|e| Error::InvalidInput {
         message: format!(
             "runbook {}: {}",
@@ -367,7 +370,7 @@ pub fn run_job(
     }
 
     let redactor = secrets(project, &runbook);
-    let audit = audit_log(project, redactor.clone());
+    let audit = AuditLog::with_actor(audit_path(project), actor, redactor.clone());
     let history = load_history(project, &audit)?.component(component);
     let run_id = held.map_or_else(engine::new_run_id, str::to_owned);
     // One real run at a time per component and stage; dry-runs change nothing and take none.

@@ -116,12 +116,35 @@ struct Tail {
 
 /// Who acts, as recorded in every record: known, or being found on a thread of its own
 /// (git's `user.email` costs a process start) while the caller gets on.
-struct Actor {
+pub struct Actor {
     known: OnceLock<String>,
     finding: Mutex<Option<std::thread::JoinHandle<String>>>,
 }
 
 impl Actor {
+    /// Starts finding the current actor for the project at `root` ([`current_actor`]) on
+    /// a thread of its own; the first record appended waits for it.
+    pub fn find(root: &Path) -> Self {
+        let at = root.to_path_buf();
+        match std::thread::Builder::new()
+            .name("actor".into())
+            .spawn(move || current_actor(&at))
+        {
+            Ok(thread) => Self {
+                known: OnceLock::new(),
+                finding: Mutex::new(Some(thread)),
+            },
+            Err(_) => Self::known(current_actor(root)),
+        }
+    }
+
+    fn known(actor: String) -> Self {
+        Self {
+            known: OnceLock::from(actor),
+            finding: Mutex::new(None),
+        }
+    }
+
     fn get(&self) -> &str {
         self.known.get_or_init(|| {
             let finding = self.finding.lock().ok().and_then(|mut f| f.take());
@@ -142,15 +165,7 @@ pub struct AuditLog {
 
 impl AuditLog {
     pub fn new(path: PathBuf, actor: String, redactor: Redactor) -> Self {
-        Self {
-            path,
-            actor: Actor {
-                known: OnceLock::from(actor),
-                finding: Mutex::new(None),
-            },
-            redactor,
-            state: Mutex::new(None),
-        }
+        Self::with_actor(path, Actor::known(actor), redactor)
     }
 
     /// A log only read (records, verify): nobody is looked up, since nothing is appended.
@@ -158,25 +173,19 @@ impl AuditLog {
         Self::new(path, String::new(), Redactor::default())
     }
 
-    /// A log whose actor is the current one for the project at `root`
-    /// ([`current_actor`]), found on a thread of its own: the first record appended (or
-    /// [`actor`](Self::actor)) waits for it.
+    /// A log whose actor is the current one for the project at `root`, found meanwhile
+    /// ([`Actor::find`]).
     pub fn for_current_actor(path: PathBuf, root: &Path, redactor: Redactor) -> Self {
-        let at = root.to_path_buf();
-        match std::thread::Builder::new()
-            .name("actor".into())
-            .spawn(move || current_actor(&at))
-        {
-            Ok(thread) => Self {
-                path,
-                actor: Actor {
-                    known: OnceLock::new(),
-                    finding: Mutex::new(Some(thread)),
-                },
-                redactor,
-                state: Mutex::new(None),
-            },
-            Err(_) => Self::new(path, current_actor(root), redactor),
+        Self::with_actor(path, Actor::find(root), redactor)
+    }
+
+    /// A log appended to by `actor` (known, or being found: [`Actor::find`]).
+    pub fn with_actor(path: PathBuf, actor: Actor, redactor: Redactor) -> Self {
+        Self {
+            path,
+            actor,
+            redactor,
+            state: Mutex::new(None),
         }
     }
 
