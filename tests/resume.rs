@@ -356,6 +356,16 @@ const SLOW: &str = r#"steps:
     run: [sh, -c, 'echo run >> after.count; printf "%s|%s" "$1" "$2" > after.out', sh, "{{ steps.a.stdout }}", "{{ steps.slow.stdout }}"]
 "#;
 
+/// [`SLOW`] where `after` does not read what `slow` printed.
+const SLOW_APART: &str = r#"steps:
+  - id: a
+    run: [sh, -c, 'echo run >> a.count; echo alpha']
+  - id: slow
+    run: [sh, -c, 'echo $$ > slow.pid; echo run >> slow.count; if [ -f hang ]; then sleep 30; fi; echo done']
+  - id: after
+    run: [sh, -c, 'echo run >> after.count; printf "%s|" "$1" > after.out', sh, "{{ steps.a.stdout }}"]
+"#;
+
 /// Fails at `b` (no `ok`): a run to resume. Returns its id.
 fn failed_abc(env: &TestEnv) -> String {
     env.write("rb/abc.yaml", ABC);
@@ -741,7 +751,7 @@ fn resume_of_a_killed_run_refuses_the_unknown_step_then_reruns_it() {
 #[test]
 fn resume_of_a_killed_run_with_mark_done_runs_what_follows_only() {
     let env = TestEnv::initialized();
-    env.write("rb/slow.yaml", SLOW);
+    env.write("rb/slow.yaml", SLOW_APART);
     let original = killed_mid_step(&env, "rb/slow.yaml", "slow", "slow.pid");
     remove(&env, "hang");
 
@@ -750,15 +760,41 @@ fn resume_of_a_killed_run_with_mark_done_runs_what_follows_only() {
     assert_eq!(count(&env, "slow.count"), 1, "--mark-done slow ran it");
     assert_eq!(count(&env, "a.count"), 1, "a ran again");
     assert_eq!(count(&env, "after.count"), 1);
-    // `slow` counts as succeeded with an empty stdout.
     assert_eq!(env.read("after.out"), "alpha|");
     let records = audit_records(&env);
     let new = resumed_by(&env, &original);
     assert_eq!(steps_started(&records, &new), ["after"]);
-    assert!(skipped(one(&records, &new, "run.resumed")).contains(&"a".to_owned()));
+    let resumed = one(&records, &new, "run.resumed");
+    assert!(skipped(resumed).contains(&"a".to_owned()));
+    assert_eq!(resumed["data"]["marked_done"], serde_json::json!(["slow"]));
     assert_eq!(run_outcome(&records, &new), "succeeded");
     assert!(!env.join(LOCK).exists(), "the lock was not released");
     assert_verifies(&env);
+}
+
+#[test]
+fn resume_refuses_to_mark_done_a_step_whose_output_a_later_step_reads() {
+    let env = TestEnv::initialized();
+    env.write("rb/slow.yaml", SLOW);
+    let original = killed_mid_step(&env, "rb/slow.yaml", "slow", "slow.pid");
+    remove(&env, "hang");
+    let before = audit_line_count(&env);
+
+    let run = resume(&env, &original, &["--mark-done", "slow"]);
+    assert_refused(
+        &env,
+        &run,
+        3,
+        before,
+        &[
+            "`after` reads `steps.slow.stdout`",
+            "marked done",
+            "--rerun slow",
+        ],
+    );
+    assert_eq!(count(&env, "after.count"), 0, "after ran");
+    resume(&env, &original, &["--rerun", "slow"]).assert_code(0);
+    assert_eq!(env.read("after.out"), "alpha|done");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -900,4 +936,154 @@ fn resume_rerunning_the_incident_step_reuses_the_issue_of_the_first_run() {
         [2, 2]
     );
     assert_verifies(&env);
+}
+
+// ---------------------------------------------------------------------------------------
+// Inputs a resume cannot give back as they were, and the order of the refusals
+// ---------------------------------------------------------------------------------------
+
+/// `migrate` does work, `deploy` fails until `ok` exists, `undo` (when: failure) undoes
+/// `migrate`'s work, `report` always runs.
+const UNDO: &str = r"steps:
+  - id: migrate
+    run: [sh, -c, 'echo run >> migrate.count; touch migrated']
+  - id: deploy
+    run: [sh, -c, 'echo run >> deploy.count; test -f ok && test -f migrated']
+  - id: undo
+    when: failure
+    run: [sh, -c, 'echo run >> undo.count; rm -f migrated']
+  - id: report
+    when: always
+    run: [sh, -c, 'echo run >> report.count']
+";
+
+#[test]
+fn resume_after_a_failure_handler_ran_asks_about_the_work_it_may_have_undone() {
+    let env = TestEnv::initialized();
+    env.write("rb/undo.yaml", UNDO);
+    let first = env.release(&run_args("rb/undo.yaml", &["--json"]));
+    first.assert_code(1);
+    let original = run_id_of(&first);
+    assert!(!env.join("migrated").exists(), "undo did not run");
+    touch(&env, "ok");
+    let before = audit_line_count(&env);
+
+    let run = resume(&env, &original, &[]);
+    assert_refused(
+        &env,
+        &run,
+        3,
+        before,
+        &[
+            "`undo` (when: failure) ran in run",
+            "`migrate`",
+            &format!("release resume {original} --mark-done migrate"),
+        ],
+    );
+    // The operator knows `undo` removed the migration: run it again.
+    resume(&env, &original, &["--rerun", "migrate"]).assert_code(0);
+    assert_eq!(count(&env, "migrate.count"), 2);
+    assert_eq!(count(&env, "deploy.count"), 2);
+    // The handler is not carried over: nothing failed this time, so it did not run; the
+    // `always` step runs in every run.
+    assert_eq!(count(&env, "undo.count"), 1);
+    assert_eq!(count(&env, "report.count"), 2);
+    assert_verifies(&env);
+}
+
+#[test]
+fn resume_refuses_a_param_recorded_redacted() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/abc.yaml",
+        &ABC.replace("default: \"untagged\"", "required: true"),
+    );
+    let secret = "https://hooks.example.com/services/T0/B0/SECRETXYZ";
+    let vars = [("SLACK_WEBHOOK_URL", secret)];
+    let tag = format!("tag={secret}/extra");
+    let first = env.release_with_env(&run_args("rb/abc.yaml", &["--json", "--set", &tag]), &vars);
+    first.assert_code(1);
+    let original = run_id_of(&first);
+    assert!(
+        !env.read(AUDIT).contains("SECRETXYZ"),
+        "the secret reached the log"
+    );
+    touch(&env, "ok");
+    let before = audit_line_count(&env);
+    let run = env.release_with_env(&["resume", &original], &vars);
+    assert_refused(&env, &run, 3, before, &["parameter `tag`", "redacted"]);
+    assert!(!run.transcript().contains("SECRETXYZ"));
+    assert_eq!(count(&env, "c.count"), 0);
+}
+
+#[test]
+fn a_changed_runbook_is_refused_before_anything_else_and_a_missing_one_too() {
+    let env = TestEnv::initialized();
+    env.write("rb/slow.yaml", SLOW);
+    let original = killed_mid_step(&env, "rb/slow.yaml", "slow", "slow.pid");
+    remove(&env, "hang");
+    // Renamed step and all: the refusal is about the file, not about `slow`.
+    env.write("rb/slow.yaml", &SLOW.replace("id: slow", "id: slower"));
+    let before = audit_line_count(&env);
+    let run = resume(&env, &original, &[]);
+    assert_refused(&env, &run, 3, before, &["rb/slow.yaml changed since run"]);
+    assert!(!run.stderr.contains("--rerun"), "{}", run.transcript());
+
+    std::fs::remove_file(env.join("rb/slow.yaml")).expect("remove the runbook");
+    let run = resume(&env, &original, &["--rerun", "slow"]);
+    assert_refused(
+        &env,
+        &run,
+        3,
+        before,
+        &[
+            "cannot read runbook rb/slow.yaml",
+            "put it back at rb/slow.yaml",
+        ],
+    );
+    assert_eq!(count(&env, "after.count"), 0);
+}
+
+#[test]
+fn a_killed_run_whose_lock_another_run_holds_is_not_resumed_meanwhile() {
+    let env = TestEnv::initialized();
+    env.write("rb/slow.yaml", SLOW);
+    let original = killed_mid_step(&env, "rb/slow.yaml", "slow", "slow.pid");
+    // Another run of the component at the stage takes the stale lock over and runs on.
+    std::fs::remove_file(env.join("slow.pid")).expect("remove slow.pid");
+    let mut other = spawn_release(&env, &run_args("rb/slow.yaml", &[]));
+    let other_step = wait_for_step_of_run_after(&env, &original, "slow", "slow.pid");
+    let before = audit_line_count(&env);
+    let run = resume(&env, &original, &["--rerun", "slow"]);
+    assert_refused(
+        &env,
+        &run,
+        3,
+        before,
+        &[
+            "another run of orchestration at staging is going on",
+            "once run",
+        ],
+    );
+    assert!(
+        !run.stderr.contains("may still be going on"),
+        "{}",
+        run.transcript()
+    );
+    other.kill().expect("SIGKILL the other run");
+    other.wait().expect("reap it");
+    kill_group(other_step);
+}
+
+/// As [`wait_for_step`], for the run started after `earlier` (whose records are there
+/// already).
+fn wait_for_step_of_run_after(env: &TestEnv, earlier: &str, step: &str, pid_file: &str) -> u32 {
+    let path = env.join(pid_file);
+    let seen = wait_until(Duration::from_secs(10), || {
+        audit_records(env).iter().any(|r| {
+            r["kind"] == "step.started" && r["data"]["step"] == step && r["run"] != earlier
+        }) && std::fs::read_to_string(&path).is_ok_and(|t| t.ends_with('\n'))
+    });
+    assert!(seen, "the other run's `{step}` never started");
+    env.read(pid_file).trim().parse().expect("a pid")
 }

@@ -6,9 +6,13 @@
 //! run again (its recorded stdout still feeds `steps.<id>.stdout`); a step that started and
 //! never finished has an unknown outcome, and the operator must say whether to run it again
 //! (`--rerun`) or count it done (`--mark-done`). A resume of a resume follows the chain back
-//! through the `run.resumed` records.
+//! through `run.started.resumes`.
+//!
+//! A resume refuses rather than run on inputs it cannot give back as they were: a param or
+//! a step output recorded redacted or cut, the output of a step marked done, and the work
+//! of steps that a `when: failure` step may have undone since.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
@@ -16,12 +20,16 @@ use crate::commands::Context;
 use crate::commands::run::{
     Job, Resumption, RunOptions, audit_path, check_target, execute_runbook, locks_dir,
 };
+use crate::engine::context::outputs_read;
+use crate::engine::scheduler::is_cut;
 use crate::engine::{Done, Resumed};
 use crate::error::Error;
 use crate::project::Project;
+use crate::project::runbook::{Runbook, When};
 use crate::project::yaml::{suggest, suggest_among};
 use crate::state::audit::{AuditError, AuditLog, Record};
-use crate::state::lock;
+use crate::state::lock::{self, LockError};
+use crate::state::redact::REDACTED;
 
 /// Continue a failed or interrupted run from its first unfinished step.
 ///
@@ -51,57 +59,56 @@ pub struct ResumeArgs {
 pub fn cmd_resume(ctx: &Context<'_>, args: &ResumeArgs) -> Result<i32, Error> {
     let project = Project::load(&ctx.cwd, ctx.global.config.as_deref())?;
     let log = AuditLog::reader(audit_path(&project));
-    let mut started_ids = Vec::new();
-    let run = RunRecords::read(&log, &args.run_id, Some(&mut started_ids))?;
+    let id = args.run_id.as_str();
+    let chain = Chain::read(&log, id)?;
+    let run = chain.run();
     let Some(started) = run.started.as_ref() else {
-        let ids: Vec<&str> = started_ids.iter().map(String::as_str).collect();
-        return Err(Error::InvalidInput {
-            message: format!("no run `{}` in the audit log", args.run_id),
-            hint: Some(if ids.is_empty() {
-                "the audit log records no run yet".into()
-            } else {
-                format!(
-                    "{}; `release audit log --kind run.finished` lists the runs and how they ended",
-                    suggest_among(&args.run_id, &ids)
-                )
-            }),
-        });
+        return Err(unknown_run(id, &chain.started_ids));
     };
+    let command = chain.first_command();
+    refuse_unresumable(
+        id,
+        started,
+        run.finished.as_deref(),
+        &chain.resumed_by,
+        &command,
+    )?;
     let (component, stage) = (run.component.as_str(), run.stage.as_str());
-    let earlier = earlier_runs(&log, &run)?;
-    // The command that started the chain: what a person would run again.
-    let command = shown_command(
-        &earlier
-            .last()
-            .and_then(|(_, first)| first.started.as_ref())
-            .unwrap_or(started)
-            .command,
-    );
-    refuse_unresumable(&args.run_id, &run, &command)?;
     check_target(&project, component, stage)?;
     if run.finished.is_none() {
-        // No end recorded: the run may still be going on. Its steps would look unfinished.
-        lock::check(&locks_dir(&project), component, stage, &lock::this_host()).map_err(|e| {
-            Error::Refused {
-                hint: e.hint(),
-                message: format!("{e}: run {} may still be going on", args.run_id),
-            }
-        })?;
+        // No end recorded: the run may still be going on, and its steps look unfinished.
+        refuse_if_running(&project, id, component, stage)?;
     }
     let path = project.root.join(&started.runbook);
+    refuse_changed_runbook(
+        id,
+        &started.runbook,
+        &path,
+        &started.runbook_sha256,
+        &command,
+    )?;
     let runbook = project
         .load_runbook(&project.root, &path)
         .map_err(Error::Invalid)?
         .0;
-    let ids: Vec<&str> = runbook.steps.iter().map(|s| s.id.as_str()).collect();
-    check_step_names(args, &ids)?;
-    let done = done_steps(&args.run_id, &run, &earlier, args, &ids)?;
+    refuse_redacted_params(&started.params, &command)?;
+    check_step_names(args, &runbook)?;
+    let done = done_steps(&chain, args, &runbook)?;
+    refuse_lost_outputs(id, &runbook, &done)?;
+    if run.finished.as_deref() == Some("declined") {
+        ctx.output.warn(&format!(
+            "run {id} was declined at a confirmation; {}",
+            if ctx.global.yes {
+                "--yes answers it this time"
+            } else {
+                "it is asked again"
+            }
+        ));
+    }
     let resumption = Resumption {
         resumed: Resumed {
-            resumes: args.run_id.clone(),
-            origin: earlier
-                .last()
-                .map_or_else(|| args.run_id.clone(), |(id, _)| id.clone()),
+            resumes: id.to_owned(),
+            origin: chain.first_id().to_owned(),
             done,
         },
         params: started.params.clone(),
@@ -140,6 +147,8 @@ struct Started {
     dry_run: bool,
     reason: Option<String>,
     purpose: String,
+    /// For a resume: the run it continues.
+    resumes: Option<String>,
 }
 
 /// `run.resumed`'s data.
@@ -157,7 +166,7 @@ struct ResumedData {
 #[derive(Debug, Default)]
 struct StepRecords {
     started: bool,
-    /// `step.finished`'s outcome and stdout.
+    /// `step.finished`'s outcome and recorded stdout.
     finished: Option<(String, String)>,
 }
 
@@ -171,8 +180,6 @@ struct RunRecords {
     steps: BTreeMap<String, StepRecords>,
     /// `run.finished`'s outcome.
     finished: Option<String>,
-    /// The runs that resumed this one.
-    resumed_by: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -184,46 +191,6 @@ struct Fields {
 }
 
 impl RunRecords {
-    /// Streams the log (its chain checked: a resume decides on it) for `run`'s records;
-    /// `started_ids` collects every run id that has a `run.started`, for a "did you mean".
-    fn read(
-        log: &AuditLog,
-        run: &str,
-        mut started_ids: Option<&mut Vec<String>>,
-    ) -> Result<Self, Error> {
-        let broken = |e: AuditError| Error::Failed {
-            message: e.to_string(),
-            hint: Some("`release audit verify` names the bad line".into()),
-        };
-        let mut records = log.records_checked().map_err(broken)?;
-        let mut this = Self::default();
-        while let Some(line) = records.next_line() {
-            let (number, line) = line.map_err(broken)?;
-            let names_run = memchr::memmem::find(line, run.as_bytes()).is_some();
-            let starts_a_run =
-                started_ids.is_some() && memchr::memmem::find(line, b"\"run.started\"").is_some();
-            if !names_run && !starts_a_run {
-                continue;
-            }
-            let record: Record =
-                serde_json::from_slice(line).map_err(|e| broken(records.corrupt(number, e)))?;
-            if record.kind == "run.started"
-                && let Some(ids) = started_ids.as_deref_mut()
-            {
-                ids.push(record.run.clone());
-            }
-            if record.run == run {
-                this.apply(record)
-                    .map_err(|e| broken(records.corrupt(number, e)))?;
-            } else if record.kind == "run.resumed"
-                && record.data.get("resumes").and_then(|r| r.as_str()) == Some(run)
-            {
-                this.resumed_by.push(record.run);
-            }
-        }
-        Ok(this)
-    }
-
     fn apply(&mut self, record: Record) -> Result<(), serde_json::Error> {
         match record.kind.as_str() {
             "run.started" => {
@@ -250,7 +217,15 @@ impl RunRecords {
         Ok(())
     }
 
-    /// The step's stdout if it succeeded in this run, or in the run this one resumed.
+    /// The run this one resumes, if it is a resume.
+    fn resumes(&self) -> Option<&str> {
+        self.started
+            .as_ref()
+            .and_then(|s| s.resumes.as_deref())
+            .or_else(|| self.resumed.as_ref().map(|r| r.resumes.as_str()))
+    }
+
+    /// The step's recorded stdout if it succeeded in this run.
     fn succeeded(&self, step: &str) -> Option<&str> {
         match self.steps.get(step)?.finished.as_ref()? {
             (outcome, stdout) if outcome == "succeeded" => Some(stdout),
@@ -259,56 +234,341 @@ impl RunRecords {
     }
 }
 
+/// The run to resume and the runs it resumes, newest first, read from the log in two
+/// passes whatever the chain's length.
+struct Chain {
+    /// `(run id, its records)`: the run to resume, then the one it resumes, and so on.
+    runs: Vec<(String, RunRecords)>,
+    /// Every run id that has a `run.started`, for a "did you mean".
+    started_ids: Vec<String>,
+    /// The runs that resumed the run to resume.
+    resumed_by: Vec<String>,
+}
+
+impl Chain {
+    fn read(log: &AuditLog, id: &str) -> Result<Self, Error> {
+        // First pass: the run's records, and which run resumes which.
+        let mut links: HashMap<String, String> = HashMap::new();
+        let mut started_ids = Vec::new();
+        let mut first = RunRecords::default();
+        scan(log, &HashSet::from([id.to_owned()]), true, |record| {
+            if record.kind == "run.started" {
+                started_ids.push(record.run.clone());
+            }
+            if matches!(record.kind.as_str(), "run.started" | "run.resumed")
+                && let Some(resumes) = record.data.get("resumes").and_then(|r| r.as_str())
+            {
+                links.insert(record.run.clone(), resumes.to_owned());
+            }
+            if record.run == id {
+                first.apply(record)?;
+            }
+            Ok(())
+        })?;
+        let resumed_by = links
+            .iter()
+            .filter(|(_, resumes)| resumes.as_str() == id)
+            .map(|(run, _)| run.clone())
+            .collect();
+        // The chain's ids, newest first; a hand-made log could loop, and ends here.
+        let mut ids = vec![id.to_owned()];
+        while let Some(earlier) = links.get(ids.last().map(String::as_str).unwrap_or_default()) {
+            if ids.contains(earlier) {
+                break;
+            }
+            ids.push(earlier.clone());
+        }
+        // Second pass: the earlier runs' records.
+        let wanted: HashSet<String> = ids[1..].iter().cloned().collect();
+        let mut earlier: HashMap<String, RunRecords> = HashMap::new();
+        if !wanted.is_empty() {
+            scan(log, &wanted, false, |record| {
+                if wanted.contains(&record.run) {
+                    earlier
+                        .entry(record.run.clone())
+                        .or_default()
+                        .apply(record)?;
+                }
+                Ok(())
+            })?;
+        }
+        let mut runs = vec![(id.to_owned(), first)];
+        for id in &ids[1..] {
+            match earlier.remove(id) {
+                Some(records) if records.started.is_some() => runs.push((id.clone(), records)),
+                _ => break,
+            }
+        }
+        Ok(Self {
+            runs,
+            started_ids,
+            resumed_by,
+        })
+    }
+
+    fn run(&self) -> &RunRecords {
+        &self.runs[0].1
+    }
+
+    fn first_id(&self) -> &str {
+        self.runs.last().map_or_else(|| "", |(id, _)| id.as_str())
+    }
+
+    /// The command that started the chain, as a person would type it again.
+    fn first_command(&self) -> String {
+        let argv = self
+            .runs
+            .iter()
+            .rev()
+            .find_map(|(_, r)| r.started.as_ref())
+            .map(|s| s.command.as_slice())
+            .unwrap_or_default();
+        shown_command(argv)
+    }
+
+    /// Whether `step` is done as of the run to resume: its own outcome where it last ran;
+    /// marked done by a resume; else nothing.
+    fn done(&self, step: &str) -> Option<Done> {
+        for (id, records) in &self.runs {
+            if records.steps.contains_key(step) {
+                return records.succeeded(step).map(|stdout| Done {
+                    run: Some(id.clone()),
+                    stdout: stdout.to_owned(),
+                });
+            }
+            records.resumes()?;
+            match &records.resumed {
+                Some(r) if r.marked_done.iter().any(|s| s == step) => {
+                    return Some(Done {
+                        run: None,
+                        stdout: String::new(),
+                    });
+                }
+                Some(r) if !r.skipped.iter().any(|s| s == step) => return None,
+                // Skipped as done (or `run.resumed` never written): as the run before had it.
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The newest run of the chain in which a `when: failure` step of `runbook` succeeded,
+    /// as (its position in the chain, the step).
+    fn last_failure_handler<'r>(&self, runbook: &'r Runbook) -> Option<(usize, &'r str)> {
+        self.runs.iter().enumerate().find_map(|(at, (_, records))| {
+            runbook
+                .steps
+                .iter()
+                .filter(|s| s.when == When::Failure)
+                .find(|s| records.succeeded(&s.id).is_some())
+                .map(|s| (at, s.id.as_str()))
+        })
+    }
+
+    fn position(&self, run: &str) -> Option<usize> {
+        self.runs.iter().position(|(id, _)| id == run)
+    }
+}
+
+/// Streams the log, its chain checked (a resume decides on it), handing `each` the
+/// records that name one of `runs` (the prefilter is a byte search; `each` checks), and
+/// with `links`, every `run.started` and `run.resumed` too.
+fn scan(
+    log: &AuditLog,
+    runs: &HashSet<String>,
+    links: bool,
+    mut each: impl FnMut(Record) -> Result<(), serde_json::Error>,
+) -> Result<(), Error> {
+    let broken = |e: AuditError| Error::Failed {
+        message: e.to_string(),
+        hint: Some("`release audit verify` names the bad line".into()),
+    };
+    let finders: Vec<memchr::memmem::Finder<'_>> = runs
+        .iter()
+        .map(|r| memchr::memmem::Finder::new(r.as_bytes()))
+        .collect();
+    let started = memchr::memmem::Finder::new(b"\"run.started\"");
+    let resumed = memchr::memmem::Finder::new(b"\"run.resumed\"");
+    let mut records = log.records_checked().map_err(broken)?;
+    while let Some(line) = records.next_line() {
+        let (number, line) = line.map_err(broken)?;
+        let wanted = finders.iter().any(|f| f.find(line).is_some())
+            || (links && (started.find(line).is_some() || resumed.find(line).is_some()));
+        if !wanted {
+            continue;
+        }
+        let record: Record =
+            serde_json::from_slice(line).map_err(|e| broken(records.corrupt(number, e)))?;
+        each(record).map_err(|e| broken(records.corrupt(number, e)))?;
+    }
+    Ok(())
+}
+
+fn unknown_run(id: &str, started_ids: &[String]) -> Error {
+    let ids: Vec<&str> = started_ids.iter().map(String::as_str).collect();
+    Error::InvalidInput {
+        message: format!("no run `{id}` in the audit log"),
+        hint: Some(if ids.is_empty() {
+            "the audit log records no run yet".into()
+        } else {
+            format!(
+                "{}; `release audit log --kind run.finished` lists the runs and how they ended",
+                suggest_among(id, &ids)
+            )
+        }),
+    }
+}
+
+fn refused(message: String, hint: String) -> Error {
+    Error::Refused {
+        message,
+        hint: Some(hint),
+    }
+}
+
 /// Only a real run that did not succeed is resumed, once, and not a promotion (whose
 /// gates must be checked again).
-fn refuse_unresumable(id: &str, run: &RunRecords, command: &str) -> Result<(), Error> {
-    let refused = |message: String, hint: String| {
-        Err(Error::Refused {
-            message,
-            hint: Some(hint),
-        })
-    };
-    let Some(started) = &run.started else {
-        return Ok(());
-    };
+fn refuse_unresumable(
+    id: &str,
+    started: &Started,
+    finished: Option<&str>,
+    resumed_by: &[String],
+    command: &str,
+) -> Result<(), Error> {
     if started.dry_run {
-        return refused(
+        return Err(refused(
             format!("run {id} was a dry-run: it changed nothing, so there is nothing to resume"),
             format!("rehearse again: `{command}`"),
-        );
+        ));
     }
     if started.purpose == "promote" {
-        return refused(
+        return Err(refused(
             format!(
                 "run {id} was a promotion: a promotion is not resumed, because its gates must pass again"
             ),
             format!(
                 "run `{command}` again: `release promote` checks the gates, then runs its runbook"
             ),
-        );
+        ));
     }
-    if let Some(later) = run.resumed_by.last() {
-        return refused(
+    if let Some(later) = resumed_by.last() {
+        return Err(refused(
             format!("run {id} was already resumed by run {later}"),
             format!("resume that one if it did not succeed: `release resume {later}`"),
-        );
+        ));
     }
-    if run.finished.as_deref() == Some("succeeded") {
-        return refused(
+    if finished == Some("succeeded") {
+        return Err(refused(
             format!("run {id} succeeded: nothing to resume"),
             format!("to run it again, start a new run: `{command}`"),
-        );
+        ));
     }
     Ok(())
 }
 
+/// A run that recorded no end may still be going on: its lock says.
+fn refuse_if_running(
+    project: &Project,
+    id: &str,
+    component: &str,
+    stage: &str,
+) -> Result<(), Error> {
+    let Err(e) = lock::check(&locks_dir(project), component, stage, &lock::this_host()) else {
+        return Ok(());
+    };
+    let holder = match &e {
+        LockError::Held { holder, .. } => holder.run.clone(),
+        LockError::Io { .. } => {
+            return Err(Error::Failed {
+                message: e.to_string(),
+                hint: None,
+            });
+        }
+    };
+    Err(if holder == id {
+        Error::Refused {
+            message: format!("{e}: run {id} may still be going on"),
+            hint: e.hint(),
+        }
+    } else {
+        refused(
+            format!("{e}: another run of {component} at {stage} is going on"),
+            format!("resume run {id} once run {holder} has ended"),
+        )
+    })
+}
+
+/// The runbook must be the one the run started with, byte for byte (SPEC §8). Checked
+/// before anything else about it, so that no refusal sends the operator to a changed file.
+fn refuse_changed_runbook(
+    id: &str,
+    label: &str,
+    path: &std::path::Path,
+    recorded: &str,
+    command: &str,
+) -> Result<(), Error> {
+    use sha2::Digest;
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return Err(refused(
+                format!("cannot read runbook {label}, which run {id} ran: {e}"),
+                format!(
+                    "a resume runs the runbook the run started with, at the same place: put it back at {label}, or start a new run: `{command}`"
+                ),
+            ));
+        }
+    };
+    let now = hex::encode(sha2::Sha256::digest(&bytes));
+    if now == recorded {
+        return Ok(());
+    }
+    Err(changed_runbook(id, label, recorded, &now, command))
+}
+
+/// The refusal of a runbook whose SHA-256 is not the recorded one.
+pub fn changed_runbook(id: &str, label: &str, recorded: &str, now: &str, command: &str) -> Error {
+    refused(
+        format!(
+            "runbook {label} changed since run {id} started (SHA-256 {} then, {} now): a resume runs only the steps the run started with; nothing ran",
+            short_hash(recorded),
+            short_hash(now),
+        ),
+        format!("put the runbook back as it was to resume, or start a new run: `{command}`"),
+    )
+}
+
+fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// A param recorded redacted (its value held a secret) cannot be given back.
+fn refuse_redacted_params(params: &BTreeMap<String, String>, command: &str) -> Result<(), Error> {
+    let redacted: Vec<String> = params
+        .iter()
+        .filter(|(_, v)| v.contains(REDACTED))
+        .map(|(k, _)| format!("`{k}`"))
+        .collect();
+    if redacted.is_empty() {
+        return Ok(());
+    }
+    Err(refused(
+        format!(
+            "parameter {} was recorded {REDACTED}, since its value holds a secret: a resume cannot give it back; nothing ran",
+            redacted.join(", ")
+        ),
+        format!("start a new run with the same values (fill in the redacted ones): `{command}`"),
+    ))
+}
+
 /// `--rerun` and `--mark-done` name steps of the runbook, each at most once.
-fn check_step_names(args: &ResumeArgs, ids: &[&str]) -> Result<(), Error> {
+fn check_step_names(args: &ResumeArgs, runbook: &Runbook) -> Result<(), Error> {
+    let ids: Vec<&str> = runbook.steps.iter().map(|s| s.id.as_str()).collect();
     for (flag, names) in [("--rerun", &args.rerun), ("--mark-done", &args.mark_done)] {
         if let Some(unknown) = names.iter().find(|n| !ids.contains(&n.as_str())) {
             return Err(Error::InvalidInput {
                 message: format!("{flag} {unknown}: the runbook has no step `{unknown}`"),
-                hint: Some(suggest(unknown, ids)),
+                hint: Some(suggest(unknown, &ids)),
             });
         }
     }
@@ -323,36 +583,44 @@ fn check_step_names(args: &ResumeArgs, ids: &[&str]) -> Result<(), Error> {
     Ok(())
 }
 
-/// The steps not run again: those that succeeded in the run or earlier in its chain, and
-/// those marked done (now or by an earlier resume); refuses when a step's outcome is
-/// unknown and nobody said what to do.
+/// The steps not run again: those that succeeded in the chain and those marked done. A
+/// `when: failure` or `always` step is never carried over: it answers what happens in
+/// this run. Refused: a step whose outcome is unknown, and steps done before a
+/// `when: failure` step ran (it may have undone their work), unless the operator says
+/// what to do with each (`--rerun` or `--mark-done`).
 fn done_steps(
-    run_id: &str,
-    run: &RunRecords,
-    earlier: &[(String, RunRecords)],
+    chain: &Chain,
     args: &ResumeArgs,
-    ids: &[&str],
+    runbook: &Runbook,
 ) -> Result<BTreeMap<String, Done>, Error> {
     let named = |list: &[String], id: &str| list.iter().any(|s| s == id);
+    let run_id = chain.runs[0].0.as_str();
+    let handler = chain.last_failure_handler(runbook);
     let mut done = BTreeMap::new();
-    let mut unknown = Vec::new();
-    for &id in ids {
-        if named(&args.rerun, id) {
+    let (mut unknown, mut maybe_undone) = (Vec::new(), Vec::new());
+    for step in &runbook.steps {
+        let id = step.id.as_str();
+        if named(&args.rerun, id) || step.when != When::Success {
             continue;
         }
-        let found = if named(&args.mark_done, id) {
-            Some(Done {
-                run: None,
-                stdout: String::new(),
-            })
-        } else {
-            done_in_chain(id, run_id, run, earlier)
-        };
-        match found {
-            Some(step) => {
-                done.insert(id.to_owned(), step);
+        if named(&args.mark_done, id) {
+            let stdout = String::new();
+            done.insert(id.to_owned(), Done { run: None, stdout });
+            continue;
+        }
+        match chain.done(id) {
+            Some(found) => {
+                let before_handler = match (&found.run, handler) {
+                    (Some(run), Some((at, _))) => chain.position(run).is_some_and(|p| p >= at),
+                    _ => false,
+                };
+                if before_handler {
+                    maybe_undone.push(id);
+                }
+                done.insert(id.to_owned(), found);
             }
-            None if run
+            None if chain
+                .run()
                 .steps
                 .get(id)
                 .is_some_and(|s| s.started && s.finished.is_none()) =>
@@ -362,77 +630,88 @@ fn done_steps(
             None => {}
         }
     }
-    if unknown.is_empty() {
-        return Ok(done);
+    if !unknown.is_empty() {
+        let one = unknown.len() == 1;
+        return Err(refused(
+            format!(
+                "run {run_id} stopped while {} {} running: whether {} work is unknown; nothing ran",
+                listed(&unknown),
+                if one { "was" } else { "were" },
+                if one { "it did its" } else { "they did their" },
+            ),
+            format!(
+                "check what it did, then resume with `--rerun {0}` to run it again, or `--mark-done {0}` if its work is done",
+                unknown[0]
+            ),
+        ));
     }
-    let list = unknown
-        .iter()
+    if let (Some((at, handler)), false) = (handler, maybe_undone.is_empty()) {
+        let each = |flag: &str| {
+            maybe_undone
+                .iter()
+                .map(|s| format!("{flag} {s}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        return Err(refused(
+            format!(
+                "`{handler}` (when: failure) ran in run {} after a failure and may have undone the work of {}, done before it; nothing ran",
+                chain.runs[at].0,
+                listed(&maybe_undone)
+            ),
+            format!(
+                "say what to do with each: `release resume {run_id} {}` if their work still stands, or `--rerun STEP` for those to run again",
+                each("--mark-done")
+            ),
+        ));
+    }
+    Ok(done)
+}
+
+/// A step that runs must get the output it read when the chain ran it: not one recorded
+/// cut or redacted, nor the missing output of a step marked done.
+fn refuse_lost_outputs(
+    run_id: &str,
+    runbook: &Runbook,
+    done: &BTreeMap<String, Done>,
+) -> Result<(), Error> {
+    for step in runbook.steps.iter().filter(|s| !done.contains_key(&s.id)) {
+        let mut templates = serde_json::to_value(&step.action).unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut templates {
+            map.insert("if".into(), step.condition.clone().into());
+            map.insert("confirm".into(), step.confirm.clone().into());
+        }
+        for read in outputs_read(&templates) {
+            let Some(earlier) = done.get(&read) else {
+                continue;
+            };
+            let why = match &earlier.run {
+                None => "it was marked done, so no output of it is known".to_owned(),
+                Some(run) if is_cut(&earlier.stdout) => {
+                    format!("run {run} recorded only its first 4 KiB")
+                }
+                Some(run) if earlier.stdout.contains(REDACTED) => {
+                    format!("run {run} recorded it with a secret {REDACTED}")
+                }
+                Some(_) => continue,
+            };
+            return Err(refused(
+                format!(
+                    "step `{}` reads `steps.{read}.stdout`, but {why}: a resume of run {run_id} cannot give it the value it had; nothing ran",
+                    step.id
+                ),
+                format!("resume with `--rerun {read}` to produce it again"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn listed(ids: &[&str]) -> String {
+    ids.iter()
         .map(|s| format!("`{s}`"))
         .collect::<Vec<_>>()
-        .join(", ");
-    let first = unknown[0];
-    let one = unknown.len() == 1;
-    Err(Error::Refused {
-        message: format!(
-            "run {run_id} stopped while {list} {} running: whether {} its work is unknown; nothing ran",
-            if one { "was" } else { "were" },
-            if one { "it did" } else { "they did" },
-        ),
-        hint: Some(format!(
-            "check what it did, then resume with `--rerun {first}` to run it again, or `--mark-done {first}` if its work is done"
-        )),
-    })
-}
-
-/// Whether `step` is done as of `run`: its own outcome when it ran there; else, when `run`
-/// skipped it as done, what the run before decided.
-fn done_in_chain(
-    step: &str,
-    run_id: &str,
-    run: &RunRecords,
-    earlier: &[(String, RunRecords)],
-) -> Option<Done> {
-    let chain = std::iter::once((run_id, run))
-        .chain(earlier.iter().map(|(id, records)| (id.as_str(), records)));
-    for (id, records) in chain {
-        if records.steps.contains_key(step) {
-            return records.succeeded(step).map(|stdout| Done {
-                run: Some(id.to_owned()),
-                stdout: stdout.to_owned(),
-            });
-        }
-        let resumed = records.resumed.as_ref()?;
-        if resumed.marked_done.iter().any(|s| s == step) {
-            return Some(Done {
-                run: None,
-                stdout: String::new(),
-            });
-        }
-        if !resumed.skipped.iter().any(|s| s == step) {
-            return None;
-        }
-    }
-    None
-}
-
-/// The runs `run` resumes, back to the first of the chain (last in the list).
-fn earlier_runs(log: &AuditLog, run: &RunRecords) -> Result<Vec<(String, RunRecords)>, Error> {
-    let mut chain: Vec<(String, RunRecords)> = Vec::new();
-    let mut resumes = run.resumed.as_ref().map(|r| r.resumes.clone());
-    while let Some(id) = resumes {
-        // Each resume is a later run than the one it resumes, so a chain never loops; a
-        // hand-made log could, and ends here.
-        if chain.iter().any(|(seen, _)| *seen == id) {
-            break;
-        }
-        let earlier = RunRecords::read(log, &id, None)?;
-        if earlier.started.is_none() {
-            break;
-        }
-        resumes = earlier.resumed.as_ref().map(|r| r.resumes.clone());
-        chain.push((id, earlier));
-    }
-    Ok(chain)
+        .join(", ")
 }
 
 /// A recorded command line as a person would type it again.
@@ -446,16 +725,45 @@ fn shown_command(argv: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::project::diagnostic::SourceFile;
+    use crate::project::validate::check_runbook_source;
+
+    /// `a`, `b`, `c` in a chain; `undo` runs when something failed; `report` always.
+    const RUNBOOK: &str = r#"steps:
+  - id: a
+    run: ["echo", "a"]
+  - id: b
+    run: ["echo", "{{ steps.a.stdout }}"]
+  - id: c
+    run: ["echo", "c"]
+  - id: undo
+    when: failure
+    run: ["echo", "undo"]
+  - id: report
+    when: always
+    run: ["echo", "report"]
+"#;
+
+    fn runbook() -> Runbook {
+        let (runbook, diagnostics) =
+            check_runbook_source(&SourceFile::new(Path::new("r.yaml"), RUNBOOK), None);
+        runbook.unwrap_or_else(|| panic!("{diagnostics:?}"))
+    }
 
     /// A run's records from `(step, outcome)` pairs; `None` for a step that started and
-    /// never finished.
+    /// never finished. `resumed`: the run it resumes, its skipped and marked-done steps.
     fn run(
         steps: &[(&str, Option<&str>)],
         resumed: Option<(&str, &[&str], &[&str])>,
     ) -> RunRecords {
         let mut records = RunRecords {
-            started: Some(Started::default()),
+            started: Some(Started {
+                resumes: resumed.map(|(r, _, _)| r.to_owned()),
+                ..Started::default()
+            }),
             ..RunRecords::default()
         };
         for (step, outcome) in steps {
@@ -467,107 +775,260 @@ mod tests {
                 },
             );
         }
+        let list = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect();
         records.resumed = resumed.map(|(resumes, skipped, marked)| ResumedData {
             resumes: resumes.to_owned(),
-            skipped: skipped.iter().map(|s| (*s).to_owned()).collect(),
-            marked_done: marked.iter().map(|s| (*s).to_owned()).collect(),
+            skipped: list(skipped),
+            marked_done: list(marked),
         });
         records
     }
 
+    /// Newest first, named r<N>…r1.
+    fn chain(runs: Vec<RunRecords>) -> Chain {
+        let n = runs.len();
+        Chain {
+            runs: runs
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (format!("r{}", n - i), r))
+                .collect(),
+            started_ids: Vec::new(),
+            resumed_by: Vec::new(),
+        }
+    }
+
     fn args(rerun: &[&str], mark_done: &[&str]) -> ResumeArgs {
         ResumeArgs {
-            run_id: "r3".into(),
+            run_id: "r".into(),
             rerun: rerun.iter().map(|s| (*s).to_owned()).collect(),
             mark_done: mark_done.iter().map(|s| (*s).to_owned()).collect(),
             max_parallel: None,
         }
     }
 
-    fn done_from(done: &BTreeMap<String, Done>) -> Vec<(String, Option<String>)> {
-        done.iter()
-            .map(|(k, d)| (k.clone(), d.run.clone()))
-            .collect()
+    fn done(chain: &Chain, args: &ResumeArgs) -> Result<Vec<(String, Option<String>)>, String> {
+        done_steps(chain, args, &runbook())
+            .map(|done| {
+                done.iter()
+                    .map(|(k, d)| (k.clone(), d.run.clone()))
+                    .collect()
+            })
+            .map_err(|e| text(&e))
+    }
+
+    /// An error's message and hint.
+    fn text(error: &Error) -> String {
+        match error {
+            Error::Refused { message, hint } | Error::InvalidInput { message, hint } => {
+                format!("{message} | {}", hint.as_deref().unwrap_or_default())
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn pair(step: &str, run: Option<&str>) -> (String, Option<String>) {
+        (step.to_owned(), run.map(str::to_owned))
     }
 
     #[test]
     fn steps_done_anywhere_in_the_chain_stay_done_and_the_latest_outcome_wins() {
-        // r1: a ok, b failed. r2 resumes r1: skips a, reruns b (ok), c fails, and d was
-        // marked done. r3 resumes r2: a from r1, b from r2, d still marked, c runs.
-        let r1 = run(&[("a", Some("succeeded")), ("b", Some("failed"))], None);
+        // r1: a ok, b failed. r2 resumes r1: skips a, b ok, c fails; `report` (always)
+        // succeeded in both and is never carried over.
+        let r1 = run(
+            &[
+                ("a", Some("succeeded")),
+                ("b", Some("failed")),
+                ("report", Some("succeeded")),
+            ],
+            None,
+        );
         let r2 = run(
-            &[("b", Some("succeeded")), ("c", Some("failed"))],
-            Some(("r1", &["a", "d"], &["d"])),
+            &[
+                ("b", Some("succeeded")),
+                ("c", Some("failed")),
+                ("report", Some("succeeded")),
+            ],
+            Some(("r1", &["a"], &[])),
         );
-        let earlier = vec![("r1".to_owned(), r1)];
-        let done = done_steps("r2", &r2, &earlier, &args(&[], &[]), &["a", "b", "c", "d"]).unwrap();
+        let chain = chain(vec![r2, r1]);
         assert_eq!(
-            done_from(&done),
-            vec![
-                ("a".into(), Some("r1".into())),
-                ("b".into(), Some("r2".into())),
-                ("d".into(), None),
-            ]
+            done(&chain, &args(&[], &[])).unwrap(),
+            vec![pair("a", Some("r1")), pair("b", Some("r2"))]
         );
-        assert_eq!(done["a"].stdout, "a out");
+        assert_eq!(chain.done("a").unwrap().stdout, "a out");
+    }
+
+    #[test]
+    fn a_mark_carries_down_the_chain_and_a_missing_run_resumed_inherits() {
+        // r2 marked `a` done; r3 resumed r2 but its `run.resumed` was never written.
+        let r1 = run(&[("a", None), ("b", Some("failed"))], None);
+        let r2 = run(&[("b", Some("failed"))], Some(("r1", &["a"], &["a"])));
+        let mut r3 = run(&[], Some(("r2", &[], &[])));
+        r3.resumed = None;
+        let chain = chain(vec![r3, r2, r1]);
+        assert_eq!(
+            done(&chain, &args(&[], &[])).unwrap(),
+            vec![pair("a", None)]
+        );
     }
 
     #[test]
     fn a_step_run_again_and_failed_is_not_done_though_it_succeeded_earlier() {
         let r1 = run(&[("a", Some("succeeded")), ("b", Some("failed"))], None);
         let r2 = run(&[("a", Some("failed"))], Some(("r1", &[], &[])));
-        let earlier = vec![("r1".to_owned(), r1)];
-        let done = done_steps("r2", &r2, &earlier, &args(&[], &[]), &["a", "b"]).unwrap();
-        assert!(done.is_empty(), "{:?}", done_from(&done));
+        assert!(
+            done(&chain(vec![r2, r1]), &args(&[], &[]))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn an_unknown_outcome_is_refused_until_the_operator_says_rerun_or_done() {
         let r1 = run(&[("a", Some("succeeded")), ("b", None), ("c", None)], None);
-        let ids = ["a", "b", "c"];
-        let Err(Error::Refused { message, hint }) =
-            done_steps("r1", &r1, &[], &args(&[], &[]), &ids)
-        else {
-            panic!("an unknown outcome must be refused");
-        };
-        assert!(message.contains("`b`, `c` were running"), "{message}");
-        assert!(hint.unwrap().contains("--rerun b"));
-        let done = done_steps("r1", &r1, &[], &args(&["b"], &["c"]), &ids).unwrap();
+        let chain = chain(vec![r1]);
+        let refusal = done(&chain, &args(&[], &[])).unwrap_err();
+        assert!(refusal.contains("`b`, `c` were running"), "{refusal}");
+        assert!(refusal.contains("--rerun b"), "{refusal}");
         assert_eq!(
-            done_from(&done),
-            vec![("a".into(), Some("r1".into())), ("c".into(), None)]
+            done(&chain, &args(&["b"], &["c"])).unwrap(),
+            vec![pair("a", Some("r1")), pair("c", None)]
         );
         // --rerun also runs a step that succeeded.
-        let done = done_steps("r1", &r1, &[], &args(&["a", "b", "c"], &[]), &ids).unwrap();
-        assert!(done.is_empty());
+        assert!(
+            done(&chain, &args(&["a", "b", "c"], &[]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn work_done_before_a_failure_handler_ran_needs_the_operators_word() {
+        // r1: a ok, b failed, undo (when: failure) ran. r2 resumes: b ok, c failed, no
+        // handler ran. `a` (done in r1, before `undo`) needs a word; `b` (r2) does not.
+        let r1 = run(
+            &[
+                ("a", Some("succeeded")),
+                ("b", Some("failed")),
+                ("undo", Some("succeeded")),
+            ],
+            None,
+        );
+        let r2 = run(
+            &[("b", Some("succeeded")), ("c", Some("failed"))],
+            Some(("r1", &["a"], &[])),
+        );
+        let chain = chain(vec![r2, r1]);
+        let refusal = done(&chain, &args(&[], &[])).unwrap_err();
+        assert!(
+            refusal.contains("`undo` (when: failure) ran in run r1"),
+            "{refusal}"
+        );
+        assert!(
+            refusal.contains("release resume r2 --mark-done a"),
+            "{refusal}"
+        );
+        assert_eq!(
+            done(&chain, &args(&[], &["a"])).unwrap(),
+            vec![pair("a", None), pair("b", Some("r2"))]
+        );
+        assert_eq!(
+            done(&chain, &args(&["a"], &[])).unwrap(),
+            vec![pair("b", Some("r2"))]
+        );
     }
 
     #[test]
     fn skipped_and_unstarted_steps_run_again() {
         let mut r1 = run(&[("a", Some("skipped"))], None);
-        r1.steps.get_mut("a").unwrap().started = false;
-        let done = done_steps("r1", &r1, &[], &args(&[], &[]), &["a", "b"]).unwrap();
-        assert!(done.is_empty());
+        if let Some(a) = r1.steps.get_mut("a") {
+            a.started = false;
+        }
+        assert!(done(&chain(vec![r1]), &args(&[], &[])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_output_a_resume_cannot_give_back_is_refused() {
+        let rb = runbook();
+        let from = |stdout: &str| {
+            BTreeMap::from([(
+                "a".to_owned(),
+                Done {
+                    run: Some("r1".into()),
+                    stdout: stdout.to_owned(),
+                },
+            )])
+        };
+        assert!(refuse_lost_outputs("r1", &rb, &from("a out")).is_ok());
+        for (stdout, why) in [
+            ("x\n[… 10 more bytes not recorded]\n", "first 4 KiB"),
+            ("token [redacted]", "secret [redacted]"),
+        ] {
+            let refusal = text(&refuse_lost_outputs("r1", &rb, &from(stdout)).unwrap_err());
+            assert!(
+                refusal.contains("`b` reads `steps.a.stdout`") && refusal.contains(why),
+                "{refusal}"
+            );
+        }
+        let marked = BTreeMap::from([(
+            "a".to_owned(),
+            Done {
+                run: None,
+                stdout: String::new(),
+            },
+        )]);
+        let refusal = refuse_lost_outputs("r1", &rb, &marked)
+            .unwrap_err()
+            .to_string();
+        assert!(refusal.contains("marked done"), "{refusal}");
+        // Nothing reads `c`: marking it done is fine.
+        let c = BTreeMap::from([(
+            "c".to_owned(),
+            Done {
+                run: None,
+                stdout: String::new(),
+            },
+        )]);
+        assert!(refuse_lost_outputs("r1", &rb, &c).is_ok());
     }
 
     #[test]
     fn refusals_name_what_to_do_instead() {
-        let refused =
-            |records: &RunRecords| match refuse_unresumable("r1", records, "release run x") {
-                Err(Error::Refused { message, hint }) => format!("{message} | {}", hint.unwrap()),
-                other => panic!("expected a refusal, got {other:?}"),
-            };
-        let mut records = run(&[], None);
-        records.finished = Some("failed".into());
-        assert!(refuse_unresumable("r1", &records, "c").is_ok());
-        records.finished = Some("succeeded".into());
-        assert!(refused(&records).contains("nothing to resume"));
-        records.resumed_by.push("r2".into());
-        assert!(refused(&records).contains("release resume r2"));
-        records.started.as_mut().unwrap().purpose = "promote".into();
-        assert!(refused(&records).contains("release promote"));
-        records.started.as_mut().unwrap().dry_run = true;
-        assert!(refused(&records).contains("rehearse again: `release run x`"));
+        let refusal = |started: &Started, finished: Option<&str>, later: &[String]| {
+            refuse_unresumable("r1", started, finished, later, "release run x")
+                .map_err(|e| e.to_string())
+        };
+        let mut started = Started::default();
+        assert!(refusal(&started, Some("failed"), &[]).is_ok());
+        assert!(refusal(&started, None, &[]).is_ok());
+        assert!(
+            refusal(&started, Some("succeeded"), &[])
+                .unwrap_err()
+                .contains("nothing to resume")
+        );
+        assert!(
+            refusal(&started, Some("failed"), &["r2".into()])
+                .unwrap_err()
+                .contains("resumed by run r2")
+        );
+        started.purpose = "promote".into();
+        assert!(
+            refusal(&started, Some("failed"), &[])
+                .unwrap_err()
+                .contains("promotion")
+        );
+        started.dry_run = true;
+        assert!(
+            refusal(&started, Some("failed"), &[])
+                .unwrap_err()
+                .contains("dry-run")
+        );
+        let params = BTreeMap::from([("url".to_owned(), "https://[redacted]/x".to_owned())]);
+        let refusal = refuse_redacted_params(&params, "release run x")
+            .unwrap_err()
+            .to_string();
+        assert!(refusal.contains("`url`"), "{refusal}");
     }
 
     #[test]

@@ -423,7 +423,8 @@ pub fn run_job(
     Ok((report, redactor))
 }
 
-/// A resume is refused when the runbook is not the one the run started with (SPEC §8).
+/// A resume is refused when the runbook is not the one the run started with (SPEC §8):
+/// checked again here, on the bytes that run, should it have changed since `resume` looked.
 fn refuse_changed(
     project: &Project,
     path: &Path,
@@ -433,23 +434,13 @@ fn refuse_changed(
     if resume.runbook_sha256 == sha256 {
         return Ok(());
     }
-    Err(Error::Refused {
-        message: format!(
-            "runbook {} changed since run {} started (SHA-256 {} then, {} now): a resume runs only the steps the run started with; nothing ran",
-            runbook_label(project, path),
-            resume.resumed.resumes,
-            short_hash(&resume.runbook_sha256),
-            short_hash(sha256),
-        ),
-        hint: Some(format!(
-            "put the runbook back as it was to resume, or start a new run: `{}`",
-            resume.command
-        )),
-    })
-}
-
-fn short_hash(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
+    Err(crate::commands::resume::changed_runbook(
+        &resume.resumed.resumes,
+        &runbook_label(project, path),
+        &resume.runbook_sha256,
+        sha256,
+        &resume.command,
+    ))
 }
 
 /// A real run is refused before anything runs when it could not finish: a confirmation

@@ -112,18 +112,35 @@ fn describe(error: &minijinja::Error) -> String {
 
 /// True when any template in `value` reads an earlier step's output.
 pub fn reads_step_output(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::String(s) => {
-            template::is_template(s)
-                && template::template_variables(&template::environment(), s).is_ok_and(|vars| {
-                    vars.iter()
-                        .any(|v| v.starts_with("steps.") && v.ends_with(".stdout"))
-                })
+    !outputs_read(value).is_empty()
+}
+
+/// The steps whose output (`steps.<id>.stdout`) the templates in `value` read.
+pub fn outputs_read(value: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    fn walk(
+        value: &serde_json::Value,
+        env: &Environment<'_>,
+        ids: &mut std::collections::BTreeSet<String>,
+    ) {
+        match value {
+            serde_json::Value::String(s) if template::is_template(s) => {
+                for var in template::template_variables(env, s).unwrap_or_default() {
+                    if let Some(id) = var
+                        .strip_prefix("steps.")
+                        .and_then(|v| v.strip_suffix(".stdout"))
+                    {
+                        ids.insert(id.to_owned());
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, env, ids)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, env, ids)),
+            _ => {}
         }
-        serde_json::Value::Array(items) => items.iter().any(reads_step_output),
-        serde_json::Value::Object(map) => map.values().any(reads_step_output),
-        _ => false,
     }
+    let mut ids = std::collections::BTreeSet::new();
+    walk(value, &template::environment(), &mut ids);
+    ids
 }
 
 #[cfg(test)]

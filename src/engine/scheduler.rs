@@ -201,7 +201,19 @@ impl<'a> Dispatcher<'a> {
         &self.request.runbook.steps
     }
 
+    /// Appends a record that announces no side effect: written now, made durable by the
+    /// next [`announce`](Self::announce) (SPEC §7). False when it could not be written.
     fn append(&mut self, kind: &'static str, data: Value) -> bool {
+        self.record(kind, data, false)
+    }
+
+    /// Appends a record and makes it, and every one before it, durable: before a side
+    /// effect (a real step's start) and at the end of the run.
+    fn announce(&mut self, kind: &'static str, data: Value) -> bool {
+        self.record(kind, data, true)
+    }
+
+    fn record(&mut self, kind: &'static str, data: Value, durable: bool) -> bool {
         let entry = Entry {
             run: self.run_id.clone(),
             kind,
@@ -209,9 +221,6 @@ impl<'a> Dispatcher<'a> {
             stage: Some(self.request.stage.clone()),
             data,
         };
-        // Durable before a side effect (a real step's start) and at the end; the records
-        // in between are made durable by the next of those (SPEC §7).
-        let durable = kind == "run.finished" || (kind == "step.started" && !self.request.dry_run);
         let append = || {
             if durable {
                 self.audit.append(entry)
@@ -245,40 +254,25 @@ impl<'a> Dispatcher<'a> {
     pub async fn run(mut self) -> Report {
         let started = Instant::now();
         let request = self.request;
-        let started_ok = self.append(
-            "run.started",
-            json!({
-                "command": request.command,
-                "runbook": request.runbook_path,
-                "runbook_sha256": request.runbook_sha256,
-                "params": request.params,
-                "dry_run": request.dry_run,
-                "reason": request.reason,
-                "purpose": request.purpose,
-            }),
-        );
+        let mut data = json!({
+            "command": request.command,
+            "runbook": request.runbook_path,
+            "runbook_sha256": request.runbook_sha256,
+            "params": request.params,
+            "dry_run": request.dry_run,
+            "reason": request.reason,
+            "purpose": request.purpose,
+        });
+        if let Some(resumed) = &request.resumed {
+            // Here too, so that the chain is known even if `run.resumed` never got written.
+            data["resumes"] = Value::from(resumed.resumes.as_str());
+        }
+        let started_ok = self.append("run.started", data);
         let resumed_ok = started_ok
-            && request.resumed.as_ref().is_none_or(|resumed| {
-                self.note_resumed(resumed);
-                let done = |marked: bool| -> Vec<&str> {
-                    request
-                        .runbook
-                        .steps
-                        .iter()
-                        .filter(|s| {
-                            resumed
-                                .done
-                                .get(&s.id)
-                                .is_some_and(|d| !marked || d.run.is_none())
-                        })
-                        .map(|s| s.id.as_str())
-                        .collect()
-                };
-                self.append(
-                    "run.resumed",
-                    json!({ "resumes": resumed.resumes, "skipped": done(false), "marked_done": done(true) }),
-                )
-            });
+            && request
+                .resumed
+                .as_ref()
+                .is_none_or(|resumed| self.start_resumed(resumed));
         let outcome = if !resumed_ok {
             RunOutcome::Failed
         } else if request.dry_run {
@@ -287,7 +281,7 @@ impl<'a> Dispatcher<'a> {
             self.real_run().await
         };
         self.reporter.finish();
-        self.append(
+        self.announce(
             "run.finished",
             json!({ "outcome": outcome, "error": self.error }),
         );
@@ -305,27 +299,33 @@ impl<'a> Dispatcher<'a> {
         }
     }
 
-    /// Says which steps a resumed run does not run again, and why.
-    fn note_resumed(&self, resumed: &super::Resumed) {
-        let mut earlier = Vec::new();
-        let mut marked = Vec::new();
+    /// Records and says which steps a resumed run does not run again, and why.
+    fn start_resumed(&mut self, resumed: &super::Resumed) -> bool {
+        let (mut skipped, mut earlier, mut marked) = (Vec::new(), Vec::new(), Vec::new());
         for step in self.steps() {
-            match resumed.done.get(&step.id).map(|d| d.run.is_some()) {
-                Some(true) => earlier.push(step.id.as_str()),
-                Some(false) => marked.push(step.id.as_str()),
-                None => {}
+            if let Some(done) = resumed.done.get(&step.id) {
+                skipped.push(step.id.as_str());
+                if done.run.is_some() {
+                    earlier.push(step.id.as_str());
+                } else {
+                    marked.push(step.id.as_str());
+                }
             }
         }
         let mut text = format!("resuming run {}", resumed.resumes);
         for (what, steps) in [
-            ("succeeded before, not run again", earlier),
-            ("marked done", marked),
+            ("succeeded before, not run again", &earlier),
+            ("marked done", &marked),
         ] {
             if !steps.is_empty() {
                 text = format!("{text}; {what}: {}", steps.join(", "));
             }
         }
         self.reporter.note(&text);
+        self.append(
+            "run.resumed",
+            json!({ "resumes": resumed.resumes, "skipped": skipped, "marked_done": marked }),
+        )
     }
 
     async fn real_run(&mut self) -> RunOutcome {
@@ -480,7 +480,7 @@ impl<'a> Dispatcher<'a> {
                         None => return Some(RunOutcome::Interrupted),
                     }
                 }
-                if !self.append("step.started", json!({ "step": step.id })) {
+                if !self.announce("step.started", json!({ "step": step.id })) {
                     return Some(RunOutcome::Failed);
                 }
                 self.reporter
@@ -798,6 +798,14 @@ fn condition_reads_steps(condition: &str) -> bool {
 
 /// What a step printed, as recorded: `None` when nothing; at most [`MAX_RECORDED`]
 /// bytes, cut on a character boundary with a note saying so.
+/// True when a recorded stdout ([`recorded_stdout`]) was cut: it is not what the step
+/// printed.
+pub fn is_cut(recorded: &str) -> bool {
+    recorded.ends_with(NOT_RECORDED)
+}
+
+const NOT_RECORDED: &str = " more bytes not recorded]\n";
+
 fn recorded_stdout(stdout: &str) -> Option<String> {
     if stdout.trim().is_empty() {
         return None;
@@ -810,7 +818,7 @@ fn recorded_stdout(stdout: &str) -> Option<String> {
         cut -= 1;
     }
     Some(format!(
-        "{}\n[… {} more bytes not recorded]\n",
+        "{}\n[… {}{NOT_RECORDED}",
         stdout[..cut].trim_end_matches('\n'),
         stdout.len() - cut
     ))

@@ -27,6 +27,9 @@ pub struct History {
     components: BTreeMap<String, ComponentHistory>,
     /// How many records were read.
     pub records: u64,
+    /// Real rollback runs that did not count (declined or blocked before starting): a
+    /// resume of one of them is the rollback that counts.
+    uncounted: std::collections::HashSet<String>,
 }
 
 /// One component's facts.
@@ -243,6 +246,9 @@ struct RunStarted {
     runbook: String,
     #[serde(deserialize_with = "nullable")]
     runbook_sha256: String,
+    /// For a resume: the run it continues.
+    #[serde(deserialize_with = "nullable")]
+    resumes: Option<String>,
 }
 
 /// A run between its start and its end.
@@ -371,14 +377,13 @@ impl History {
         let mut unfinished: Vec<(String, Pending)> = pending.into_iter().collect();
         unfinished.sort_by_key(|(_, p)| p.started);
         for (run, started) in unfinished {
-            if started.rollback && !started.data.dry_run {
+            if history.counts(&run, &started, None) {
                 let entry = history
                     .components
                     .entry(started.component.clone())
                     .or_default();
                 count_rollback(entry, &started);
             }
-            let _ = run;
         }
         for entry in history.components.values_mut() {
             if let Some(stage) = &entry.stage
@@ -430,11 +435,12 @@ impl History {
                 let Some(started) = pending.remove(run) else {
                     return Ok(());
                 };
+                let counted = self.counts(run, &started, Some(&outcome));
                 let entry = self
                     .components
                     .entry(started.component.clone())
                     .or_default();
-                finish_run(entry, run, started, at, actor, &outcome);
+                finish_run(entry, run, started, at, actor, &outcome, counted);
             }
             "promotion.completed" => entry.promoted(at, actor, fields()?),
             "promotion.refused" => {
@@ -502,6 +508,28 @@ impl History {
         Ok(())
     }
 
+    /// Whether a run is a real rollback that changed something, for `stable_for`: not one
+    /// declined or blocked before starting (`outcome`; `None` for a run that never
+    /// finished), and for a resume, only when the run it continues did not count already.
+    fn counts(&mut self, run: &str, started: &Pending, outcome: Option<&str>) -> bool {
+        if !started.rollback || started.data.dry_run {
+            return false;
+        }
+        let continues_a_counted_one = started
+            .data
+            .resumes
+            .as_ref()
+            .is_some_and(|earlier| !self.uncounted.contains(earlier));
+        if continues_a_counted_one {
+            return false;
+        }
+        if matches!(outcome, Some("declined" | "blocked")) {
+            self.uncounted.insert(run.to_owned());
+            return false;
+        }
+        true
+    }
+
     /// One component's facts (empty when the log never names it).
     pub fn component(&self, name: &str) -> ComponentHistory {
         self.components.get(name).cloned().unwrap_or_default()
@@ -534,6 +562,7 @@ fn finish_run(
     at: DateTime<Utc>,
     actor: &str,
     outcome: &str,
+    counted: bool,
 ) {
     let purpose = if started.rollback {
         "rollback"
@@ -550,12 +579,7 @@ fn finish_run(
     if !started.rollback {
         return;
     }
-    // A declined or blocked real run changed nothing: no rollback happened. A resume
-    // continues a rollback already counted.
-    if !started.data.dry_run
-        && started.data.purpose != "resume"
-        && !matches!(outcome, "declined" | "blocked")
-    {
+    if counted {
         count_rollback(entry, &started);
     }
     if outcome == "succeeded" {
@@ -690,6 +714,51 @@ mod tests {
         let h = History::load(&audit, "runbooks").unwrap().component("api");
         let staging = &h.rollbacks["staging"];
         assert_eq!((staging.total, staging.since_entered), (2, 1));
+    }
+
+    /// A resume of run `resumes`, finished with `outcome`.
+    fn resume(audit: &AuditLog, id: &str, resumes: &str, outcome: &str) {
+        let data = json!({
+            "purpose": "resume", "dry_run": false, "params": {}, "reason": "r",
+            "runbook": "runbooks/staging/rollback.yaml", "runbook_sha256": "s",
+            "command": [], "resumes": resumes,
+        });
+        add(audit, id, "run.started", "staging", data);
+        add(
+            audit,
+            id,
+            "run.finished",
+            "staging",
+            json!({ "outcome": outcome }),
+        );
+    }
+
+    #[test]
+    fn a_resumed_rollback_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = log(dir.path());
+        promote(&audit, "development", "staging", "c1");
+        let total = || {
+            History::load(&audit, "runbooks")
+                .unwrap()
+                .component("api")
+                .rollbacks["staging"]
+                .total
+        };
+        // r1 failed (counted); its resume r2 continues it: still one rollback.
+        run(&audit, "r1", "staging", false, "s", Some("failed"));
+        resume(&audit, "r2", "r1", "succeeded");
+        assert_eq!(total(), 1);
+        // r3 was declined (nothing ran); r4, declined too, changes nothing; r5 resumes r4
+        // and runs: that is the rollback.
+        run(&audit, "r3", "staging", false, "s", Some("declined"));
+        resume(&audit, "r4", "r3", "declined");
+        assert_eq!(total(), 1);
+        resume(&audit, "r5", "r4", "failed");
+        assert_eq!(total(), 2);
+        // A resume of r5 (counted) does not count again.
+        resume(&audit, "r6", "r5", "succeeded");
+        assert_eq!(total(), 2);
     }
 
     #[test]
