@@ -1087,3 +1087,27 @@ fn wait_for_step_of_run_after(env: &TestEnv, earlier: &str, step: &str, pid_file
     assert!(seen, "the other run's `{step}` never started");
     env.read(pid_file).trim().parse().expect("a pid")
 }
+
+#[test]
+fn a_failed_run_says_how_to_resume_it_and_a_dry_run_does_not() {
+    let env = TestEnv::initialized();
+    env.write("rb/abc.yaml", ABC);
+    let failed = env.release(&run_args("rb/abc.yaml", &[]));
+    failed.assert_code(1);
+    let id = last_run_id(&env);
+    failed.assert_stdout_contains(&format!("release resume {id}"));
+    let dry = env.release(&run_args("rb/abc.yaml", &["--dry-run"]));
+    assert!(
+        !dry.stdout.contains("release resume"),
+        "{}",
+        dry.transcript()
+    );
+    touch(&env, "ok");
+    let resumed = resume(&env, &id, &[]);
+    resumed.assert_code(0);
+    assert!(
+        !resumed.stdout.contains("release resume"),
+        "{}",
+        resumed.transcript()
+    );
+}

@@ -320,6 +320,16 @@ pub fn locks_dir(project: &Project) -> PathBuf {
 pub fn execute_runbook(ctx: &Context<'_>, project: &Project, job: &Job<'_>) -> Result<i32, Error> {
     let (report, redactor) = run_job(ctx, project, job)?;
     print_report(ctx, &report, &redactor);
+    let stopped = matches!(
+        report.outcome,
+        RunOutcome::Failed | RunOutcome::Interrupted | RunOutcome::Declined
+    );
+    if stopped && !report.dry_run && !ctx.output.json {
+        ctx.output.result(&format!(
+            "to go on from the first unfinished step once the cause is fixed: release resume {}",
+            report.run
+        ));
+    }
     Ok(report.outcome.exit_code())
 }
 
