@@ -1111,3 +1111,71 @@ fn a_failed_run_says_how_to_resume_it_and_a_dry_run_does_not() {
         resumed.transcript()
     );
 }
+
+/// Runs git in the project, as a tester, whatever the machine's git config says.
+fn git(env: &TestEnv, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=Tester",
+            "-c",
+            "user.email=tester@example.com",
+        ])
+        .args(args)
+        .current_dir(env.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_promotion_since_the_run_does_not_change_what_the_resume_gets() {
+    let env = TestEnv::new();
+    env.write("release.yaml", "version: 1\ncomponents:\n  api: {}\n")
+        .write(".gitignore", ".release/\n.home/\n*.count\n*.out\nok\n")
+        .write(
+            "rb/p.yaml",
+            "steps:\n  - id: a\n    run: [sh, -c, 'echo run >> a.count']\n  - id: b\n    run: [sh, -c, 'echo \"$1\" > b.out; test -f ok', sh, \"{{ promotion.commit }}\"]\n",
+        );
+    git(&env, &["init", "-q", "-b", "main"]);
+    git(&env, &["add", "-A"]);
+    git(&env, &["commit", "-q", "-m", "one"]);
+    let first = git(&env, &["rev-parse", "HEAD"]);
+    env.release(&["promote", "api", "--to", "staging", "--reason", "r"])
+        .assert_code(0);
+    let failed = env.release(&[
+        "--json",
+        "run",
+        "rb/p.yaml",
+        "--component",
+        "api",
+        "--stage",
+        "staging",
+    ]);
+    failed.assert_code(1);
+    assert_eq!(env.read("b.out").trim(), first);
+    let id = run_id_of(&failed);
+
+    // A new commit is promoted to production meanwhile: `promotion.commit` is now that one.
+    env.write("two.txt", "2\n");
+    git(&env, &["add", "-A"]);
+    git(&env, &["commit", "-q", "-m", "two"]);
+    env.release(&["promote", "api", "--to", "production", "--reason", "r"])
+        .assert_code(0);
+
+    touch(&env, "ok");
+    resume(&env, &id, &[]).assert_code(0);
+    assert_eq!(
+        env.read("b.out").trim(),
+        first,
+        "the resume saw the later promotion"
+    );
+    assert_eq!(count(&env, "a.count"), 1);
+}

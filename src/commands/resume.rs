@@ -114,6 +114,7 @@ pub fn cmd_resume(ctx: &Context<'_>, args: &ResumeArgs) -> Result<i32, Error> {
         params: started.params.clone(),
         runbook_sha256: started.runbook_sha256.clone(),
         command,
+        promotion: started.promotion.clone(),
     };
     let options = RunOptions {
         set: Vec::new(),
@@ -149,6 +150,8 @@ struct Started {
     purpose: String,
     /// For a resume: the run it continues.
     resumes: Option<String>,
+    /// The template context's `promotion` when the run started.
+    promotion: Option<serde_json::Value>,
 }
 
 /// `run.resumed`'s data.

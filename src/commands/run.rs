@@ -105,6 +105,9 @@ pub struct Resumption {
     pub runbook_sha256: String,
     /// The command that started the chain, for the hint of a refusal.
     pub command: String,
+    /// `promotion.*` of the template context as the run recorded it (`None` for a run
+    /// recorded before it was).
+    pub promotion: Option<serde_json::Value>,
 }
 
 /// Checks the component exists (exit 2 with the nearest name otherwise).
@@ -389,7 +392,11 @@ pub fn run_job(
     } else {
         Some(take_lock(ctx, project, &audit, &run_id, component, stage)?)
     };
-    let context = template_context(project, component, stage, &params, history);
+    let mut context = template_context(project, component, stage, &params, history);
+    if let Some(promotion) = resume.and_then(|r| r.promotion.clone()) {
+        // As the run saw it: a promotion since must not change what a resumed step does.
+        context["promotion"] = promotion;
+    }
     let request = Request {
         root: project.root.clone(),
         config: std::sync::Arc::new(project.config.clone()),

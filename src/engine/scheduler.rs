@@ -262,6 +262,9 @@ impl<'a> Dispatcher<'a> {
             "dry_run": request.dry_run,
             "reason": request.reason,
             "purpose": request.purpose,
+            // The template context's promotion commits, which a resume gives back as they
+            // were (a promotion since must not change what a resumed step reverts).
+            "promotion": request.context.get("promotion"),
         });
         if let Some(resumed) = &request.resumed {
             // Here too, so that the chain is known even if `run.resumed` never got written.
