@@ -1179,3 +1179,43 @@ fn a_promotion_since_the_run_does_not_change_what_the_resume_gets() {
     );
     assert_eq!(count(&env, "a.count"), 1);
 }
+
+#[test]
+fn a_step_that_runs_on_failure_or_always_cannot_be_marked_done() {
+    let env = TestEnv::initialized();
+    env.write("rb/undo.yaml", UNDO);
+    let first = env.release(&run_args("rb/undo.yaml", &["--json"]));
+    first.assert_code(1);
+    let id = run_id_of(&first);
+    for step in ["undo", "report"] {
+        let before = audit_line_count(&env);
+        let run = resume(&env, &id, &["--mark-done", step]);
+        assert_refused(
+            &env,
+            &run,
+            2,
+            before,
+            &[&format!("--mark-done {step}"), "cannot be marked done"],
+        );
+    }
+}
+
+#[test]
+fn the_command_a_refusal_suggests_keeps_the_flags_given_and_runs() {
+    let env = TestEnv::initialized();
+    env.write("rb/undo.yaml", UNDO);
+    let first = env.release(&run_args("rb/undo.yaml", &["--json"]));
+    first.assert_code(1);
+    let id = run_id_of(&first);
+    touch(&env, "ok");
+    touch(&env, "migrated");
+    // `--rerun report` changes nothing (it always runs) but must survive into the hint.
+    let refused = resume(&env, &id, &["--rerun", "report"]);
+    refused.assert_code(3);
+    let suggested = format!("release resume {id} --rerun report --mark-done migrate");
+    refused.assert_stderr_contains(&suggested);
+    let argv: Vec<&str> = suggested.split(' ').skip(1).collect();
+    env.release(&argv).assert_code(0);
+    assert_eq!(count(&env, "migrate.count"), 1, "the marked step ran");
+    assert_eq!(count(&env, "deploy.count"), 2);
+}

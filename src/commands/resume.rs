@@ -18,7 +18,8 @@ use serde::Deserialize;
 
 use crate::commands::Context;
 use crate::commands::run::{
-    Job, Resumption, RunOptions, audit_path, check_target, execute_runbook, locks_dir,
+    Job, Resumption, RunOptions, audit_log, audit_path, check_target, execute_runbook, locks_dir,
+    take_lock,
 };
 use crate::engine::context::outputs_read;
 use crate::engine::scheduler::is_cut;
@@ -27,9 +28,9 @@ use crate::error::Error;
 use crate::project::Project;
 use crate::project::runbook::{Runbook, When};
 use crate::project::yaml::{suggest, suggest_among};
-use crate::state::audit::{AuditError, AuditLog, Record};
+use crate::state::audit::{AuditError, AuditLog, Record, Records};
 use crate::state::lock::{self, LockError};
-use crate::state::redact::REDACTED;
+use crate::state::redact::{REDACTED, Redactor};
 
 /// Continue a failed or interrupted run from its first unfinished step.
 ///
@@ -122,7 +123,21 @@ pub fn cmd_resume(ctx: &Context<'_>, args: &ResumeArgs) -> Result<i32, Error> {
         dry_run: false,
         max_parallel: args.max_parallel,
     };
-    execute_runbook(
+    // The lock first, then a last look at what was appended since the log was read: two
+    // resumes of one run started side by side must not both run.
+    let run_id = crate::engine::new_run_id();
+    let audit = audit_log(&project, Redactor::default());
+    let lock = take_lock(ctx, &project, &audit, &run_id, component, stage)?;
+    if let Some(later) = resumed_since(&log, chain.read_up_to, id) {
+        let _ = lock.release();
+        return Err(refused(
+            format!("run {id} was resumed by run {later} while this resume got ready; nothing ran"),
+            format!(
+                "see how it ended: `release audit log --kind run.finished`; resume it if it did not succeed: `release resume {later}`"
+            ),
+        ));
+    }
+    let code = execute_runbook(
         ctx,
         &project,
         &Job {
@@ -131,10 +146,32 @@ pub fn cmd_resume(ctx: &Context<'_>, args: &ResumeArgs) -> Result<i32, Error> {
             stage,
             options: &options,
             purpose: "resume",
-            held: None,
+            held: Some(&run_id),
             resume: Some(&resumption),
         },
-    )
+    );
+    let _ = lock.release();
+    code
+}
+
+/// A run that resumed `id` among the records appended from byte `offset` on. A line cut by
+/// the offset, or one being written, is not a record and is passed over.
+fn resumed_since(log: &AuditLog, offset: u64, id: &str) -> Option<String> {
+    let mut records = log.records_after(offset).ok()?;
+    let finder = memchr::memmem::Finder::new(id.as_bytes());
+    while let Some(Ok((_, line))) = records.next_line() {
+        if finder.find(line).is_none() {
+            continue;
+        }
+        let Ok(record) = serde_json::from_slice::<Record>(line) else {
+            continue;
+        };
+        let resumes = record.data.get("resumes").and_then(|r| r.as_str());
+        if record.kind == "run.started" && resumes == Some(id) {
+            return Some(record.run);
+        }
+    }
+    None
 }
 
 /// `run.started`'s data, as far as a resume needs it.
@@ -168,9 +205,17 @@ struct ResumedData {
 /// What one step of the run left in the log.
 #[derive(Debug, Default)]
 struct StepRecords {
-    started: bool,
-    /// `step.finished`'s outcome and recorded stdout.
-    finished: Option<(String, String)>,
+    /// `step.started`'s `seq`.
+    started: Option<u64>,
+    finished: Option<StepEnd>,
+}
+
+/// `step.finished`: its outcome, recorded stdout and `seq`.
+#[derive(Debug, Default)]
+struct StepEnd {
+    outcome: String,
+    stdout: String,
+    seq: u64,
 }
 
 /// One run's records.
@@ -183,6 +228,8 @@ struct RunRecords {
     steps: BTreeMap<String, StepRecords>,
     /// `run.finished`'s outcome.
     finished: Option<String>,
+    /// `run.resumed`'s `seq`: when the marks it carries were made.
+    resumed_seq: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -201,19 +248,25 @@ impl RunRecords {
                 self.stage = record.stage.unwrap_or_default();
                 self.started = Some(serde_json::from_value(record.data)?);
             }
-            "run.resumed" => self.resumed = Some(serde_json::from_value(record.data)?),
+            "run.resumed" => {
+                self.resumed = Some(serde_json::from_value(record.data)?);
+                self.resumed_seq = record.seq;
+            }
             "run.finished" => {
                 let data: Fields = serde_json::from_value(record.data)?;
                 self.finished = Some(data.outcome);
             }
             "step.started" => {
                 let data: Fields = serde_json::from_value(record.data)?;
-                self.steps.entry(data.step).or_default().started = true;
+                self.steps.entry(data.step).or_default().started = Some(record.seq);
             }
             "step.finished" => {
                 let data: Fields = serde_json::from_value(record.data)?;
-                self.steps.entry(data.step).or_default().finished =
-                    Some((data.outcome, data.stdout.unwrap_or_default()));
+                self.steps.entry(data.step).or_default().finished = Some(StepEnd {
+                    outcome: data.outcome,
+                    stdout: data.stdout.unwrap_or_default(),
+                    seq: record.seq,
+                });
             }
             _ => {}
         }
@@ -230,45 +283,68 @@ impl RunRecords {
 
     /// The step's recorded stdout if it succeeded in this run.
     fn succeeded(&self, step: &str) -> Option<&str> {
-        match self.steps.get(step)?.finished.as_ref()? {
-            (outcome, stdout) if outcome == "succeeded" => Some(stdout),
-            _ => None,
-        }
+        let end = self.steps.get(step)?.finished.as_ref()?;
+        (end.outcome == "succeeded").then_some(end.stdout.as_str())
+    }
+
+    /// A step that started and never finished: whether it did its work is unknown.
+    fn unfinished(&self, step: &str) -> bool {
+        self.steps
+            .get(step)
+            .is_some_and(|s| s.started.is_some() && s.finished.is_none())
     }
 }
 
 /// The run to resume and the runs it resumes, newest first, read from the log in two
-/// passes whatever the chain's length.
+/// passes whatever the chain's length. The passes do not check the hash chain: they only
+/// decide what to refuse, and the run that follows replays the log with the chain checked
+/// before any step starts.
 struct Chain {
     /// `(run id, its records)`: the run to resume, then the one it resumes, and so on.
     runs: Vec<(String, RunRecords)>,
     /// Every run id that has a `run.started`, for a "did you mean".
     started_ids: Vec<String>,
-    /// The runs that resumed the run to resume.
-    resumed_by: Vec<String>,
+    /// The runs that resumed the run to resume, with how they ended (`None`: no end).
+    resumed_by: Vec<(String, Option<String>)>,
+    /// The log's length before the first pass: what is appended later is another run's.
+    read_up_to: u64,
+}
+
+/// Where a step was found done: the position in the chain of the run that decided it, and
+/// the `seq` from which its work stands (its `step.started`, or the resume that marked it).
+struct Decided {
+    done: Done,
+    at: usize,
+    seq: u64,
 }
 
 impl Chain {
     fn read(log: &AuditLog, id: &str) -> Result<Self, Error> {
+        let read_up_to = log.end_offset().map_err(|e| broken(&e))?;
         // First pass: the run's records, and which run resumes which.
         let mut links: HashMap<String, String> = HashMap::new();
         let mut started_ids = Vec::new();
         let mut first = RunRecords::default();
-        scan(log, &HashSet::from([id.to_owned()]), true, |record| {
-            if record.kind == "run.started" {
-                started_ids.push(record.run.clone());
-            }
-            if matches!(record.kind.as_str(), "run.started" | "run.resumed")
-                && let Some(resumes) = record.data.get("resumes").and_then(|r| r.as_str())
-            {
-                links.insert(record.run.clone(), resumes.to_owned());
-            }
-            if record.run == id {
-                first.apply(record)?;
-            }
-            Ok(())
-        })?;
-        let resumed_by = links
+        scan(
+            log.records(),
+            &HashSet::from([id.to_owned()]),
+            true,
+            |record| {
+                if record.kind == "run.started" {
+                    started_ids.push(record.run.clone());
+                }
+                if matches!(record.kind.as_str(), "run.started" | "run.resumed")
+                    && let Some(resumes) = record.data.get("resumes").and_then(|r| r.as_str())
+                {
+                    links.insert(record.run.clone(), resumes.to_owned());
+                }
+                if record.run == id {
+                    first.apply(record)?;
+                }
+                Ok(())
+            },
+        )?;
+        let resumers: Vec<String> = links
             .iter()
             .filter(|(_, resumes)| resumes.as_str() == id)
             .map(|(run, _)| run.clone())
@@ -281,13 +357,13 @@ impl Chain {
             }
             ids.push(earlier.clone());
         }
-        // Second pass: the earlier runs' records.
-        let wanted: HashSet<String> = ids[1..].iter().cloned().collect();
-        let mut earlier: HashMap<String, RunRecords> = HashMap::new();
+        // Second pass: the earlier runs' records, and how the resumers ended.
+        let wanted: HashSet<String> = ids[1..].iter().chain(&resumers).cloned().collect();
+        let mut others: HashMap<String, RunRecords> = HashMap::new();
         if !wanted.is_empty() {
-            scan(log, &wanted, false, |record| {
+            scan(log.records(), &wanted, false, |record| {
                 if wanted.contains(&record.run) {
-                    earlier
+                    others
                         .entry(record.run.clone())
                         .or_default()
                         .apply(record)?;
@@ -295,9 +371,16 @@ impl Chain {
                 Ok(())
             })?;
         }
+        let resumed_by = resumers
+            .into_iter()
+            .map(|run| {
+                let end = others.get(&run).and_then(|r| r.finished.clone());
+                (run, end)
+            })
+            .collect();
         let mut runs = vec![(id.to_owned(), first)];
         for id in &ids[1..] {
-            match earlier.remove(id) {
+            match others.remove(id) {
                 Some(records) if records.started.is_some() => runs.push((id.clone(), records)),
                 _ => break,
             }
@@ -306,6 +389,7 @@ impl Chain {
             runs,
             started_ids,
             resumed_by,
+            read_up_to,
         })
     }
 
@@ -329,22 +413,31 @@ impl Chain {
         shown_command(argv)
     }
 
-    /// Whether `step` is done as of the run to resume: its own outcome where it last ran;
-    /// marked done by a resume; else nothing.
-    fn done(&self, step: &str) -> Option<Done> {
-        for (id, records) in &self.runs {
-            if records.steps.contains_key(step) {
-                return records.succeeded(step).map(|stdout| Done {
-                    run: Some(id.clone()),
-                    stdout: stdout.to_owned(),
+    /// Whether `step` is done as of the run to resume: its own outcome where it last ran,
+    /// or marked done by a resume; else nothing.
+    fn done(&self, step: &str) -> Option<Decided> {
+        for (at, (id, records)) in self.runs.iter().enumerate() {
+            if let Some(ran) = records.steps.get(step) {
+                let stdout = records.succeeded(step)?;
+                return Some(Decided {
+                    done: Done {
+                        run: Some(id.clone()),
+                        stdout: stdout.to_owned(),
+                    },
+                    at,
+                    seq: ran.started.unwrap_or_default(),
                 });
             }
             records.resumes()?;
             match &records.resumed {
                 Some(r) if r.marked_done.iter().any(|s| s == step) => {
-                    return Some(Done {
-                        run: None,
-                        stdout: String::new(),
+                    return Some(Decided {
+                        done: Done {
+                            run: None,
+                            stdout: String::new(),
+                        },
+                        at,
+                        seq: records.resumed_seq,
                     });
                 }
                 Some(r) if !r.skipped.iter().any(|s| s == step) => return None,
@@ -355,54 +448,64 @@ impl Chain {
         None
     }
 
-    /// The newest run of the chain in which a `when: failure` step of `runbook` succeeded,
-    /// as (its position in the chain, the step).
-    fn last_failure_handler<'r>(&self, runbook: &'r Runbook) -> Option<(usize, &'r str)> {
+    /// The newest run of the chain in which a `when: failure` step of `runbook` started
+    /// (whatever its end): its position in the chain, the `seq` by which every such step of
+    /// that run had ended (`u64::MAX` when one never did), and the steps.
+    fn failure_handlers(&self, runbook: &Runbook) -> Option<(usize, u64, Vec<String>)> {
         self.runs.iter().enumerate().find_map(|(at, (_, records))| {
-            runbook
+            let ran: Vec<(&String, u64)> = runbook
                 .steps
                 .iter()
                 .filter(|s| s.when == When::Failure)
-                .find(|s| records.succeeded(&s.id).is_some())
-                .map(|s| (at, s.id.as_str()))
+                .filter_map(|s| {
+                    let step = records.steps.get(&s.id)?;
+                    step.started?;
+                    Some((&s.id, step.finished.as_ref().map_or(u64::MAX, |e| e.seq)))
+                })
+                .collect();
+            let ended = ran.iter().map(|(_, seq)| *seq).max()?;
+            Some((
+                at,
+                ended,
+                ran.into_iter().map(|(id, _)| id.clone()).collect(),
+            ))
         })
-    }
-
-    fn position(&self, run: &str) -> Option<usize> {
-        self.runs.iter().position(|(id, _)| id == run)
     }
 }
 
-/// Streams the log, its chain checked (a resume decides on it), handing `each` the
-/// records that name one of `runs` (the prefilter is a byte search; `each` checks), and
-/// with `links`, every `run.started` and `run.resumed` too.
+fn broken(e: &AuditError) -> Error {
+    Error::Failed {
+        message: e.to_string(),
+        hint: Some("`release audit verify` names the bad line".into()),
+    }
+}
+
+/// Streams `records`, handing `each` those that name one of `runs` (the prefilter is a
+/// byte search; `each` checks), and with `links`, every `run.started` and `run.resumed`
+/// too.
 fn scan(
-    log: &AuditLog,
+    records: Result<Records, AuditError>,
     runs: &HashSet<String>,
     links: bool,
     mut each: impl FnMut(Record) -> Result<(), serde_json::Error>,
 ) -> Result<(), Error> {
-    let broken = |e: AuditError| Error::Failed {
-        message: e.to_string(),
-        hint: Some("`release audit verify` names the bad line".into()),
-    };
     let finders: Vec<memchr::memmem::Finder<'_>> = runs
         .iter()
         .map(|r| memchr::memmem::Finder::new(r.as_bytes()))
         .collect();
     let started = memchr::memmem::Finder::new(b"\"run.started\"");
     let resumed = memchr::memmem::Finder::new(b"\"run.resumed\"");
-    let mut records = log.records_checked().map_err(broken)?;
+    let mut records = records.map_err(|e| broken(&e))?;
     while let Some(line) = records.next_line() {
-        let (number, line) = line.map_err(broken)?;
+        let (number, line) = line.map_err(|e| broken(&e))?;
         let wanted = finders.iter().any(|f| f.find(line).is_some())
             || (links && (started.find(line).is_some() || resumed.find(line).is_some()));
         if !wanted {
             continue;
         }
         let record: Record =
-            serde_json::from_slice(line).map_err(|e| broken(records.corrupt(number, e)))?;
-        each(record).map_err(|e| broken(records.corrupt(number, e)))?;
+            serde_json::from_slice(line).map_err(|e| broken(&records.corrupt(number, e)))?;
+        each(record).map_err(|e| broken(&records.corrupt(number, e)))?;
     }
     Ok(())
 }
@@ -435,7 +538,7 @@ fn refuse_unresumable(
     id: &str,
     started: &Started,
     finished: Option<&str>,
-    resumed_by: &[String],
+    resumed_by: &[(String, Option<String>)],
     command: &str,
 ) -> Result<(), Error> {
     if started.dry_run {
@@ -454,11 +557,19 @@ fn refuse_unresumable(
             ),
         ));
     }
-    if let Some(later) = resumed_by.last() {
-        return Err(refused(
-            format!("run {id} was already resumed by run {later}"),
-            format!("resume that one if it did not succeed: `release resume {later}`"),
-        ));
+    if let Some((later, end)) = resumed_by.last() {
+        return Err(match end.as_deref() {
+            Some("succeeded") => refused(
+                format!(
+                    "run {id} was already resumed by run {later}, which succeeded: nothing to resume"
+                ),
+                format!("to run it again, start a new run: `{command}`"),
+            ),
+            _ => refused(
+                format!("run {id} was already resumed by run {later}"),
+                format!("resume that one instead: `release resume {later}`"),
+            ),
+        });
     }
     if finished == Some("succeeded") {
         return Err(refused(
@@ -575,6 +686,24 @@ fn check_step_names(args: &ResumeArgs, runbook: &Runbook) -> Result<(), Error> {
             });
         }
     }
+    if let Some(step) = runbook
+        .steps
+        .iter()
+        .find(|s| s.when != When::Success && args.mark_done.contains(&s.id))
+    {
+        return Err(Error::InvalidInput {
+            message: format!(
+                "--mark-done {}: the step runs `when: {}`, so every run decides again whether it runs; it cannot be marked done",
+                step.id,
+                if step.when == When::Failure {
+                    "failure"
+                } else {
+                    "always"
+                }
+            ),
+            hint: Some(format!("leave out --mark-done {}", step.id)),
+        });
+    }
     if let Some(both) = args.rerun.iter().find(|n| args.mark_done.contains(n)) {
         return Err(Error::InvalidInput {
             message: format!("step `{both}` is given to both --rerun and --mark-done"),
@@ -588,22 +717,21 @@ fn check_step_names(args: &ResumeArgs, runbook: &Runbook) -> Result<(), Error> {
 
 /// The steps not run again: those that succeeded in the chain and those marked done. A
 /// `when: failure` or `always` step is never carried over: it answers what happens in
-/// this run. Refused: a step whose outcome is unknown, and steps done before a
-/// `when: failure` step ran (it may have undone their work), unless the operator says
-/// what to do with each (`--rerun` or `--mark-done`).
+/// this run. Refused: a step whose outcome is unknown, and steps whose work stood before a
+/// `when: failure` step started (it may have undone it), unless the operator says what to
+/// do with each (`--rerun` or `--mark-done`).
 fn done_steps(
     chain: &Chain,
     args: &ResumeArgs,
     runbook: &Runbook,
 ) -> Result<BTreeMap<String, Done>, Error> {
     let named = |list: &[String], id: &str| list.iter().any(|s| s == id);
-    let run_id = chain.runs[0].0.as_str();
-    let handler = chain.last_failure_handler(runbook);
+    let handlers = chain.failure_handlers(runbook);
     let mut done = BTreeMap::new();
     let (mut unknown, mut maybe_undone) = (Vec::new(), Vec::new());
-    for step in &runbook.steps {
+    for step in runbook.steps.iter().filter(|s| s.when == When::Success) {
         let id = step.id.as_str();
-        if named(&args.rerun, id) || step.when != When::Success {
+        if named(&args.rerun, id) {
             continue;
         }
         if named(&args.mark_done, id) {
@@ -611,28 +739,19 @@ fn done_steps(
             done.insert(id.to_owned(), Done { run: None, stdout });
             continue;
         }
-        match chain.done(id) {
-            Some(found) => {
-                let before_handler = match (&found.run, handler) {
-                    (Some(run), Some((at, _))) => chain.position(run).is_some_and(|p| p >= at),
-                    _ => false,
-                };
-                if before_handler {
-                    maybe_undone.push(id);
-                }
-                done.insert(id.to_owned(), found);
+        if let Some(decided) = chain.done(id) {
+            let undone = handlers.as_ref().is_some_and(|(at, ended, _)| {
+                decided.at > *at || (decided.at == *at && decided.seq < *ended)
+            });
+            if undone {
+                maybe_undone.push(id);
             }
-            None if chain
-                .run()
-                .steps
-                .get(id)
-                .is_some_and(|s| s.started && s.finished.is_none()) =>
-            {
-                unknown.push(id);
-            }
-            None => {}
+            done.insert(id.to_owned(), decided.done);
+        } else if chain.run().unfinished(id) {
+            unknown.push(id);
         }
     }
+    let run_id = chain.runs[0].0.as_str();
     if !unknown.is_empty() {
         let one = unknown.len() == 1;
         return Err(refused(
@@ -643,32 +762,47 @@ fn done_steps(
                 if one { "it did its" } else { "they did their" },
             ),
             format!(
-                "check what it did, then resume with `--rerun {0}` to run it again, or `--mark-done {0}` if its work is done",
-                unknown[0]
+                "check what {} did, then resume with `{}` to run {} again, or with `--mark-done STEP` instead for each whose work is done",
+                if one { "it" } else { "they" },
+                again(args, "--rerun", &unknown),
+                if one { "it" } else { "them" },
             ),
         ));
     }
-    if let (Some((at, handler)), false) = (handler, maybe_undone.is_empty()) {
-        let each = |flag: &str| {
-            maybe_undone
-                .iter()
-                .map(|s| format!("{flag} {s}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+    if let (Some((at, _, handlers)), false) = (handlers, maybe_undone.is_empty()) {
+        let handlers: Vec<&str> = handlers.iter().map(String::as_str).collect();
         return Err(refused(
             format!(
-                "`{handler}` (when: failure) ran in run {} after a failure and may have undone the work of {}, done before it; nothing ran",
+                "{} (when: failure) ran in run {} after a failure and may have undone the work of {}, done before it; nothing ran",
+                listed(&handlers),
                 chain.runs[at].0,
                 listed(&maybe_undone)
             ),
             format!(
-                "say what to do with each: `release resume {run_id} {}` if their work still stands, or `--rerun STEP` for those to run again",
-                each("--mark-done")
+                "say what to do with each: `{}` if their work still stands, or `--rerun STEP` instead for those to run again",
+                again(args, "--mark-done", &maybe_undone)
             ),
         ));
     }
     Ok(done)
+}
+
+/// The resume command with the flags given, and `flag` for each of `steps`.
+fn again(args: &ResumeArgs, flag: &str, steps: &[&str]) -> String {
+    let mut command = vec![
+        "release".to_owned(),
+        "resume".to_owned(),
+        args.run_id.clone(),
+    ];
+    for (given, names) in [("--rerun", &args.rerun), ("--mark-done", &args.mark_done)] {
+        for name in names {
+            command.extend([given.to_owned(), name.clone()]);
+        }
+    }
+    for step in steps {
+        command.extend([flag.to_owned(), (*step).to_owned()]);
+    }
+    crate::actions::run::show_argv(&command)
 }
 
 /// A step that runs must get the output it read when the chain ran it: not one recorded
@@ -769,12 +903,16 @@ mod tests {
             }),
             ..RunRecords::default()
         };
-        for (step, outcome) in steps {
+        for (seq, (step, outcome)) in (1..).zip(steps) {
             records.steps.insert(
                 (*step).to_owned(),
                 StepRecords {
-                    started: true,
-                    finished: outcome.map(|o| (o.to_owned(), format!("{step} out"))),
+                    started: Some(2 * seq),
+                    finished: outcome.map(|o| StepEnd {
+                        outcome: o.to_owned(),
+                        stdout: format!("{step} out"),
+                        seq: 2 * seq + 1,
+                    }),
                 },
             );
         }
@@ -798,6 +936,7 @@ mod tests {
                 .collect(),
             started_ids: Vec::new(),
             resumed_by: Vec::new(),
+            read_up_to: 0,
         }
     }
 
@@ -859,7 +998,7 @@ mod tests {
             done(&chain, &args(&[], &[])).unwrap(),
             vec![pair("a", Some("r1")), pair("b", Some("r2"))]
         );
-        assert_eq!(chain.done("a").unwrap().stdout, "a out");
+        assert_eq!(chain.done("a").unwrap().done.stdout, "a out");
     }
 
     #[test]
@@ -893,7 +1032,10 @@ mod tests {
         let chain = chain(vec![r1]);
         let refusal = done(&chain, &args(&[], &[])).unwrap_err();
         assert!(refusal.contains("`b`, `c` were running"), "{refusal}");
-        assert!(refusal.contains("--rerun b"), "{refusal}");
+        assert!(
+            refusal.contains("release resume r --rerun b --rerun c"),
+            "{refusal}"
+        );
         assert_eq!(
             done(&chain, &args(&["b"], &["c"])).unwrap(),
             vec![pair("a", Some("r1")), pair("c", None)]
@@ -929,7 +1071,7 @@ mod tests {
             "{refusal}"
         );
         assert!(
-            refusal.contains("release resume r2 --mark-done a"),
+            refusal.contains("release resume r --mark-done a"),
             "{refusal}"
         );
         assert_eq!(
@@ -943,10 +1085,101 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_handler_that_started_counts_whatever_its_end_and_marks_are_checked_too() {
+        // r1: a ok, b failed, undo started and never finished (killed).
+        let r1 = run(
+            &[
+                ("a", Some("succeeded")),
+                ("b", Some("failed")),
+                ("undo", None),
+            ],
+            None,
+        );
+        let chain1 = chain(vec![r1]);
+        let refusal = done(&chain1, &args(&[], &[])).unwrap_err();
+        assert!(
+            refusal.contains("may have undone the work of `a`"),
+            "{refusal}"
+        );
+        // r2 resumed r1 with `a` marked done, and `undo` ran again after b failed: the mark
+        // came before the handler, so it is asked about again.
+        let r1 = run(
+            &[
+                ("a", Some("succeeded")),
+                ("b", Some("failed")),
+                ("undo", Some("failed")),
+            ],
+            None,
+        );
+        let mut r2 = run(
+            &[("b", Some("failed")), ("undo", Some("succeeded"))],
+            Some(("r1", &["a"], &["a"])),
+        );
+        r2.resumed_seq = 1;
+        let refusal = done(&chain(vec![r2, r1]), &args(&[], &[])).unwrap_err();
+        assert!(
+            refusal.contains("may have undone the work of `a`"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn work_that_started_after_the_handler_ended_is_not_asked_about() {
+        // In r1, `undo` started at seq 2 and ended at 3; `a` started at 4 (after it).
+        let mut r1 = run(
+            &[
+                ("undo", Some("succeeded")),
+                ("a", Some("succeeded")),
+                ("b", Some("failed")),
+            ],
+            None,
+        );
+        if let Some(a) = r1.steps.get_mut("a") {
+            a.started = Some(4);
+        }
+        assert_eq!(
+            done(&chain(vec![r1]), &args(&[], &[])).unwrap(),
+            vec![pair("a", Some("r1"))]
+        );
+    }
+
+    #[test]
+    fn a_resume_started_meanwhile_is_seen_in_what_was_appended_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(
+            dir.path().join("audit.jsonl"),
+            "me@example.com".into(),
+            Redactor::default(),
+        );
+        let append = |run: &str, kind: &'static str, data: serde_json::Value| {
+            let entry = crate::state::audit::Entry {
+                run: run.into(),
+                kind,
+                component: None,
+                stage: None,
+                data,
+            };
+            log.append(entry).unwrap();
+        };
+        append("r1", "run.started", serde_json::json!({ "purpose": "run" }));
+        let offset = log.end_offset().unwrap();
+        assert_eq!(resumed_since(&log, offset, "r1"), None);
+        append(
+            "r2",
+            "run.started",
+            serde_json::json!({ "purpose": "resume", "resumes": "r1" }),
+        );
+        assert_eq!(resumed_since(&log, offset, "r1").as_deref(), Some("r2"));
+        // From the middle of a line: the fragment is passed over.
+        assert_eq!(resumed_since(&log, offset + 5, "r1"), None);
+        assert_eq!(resumed_since(&log, log.end_offset().unwrap(), "r1"), None);
+    }
+
+    #[test]
     fn skipped_and_unstarted_steps_run_again() {
         let mut r1 = run(&[("a", Some("skipped"))], None);
         if let Some(a) = r1.steps.get_mut("a") {
-            a.started = false;
+            a.started = None;
         }
         assert!(done(&chain(vec![r1]), &args(&[], &[])).unwrap().is_empty());
     }
@@ -998,10 +1231,11 @@ mod tests {
 
     #[test]
     fn refusals_name_what_to_do_instead() {
-        let refusal = |started: &Started, finished: Option<&str>, later: &[String]| {
-            refuse_unresumable("r1", started, finished, later, "release run x")
-                .map_err(|e| e.to_string())
-        };
+        let refusal =
+            |started: &Started, finished: Option<&str>, later: &[(String, Option<String>)]| {
+                refuse_unresumable("r1", started, finished, later, "release run x")
+                    .map_err(|e| text(&e))
+            };
         let mut started = Started::default();
         assert!(refusal(&started, Some("failed"), &[]).is_ok());
         assert!(refusal(&started, None, &[]).is_ok());
@@ -1010,11 +1244,12 @@ mod tests {
                 .unwrap_err()
                 .contains("nothing to resume")
         );
-        assert!(
-            refusal(&started, Some("failed"), &["r2".into()])
-                .unwrap_err()
-                .contains("resumed by run r2")
-        );
+        let later = [("r2".to_owned(), Some("failed".to_owned()))];
+        let text = refusal(&started, Some("failed"), &later).unwrap_err();
+        assert!(text.contains("release resume r2"), "{text}");
+        let later = [("r2".to_owned(), Some("succeeded".to_owned()))];
+        let text = refusal(&started, Some("failed"), &later).unwrap_err();
+        assert!(text.contains("which succeeded"), "{text}");
         started.purpose = "promote".into();
         assert!(
             refusal(&started, Some("failed"), &[])

@@ -390,6 +390,31 @@ impl AuditLog {
         Ok(Records::new(source, &self.path))
     }
 
+    /// The log's length in bytes now (0 when there is none): where
+    /// [`records_after`](Self::records_after) starts to read what is appended later.
+    pub fn end_offset(&self) -> Result<u64, AuditError> {
+        Ok(self
+            .open()?
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len()))
+    }
+
+    /// The records appended at or after byte `offset` (a length [`end_offset`](Self::end_offset) gave),
+    /// streamed and not checked against the chain; line numbers count from `offset`.
+    pub fn records_after(&self, offset: u64) -> Result<Records, AuditError> {
+        let source = match self.open()? {
+            Some(mut file) => {
+                file.seek(SeekFrom::Start(offset)).map_err(|e| self.io(e))?;
+                Some(Source::Plain {
+                    reader: BufReader::new(file),
+                    chain: None,
+                })
+            }
+            None => None,
+        };
+        Ok(Records::new(source, &self.path))
+    }
+
     /// The log file opened for reading; `None` when there is no log yet.
     fn open(&self) -> Result<Option<File>, AuditError> {
         match File::open(&self.path) {

@@ -258,6 +258,8 @@ struct Pending {
     started: DateTime<Utc>,
     data: RunStarted,
     rollback: bool,
+    /// Some step of it started.
+    stepped: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -354,6 +356,12 @@ impl History {
                 serde_json::from_slice(line).map_err(|e| corrupt(number, e.to_string()))?;
             history.records += 1;
             if view.kind.starts_with("step.") {
+                // A step that started did (some of) its work: the run changed something.
+                if view.kind == "step.started"
+                    && let Some(run) = pending.get_mut(view.run.as_ref())
+                {
+                    run.stepped = true;
+                }
                 continue;
             }
             let Some(component) = view.component.as_deref() else {
@@ -426,21 +434,15 @@ impl History {
                         started: at,
                         data,
                         rollback,
+                        stepped: false,
                     },
                 );
             }
             "run.finished" => {
                 let outcome = fields()?.outcome;
-                let run = view.run.as_ref();
-                let Some(started) = pending.remove(run) else {
-                    return Ok(());
-                };
-                let counted = self.counts(run, &started, Some(&outcome));
-                let entry = self
-                    .components
-                    .entry(started.component.clone())
-                    .or_default();
-                finish_run(entry, run, started, at, actor, &outcome, counted);
+                if let Some(started) = pending.remove(view.run.as_ref()) {
+                    self.finish_run(view.run.as_ref(), started, at, actor, &outcome);
+                }
             }
             "promotion.completed" => entry.promoted(at, actor, fields()?),
             "promotion.refused" => {
@@ -508,8 +510,25 @@ impl History {
         Ok(())
     }
 
-    /// Whether a run is a real rollback that changed something, for `stable_for`: not one
-    /// declined or blocked before starting (`outcome`; `None` for a run that never
+    /// Records a run's end on its component.
+    fn finish_run(
+        &mut self,
+        run: &str,
+        started: Pending,
+        at: DateTime<Utc>,
+        actor: &str,
+        outcome: &str,
+    ) {
+        let counted = self.counts(run, &started, Some(outcome));
+        let entry = self
+            .components
+            .entry(started.component.clone())
+            .or_default();
+        end_run(entry, run, started, at, actor, outcome, counted);
+    }
+
+    /// Whether a run is a real rollback that changed something, for `stable_for`: any but
+    /// one declined before a step started (`outcome`; `None` for a run that never
     /// finished), and for a resume, only when the run it continues did not count already.
     fn counts(&mut self, run: &str, started: &Pending, outcome: Option<&str>) -> bool {
         if !started.rollback || started.data.dry_run {
@@ -523,11 +542,11 @@ impl History {
         if continues_a_counted_one {
             return false;
         }
-        if matches!(outcome, Some("declined" | "blocked")) {
+        let changed = started.stepped || !matches!(outcome, Some("declined" | "blocked"));
+        if !changed {
             self.uncounted.insert(run.to_owned());
-            return false;
         }
-        true
+        changed
     }
 
     /// One component's facts (empty when the log never names it).
@@ -555,7 +574,7 @@ fn count_rollback(entry: &mut ComponentHistory, run: &Pending) {
     stats.last_at = Some(stats.last_at.map_or(run.started, |t| t.max(run.started)));
 }
 
-fn finish_run(
+fn end_run(
     entry: &mut ComponentHistory,
     run: &str,
     started: Pending,
@@ -662,7 +681,10 @@ mod tests {
                 "command": [],
             }),
         );
-        add(audit, id, "step.started", stage, json!({ "step": "a" }));
+        // Declined here means at the first confirmation, before any step started.
+        if outcome != Some("declined") {
+            add(audit, id, "step.started", stage, json!({ "step": "a" }));
+        }
         if let Some(outcome) = outcome {
             add(
                 audit,
@@ -716,14 +738,17 @@ mod tests {
         assert_eq!((staging.total, staging.since_entered), (2, 1));
     }
 
-    /// A resume of run `resumes`, finished with `outcome`.
-    fn resume(audit: &AuditLog, id: &str, resumes: &str, outcome: &str) {
+    /// A resume of run `resumes`, finished with `outcome`; `stepped` when a step started.
+    fn resume(audit: &AuditLog, id: &str, resumes: &str, outcome: &str, stepped: bool) {
         let data = json!({
             "purpose": "resume", "dry_run": false, "params": {}, "reason": "r",
             "runbook": "runbooks/staging/rollback.yaml", "runbook_sha256": "s",
             "command": [], "resumes": resumes,
         });
         add(audit, id, "run.started", "staging", data);
+        if stepped {
+            add(audit, id, "step.started", "staging", json!({ "step": "b" }));
+        }
         add(
             audit,
             id,
@@ -747,18 +772,38 @@ mod tests {
         };
         // r1 failed (counted); its resume r2 continues it: still one rollback.
         run(&audit, "r1", "staging", false, "s", Some("failed"));
-        resume(&audit, "r2", "r1", "succeeded");
+        resume(&audit, "r2", "r1", "succeeded", true);
         assert_eq!(total(), 1);
         // r3 was declined (nothing ran); r4, declined too, changes nothing; r5 resumes r4
         // and runs: that is the rollback.
         run(&audit, "r3", "staging", false, "s", Some("declined"));
-        resume(&audit, "r4", "r3", "declined");
+        resume(&audit, "r4", "r3", "declined", false);
         assert_eq!(total(), 1);
-        resume(&audit, "r5", "r4", "failed");
+        resume(&audit, "r5", "r4", "failed", true);
         assert_eq!(total(), 2);
         // A resume of r5 (counted) does not count again.
-        resume(&audit, "r6", "r5", "succeeded");
+        resume(&audit, "r6", "r5", "succeeded", true);
         assert_eq!(total(), 2);
+        // Declined at a later step's confirmation, after a step did its work: it counts.
+        let started = json!({
+            "purpose": "rollback", "dry_run": false, "runbook": "runbooks/staging/rollback.yaml",
+        });
+        add(&audit, "r7", "run.started", "staging", started);
+        add(
+            &audit,
+            "r7",
+            "step.started",
+            "staging",
+            json!({ "step": "revert" }),
+        );
+        add(
+            &audit,
+            "r7",
+            "run.finished",
+            "staging",
+            json!({ "outcome": "declined" }),
+        );
+        assert_eq!(total(), 3);
     }
 
     #[test]
