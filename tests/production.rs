@@ -205,6 +205,11 @@ impl Sandbox {
     }
 
     fn release(&self, args: &[&str]) -> Run {
+        self.release_with_redis(args, &format!("redis://127.0.0.1:{}", self.redis.port))
+    }
+
+    /// As [`release`](Self::release), with `REDIS_URL` set to `redis_url`.
+    fn release_with_redis(&self, args: &[&str], redis_url: &str) -> Run {
         let mut command = Command::cargo_bin("release").unwrap();
         command
             .current_dir(self.env.path())
@@ -217,10 +222,7 @@ impl Sandbox {
                 "SLACK_WEBHOOK_URL",
                 self.slack.url("/services/T0/B0/secret-path-123"),
             )
-            .env(
-                "REDIS_URL",
-                format!("redis://127.0.0.1:{}", self.redis.port),
-            )
+            .env("REDIS_URL", redis_url)
             .args(args)
             .stdin(Stdio::null());
         let out = command.output().unwrap();
@@ -444,4 +446,78 @@ fn production_rollback_runs_for_real_with_every_part() {
     ] {
         assert!(!text.contains("secret-path-123"));
     }
+}
+
+#[test]
+fn a_production_rollback_that_failed_is_resumed_without_reverting_twice() {
+    let sandbox = Sandbox::new();
+    let prometheus = Http::start(PROMETHEUS_UP);
+    sandbox.promote_to_production(&prometheus);
+    let slack_before = sandbox.slack.bodies().len();
+    let commit = format!("commit={}", sandbox.bad);
+    let args = [
+        "rollback",
+        "orchestration",
+        "--stage",
+        "production",
+        "--set",
+        &commit,
+        "--reason",
+        "5xx spike",
+        "--yes",
+    ];
+    // Redis is unreachable: the revert is done and pushed, the cache clear fails, the
+    // incident (when: always) is opened, the rest is skipped.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("redis://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let failed = sandbox.release_with_redis(&args, &dead);
+    failed.assert_code(1);
+    let dir = sandbox.env.path();
+    let reverts = || {
+        git(dir, &["log", "--format=%s", "--grep=^Revert"])
+            .lines()
+            .count()
+    };
+    assert_eq!(reverts(), 1);
+    assert_eq!(sandbox.redis.keys("orch:*"), 40);
+    assert_eq!(sandbox.incidents().len(), 1);
+    let audit = sandbox.env.read(".release/audit.jsonl");
+    let id = audit
+        .lines()
+        .filter(|l| l.contains("\"run.started\""))
+        .last()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|r| r["run"].as_str().map(str::to_owned))
+        .expect("the rollback's run id");
+    failed.assert_stdout_contains(&format!("release resume {id}"));
+
+    // Redis is back: the resume goes on from the cache clear.
+    let resumed = sandbox.release(&["resume", &id, "--yes"]);
+    resumed.assert_code(0);
+    assert_eq!(reverts(), 1, "the resume reverted again");
+    assert_eq!(
+        git(dir, &["rev-parse", "HEAD"]),
+        git(sandbox.origin.path(), &["rev-parse", "main"])
+    );
+    assert_eq!(sandbox.redis.keys("orch:*"), 0);
+    assert_eq!(sandbox.redis.keys("px:*"), 1);
+    assert_eq!(
+        sandbox.slack.bodies().len(),
+        slack_before + 1,
+        "notified twice"
+    );
+    assert_eq!(sandbox.incidents().len(), 1, "a second incident was opened");
+    let audit = sandbox.env.read(".release/audit.jsonl");
+    let resumed_record = audit
+        .lines()
+        .find(|l| l.contains("\"run.resumed\""))
+        .expect("a run.resumed record");
+    for step in ["notify-start", "revert"] {
+        assert!(
+            resumed_record.contains(&format!("\"{step}\"")),
+            "{resumed_record}"
+        );
+    }
+    sandbox.release(&["audit", "verify"]).assert_code(0);
 }
