@@ -485,8 +485,7 @@ fn a_production_rollback_that_failed_is_resumed_without_reverting_twice() {
     let audit = sandbox.env.read(".release/audit.jsonl");
     let id = audit
         .lines()
-        .filter(|l| l.contains("\"run.started\""))
-        .last()
+        .rfind(|l| l.contains("\"run.started\""))
         .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .and_then(|r| r["run"].as_str().map(str::to_owned))
         .expect("the rollback's run id");
