@@ -423,7 +423,12 @@ pub fn run_job(
         bars,
         ctx.global.quiet,
         redactor.clone(),
-        request.runbook.steps.len(),
+        // A resumed run's bar counts the steps it may run, not those done before.
+        request
+            .runbook
+            .steps
+            .len()
+            .saturating_sub(request.resumed.as_ref().map_or(0, |r| r.done.len())),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
