@@ -799,16 +799,17 @@ fn condition_reads_steps(condition: &str) -> bool {
         .is_ok_and(|vars| vars.iter().any(|v| v == "steps" || v.starts_with("steps.")))
 }
 
-/// What a step printed, as recorded: `None` when nothing; at most [`MAX_RECORDED`]
-/// bytes, cut on a character boundary with a note saying so.
 /// True when a recorded stdout ([`recorded_stdout`]) was cut: it is not what the step
 /// printed.
 pub fn is_cut(recorded: &str) -> bool {
     recorded.ends_with(NOT_RECORDED)
 }
 
+/// The end of the note that says a recorded stdout was cut.
 const NOT_RECORDED: &str = " more bytes not recorded]\n";
 
+/// What a step printed, as recorded: `None` when nothing; at most [`MAX_RECORDED`]
+/// bytes, cut on a character boundary with a note saying so.
 fn recorded_stdout(stdout: &str) -> Option<String> {
     if stdout.trim().is_empty() {
         return None;

@@ -383,11 +383,7 @@ impl AuditLog {
 
     /// The records, streamed. A missing log has none.
     pub fn records(&self) -> Result<Records, AuditError> {
-        let source = self.open()?.map(|file| Source::Plain {
-            reader: BufReader::with_capacity(256 * 1024, file),
-            chain: None,
-        });
-        Ok(Records::new(source, &self.path))
+        self.records_after(0)
     }
 
     /// The log's length in bytes now (0 when there is none): where
@@ -399,14 +395,17 @@ impl AuditLog {
             .map_or(0, |m| m.len()))
     }
 
-    /// The records appended at or after byte `offset` (a length [`end_offset`](Self::end_offset) gave),
-    /// streamed and not checked against the chain; line numbers count from `offset`.
+    /// The records from byte `offset` on (a length [`end_offset`](Self::end_offset) gave:
+    /// those appended since), streamed and not checked against the chain; line numbers
+    /// count from `offset`.
     pub fn records_after(&self, offset: u64) -> Result<Records, AuditError> {
         let source = match self.open()? {
             Some(mut file) => {
-                file.seek(SeekFrom::Start(offset)).map_err(|e| self.io(e))?;
+                if offset > 0 {
+                    file.seek(SeekFrom::Start(offset)).map_err(|e| self.io(e))?;
+                }
                 Some(Source::Plain {
-                    reader: BufReader::new(file),
+                    reader: BufReader::with_capacity(256 * 1024, file),
                     chain: None,
                 })
             }
