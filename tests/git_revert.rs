@@ -633,3 +633,298 @@ fn reverts_that_remove_a_folder_or_change_a_mode_leave_a_clean_tree() {
     assert!(!repo.env.join("docs").exists(), "the whole folder is gone");
     assert_eq!(repo.status(), "");
 }
+
+// The real run against `git revert`, on random histories
+
+/// The paths the random histories touch: text files in and out of folders, a script whose
+/// executable bit flips, a symbolic link, a file that git stores with CRLF in the work tree
+/// (`.gitattributes`), and `box`, which is a folder or a file by turns.
+const PATHS: [&str; 6] = [
+    "x.txt",
+    "y.txt",
+    "sub/z.txt",
+    "sub/deep/w.txt",
+    "tool.sh",
+    "win.bat",
+];
+
+/// One change of a random history: (kind, path, line, value).
+type Change = (u8, u8, u8, u8);
+
+/// Applies one change to the work tree; `git add -A` and a commit follow.
+fn apply_change(root: &Path, (kind, path, line, value): Change) {
+    use std::os::unix::fs::PermissionsExt;
+    let name = PATHS[usize::from(path) % PATHS.len()];
+    let file = root.join(name);
+    let text = std::fs::read_to_string(&file).ok();
+    match kind % 10 {
+        // Edit a line, or add one: lines from a small alphabet, so that commits overlap
+        // and some reverts conflict.
+        0..=4 => {
+            let mut lines: Vec<String> = text
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            let new = format!("v{} {name}", value % 5);
+            let at = usize::from(line) % (lines.len() + 1);
+            if at < lines.len() && kind % 2 == 0 {
+                lines[at] = new;
+            } else {
+                lines.insert(at, new);
+            }
+            // Written as git's checkout writes it (`eol=crlf`), so that only the revert's
+            // own writes are compared.
+            let eol = if name == "win.bat" { "\r\n" } else { "\n" };
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, lines.join(eol) + eol).unwrap();
+        }
+        5 => {
+            // As `git rm` does: the folders it leaves empty go too.
+            if std::fs::remove_file(&file).is_ok() {
+                let mut dir = file.parent();
+                while let Some(d) = dir.filter(|d| *d != root) {
+                    if std::fs::remove_dir(d).is_err() {
+                        break;
+                    }
+                    dir = d.parent();
+                }
+            }
+        }
+        6 => {
+            if let Ok(meta) = std::fs::symlink_metadata(&file)
+                && meta.is_file()
+            {
+                let mode = meta.permissions().mode() ^ 0o111;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+        7 => {
+            let symlink = root.join("link");
+            let _ = std::fs::remove_file(&symlink);
+            if value % 3 != 0 {
+                std::os::unix::fs::symlink(format!("target-{}", value % 3), symlink).unwrap();
+            }
+        }
+        _ => {
+            let boxed = root.join("box");
+            if boxed.is_dir() {
+                std::fs::remove_dir_all(&boxed).unwrap();
+                std::fs::write(&boxed, format!("box as a file {}\n", value % 3)).unwrap();
+            } else {
+                let _ = std::fs::remove_file(&boxed);
+                std::fs::create_dir_all(boxed.join("in")).unwrap();
+                std::fs::write(boxed.join("in/file"), format!("inside {}\n", value % 3)).unwrap();
+            }
+        }
+    }
+}
+
+/// What a user sees of the work tree: every file's bytes and executable bit, every link's
+/// target and every folder, outside `.git`, `.release` and `.home`.
+fn work_tree(root: &Path) -> BTreeMap<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let path = entry.path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if [".git", ".release", ".home"].contains(&rel.as_str()) {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let what = if meta.is_symlink() {
+                format!("link to {}", std::fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                stack.push(path);
+                "folder".to_owned()
+            } else {
+                format!(
+                    "mode {:o}: {:?}",
+                    meta.permissions().mode() & 0o111,
+                    String::from_utf8_lossy(&std::fs::read(&path).unwrap())
+                )
+            };
+            out.insert(rel, what);
+        }
+    }
+    out
+}
+
+/// The entries that differ between two work trees, each as `path: ours | theirs`.
+fn differences(ours: &BTreeMap<String, String>, theirs: &BTreeMap<String, String>) -> Vec<String> {
+    let none = String::from("(none)");
+    let paths: std::collections::BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let (a, b) = (
+                ours.get(path).unwrap_or(&none),
+                theirs.get(path).unwrap_or(&none),
+            );
+            (a != b).then(|| format!("{path}: {a} | {b}"))
+        })
+        .collect()
+}
+
+/// A new project with `.gitattributes` and one commit per entry of `history` that changes
+/// something; the commits made, oldest first.
+fn with_random_history(history: &[Vec<Change>]) -> (Repo, Vec<String>) {
+    let repo = Repo::new("");
+    repo.env.write(".gitattributes", "*.bat text eol=crlf\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "attributes"]);
+    let mut commits = Vec::new();
+    for (i, changes) in history.iter().enumerate() {
+        for &change in changes {
+            apply_change(repo.env.path(), change);
+        }
+        repo.git(&["add", "-A"]);
+        if repo.git(&["status", "--porcelain"]).is_empty() {
+            continue;
+        }
+        repo.git(&["commit", "-q", "-m", &format!("change {i}")]);
+        commits.push(repo.head());
+    }
+    (repo, commits)
+}
+
+/// `git revert --no-edit SPEC` in a copy of the project: the copy (kept while the folder
+/// lives), whether git succeeded, and what it said.
+fn git_revert_in_a_copy(repo: &Repo, spec: &str) -> (tempfile::TempDir, PathBuf, bool, String) {
+    let copy = tempfile::Builder::new()
+        .prefix("release-git-")
+        .tempdir()
+        .unwrap();
+    let cli = copy.path().join("repo");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .args([repo.env.path(), &cli])
+        .status()
+        .unwrap();
+    assert!(copied.success(), "cp -a");
+    let git = Command::new("git")
+        .current_dir(&cli)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        // libgit2 has no directory-rename detection (see the unit property test).
+        .args([
+            "-c",
+            "merge.directoryRenames=false",
+            "revert",
+            "--no-edit",
+            spec,
+        ])
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&git.stdout).into_owned() + &String::from_utf8_lossy(&git.stderr);
+    (copy, cli, git.status.success(), said)
+}
+
+/// Builds `history` on a new project, reverts the pick (one commit, or a range) with
+/// `git revert` in a copy and with `release run` in the project, and compares what each
+/// leaves: the commits' trees and subjects, the work tree, a clean status; or, when git
+/// stops on a conflict, a refusal that changed nothing. The dry-run first: it must
+/// foresee git's outcome and change nothing.
+fn compare_real_run_with_git(
+    history: &[Vec<Change>],
+    pick: (usize, usize),
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::prelude::*;
+    let (repo, commits) = with_random_history(history);
+    prop_assume!(!commits.is_empty());
+    let (a, b) = (pick.0 % commits.len(), pick.1 % commits.len());
+    let spec = if a == b {
+        commits[a].clone()
+    } else {
+        let (from, to) = (a.min(b), a.max(b));
+        format!("{}..{}", commits[from], commits[to])
+    };
+    let base = repo.head();
+    let (_copy, cli, git_ok, git_said) = git_revert_in_a_copy(&repo, &spec);
+    // git stops where a revert changes nothing (already undone on the branch), where
+    // git_revert skips it: not what this test compares.
+    prop_assume!(git_ok || git_said.contains("CONFLICT"));
+
+    // `Repo::state` reads through links; these histories have dangling ones.
+    let state = || {
+        let mut all = work_tree(repo.env.path());
+        all.insert("refs".into(), repo.git(&["for-each-ref"]));
+        all.insert("HEAD".into(), repo.env.read(".git/HEAD"));
+        let index = std::fs::read(repo.env.join(".git/index")).unwrap();
+        all.insert("index".into(), format!("{index:?}"));
+        all
+    };
+    let before = state();
+    // The rehearsal agrees with git and changes nothing.
+    let dry = repo.release(&spec, true);
+    prop_assert_eq!(
+        dry.code,
+        i32::from(!git_ok),
+        "the dry-run of {} against git's {}:\n{}",
+        spec,
+        git_said,
+        dry.transcript()
+    );
+    prop_assert_eq!(
+        differences(&state(), &before),
+        Vec::<String>::new(),
+        "the dry-run of {} changed something (after | before)",
+        spec
+    );
+    let run = repo.release(&spec, false);
+    if !git_ok {
+        prop_assert_eq!(
+            run.code,
+            1,
+            "git conflicted on {}, release did not fail:\n{}\n{}",
+            spec,
+            git_said,
+            run.transcript()
+        );
+        prop_assert_eq!(
+            differences(&state(), &before),
+            Vec::<String>::new(),
+            "a refused revert changed something (after | before)"
+        );
+        return Ok(());
+    }
+    prop_assert_eq!(
+        run.code,
+        0,
+        "git reverted {} cleanly:\n{}",
+        spec,
+        run.transcript()
+    );
+    let made = |dir: &Path| git_in(dir, &["log", "--format=%T %s", &format!("{base}..HEAD")]);
+    prop_assert_eq!(made(repo.env.path()), made(&cli), "commits of {}", spec);
+    prop_assert_eq!(
+        differences(&work_tree(repo.env.path()), &work_tree(&cli)),
+        Vec::<String>::new(),
+        "the work tree after {} (release | git)",
+        spec
+    );
+    prop_assert_eq!(repo.status(), "", "status after {}", spec);
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(12),
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// A real run leaves what `git revert` leaves: the same commits (trees and subjects),
+    /// the same files, bytes, modes and links, a clean status; or both stop on a conflict.
+    #[test]
+    fn a_real_run_leaves_what_git_revert_leaves(
+        history in proptest::collection::vec(
+            proptest::collection::vec(proptest::prelude::any::<Change>(), 1..4), 3..9),
+        pick in proptest::prelude::any::<(usize, usize)>(),
+    ) {
+        compare_real_run_with_git(&history, pick)?;
+    }
+}
