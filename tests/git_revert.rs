@@ -928,3 +928,73 @@ proptest::proptest! {
         compare_real_run_with_git(&history, pick)?;
     }
 }
+
+#[test]
+fn an_index_libgit2_cannot_use_is_refused_with_the_command_that_fixes_it() {
+    let repo = Repo::new("");
+    repo.commit_files("add docs", &[("docs/guide.md", "read me\n")]);
+    let change = repo.commit_files("edit a", &[("a.txt", "one\nTWO\nthree\n")]);
+    let head = repo.head();
+    // Each refusal leaves everything as it was, the index's bytes included.
+    let refused = |dry_run: bool| {
+        let before = repo.state();
+        let run = repo.release(&change, dry_run);
+        run.assert_code(1);
+        assert!(repo.state() == before, "a refusal changed something");
+        run
+    };
+
+    // A split index (core.splitIndex).
+    repo.git(&["update-index", "--split-index"]);
+    let run = refused(true);
+    assert_mentions(&run, "the index is split (core.splitIndex)");
+    assert_mentions(
+        &run,
+        "`git config core.splitIndex false && git update-index --no-split-index`",
+    );
+    assert!(
+        !output(&run).contains("class="),
+        "libgit2's class is noise:\n{}",
+        run.transcript()
+    );
+    repo.git(&["update-index", "--no-split-index"]);
+    repo.release(&change, true).assert_code(0);
+
+    // A sparse checkout: files marked skip-worktree are not in the work tree, and libgit2
+    // would take them for deleted ones.
+    repo.git(&[
+        "sparse-checkout",
+        "set",
+        "--cone",
+        "--no-sparse-index",
+        "rb",
+    ]);
+    assert!(
+        !repo.env.join("docs/guide.md").exists(),
+        "docs/ is left out"
+    );
+    let run = repo.release(&change, false);
+    run.assert_code(1);
+    assert_mentions(
+        &run,
+        "docs/guide.md and 6 more tracked files are left out of the work tree (skip-worktree",
+    );
+    assert_mentions(&run, "`git sparse-checkout disable`");
+    assert!(
+        !output(&run).contains("dirty"),
+        "nothing is dirty:\n{}",
+        run.transcript()
+    );
+
+    // The same with a sparse index, which libgit2 cannot read at all.
+    repo.git(&["sparse-checkout", "set", "--cone", "--sparse-index", "rb"]);
+    let run = refused(true);
+    assert_mentions(&run, "the index is sparse");
+    assert_mentions(&run, "`git sparse-checkout disable`");
+
+    repo.git(&["sparse-checkout", "disable"]);
+    assert_eq!(repo.head(), head);
+    repo.release(&change, false).assert_code(0);
+    assert_eq!(repo.env.read("a.txt"), "one\ntwo\nthree\n");
+    assert_eq!(repo.status(), "");
+}

@@ -72,7 +72,8 @@ use crate::project::runbook::{Commits, GitRevertAction};
 pub enum RevertError {
     #[error("{0}")]
     Refused(String),
-    #[error("{context}: {source}")]
+    /// libgit2's message without its class and code, which mean nothing to the user.
+    #[error("{context}: {}", .source.message())]
     Git {
         context: String,
         #[source]

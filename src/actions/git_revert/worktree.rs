@@ -36,6 +36,7 @@ pub fn dirty_files(
     if proven_clean(repo, scan).unwrap_or(false) {
         return Ok(Vec::new());
     }
+    check_index(repo)?;
     let mut options = StatusOptions::new();
     options
         .include_untracked(false)
@@ -73,6 +74,46 @@ pub fn dirty_files(
             })
         })
         .collect())
+}
+
+/// The index entry flag of a file left out of the work tree (`flags_extended`).
+const SKIP_WORKTREE: u16 = 0x4000;
+
+/// Refuses what libgit2 cannot revert in, with git's command to leave it: an index it
+/// cannot read (split, or sparse), or tracked files marked skip-worktree (a sparse
+/// checkout), which its status and checkout take for deleted files.
+fn check_index(repo: &Repository) -> Result<(), RevertError> {
+    let index = repo
+        .index()
+        .map_err(|e| RevertError::Refused(unreadable_index(&e)))?;
+    let mut skipped = index
+        .iter()
+        .filter(|entry| entry.flags_extended & SKIP_WORKTREE != 0);
+    let Some(first) = skipped.next() else {
+        return Ok(());
+    };
+    let first = String::from_utf8_lossy(&first.path).into_owned();
+    let left_out = match skipped.count() {
+        0 => format!("{first} is left out of the work tree"),
+        more => format!("{first} and {more} more tracked files are left out of the work tree"),
+    };
+    Err(RevertError::Refused(format!(
+        "{left_out} (skip-worktree: a sparse checkout), and libgit2 cannot revert in such a work tree; run `git sparse-checkout disable` (or `git update-index --no-skip-worktree PATH` for files marked by hand), then run again"
+    )))
+}
+
+/// Why the index cannot be read, and the fix.
+fn unreadable_index(error: &git2::Error) -> String {
+    let message = error.message();
+    if message.contains("extension: 'link'") {
+        "the index is split (core.splitIndex), a format libgit2 cannot read; run `git config core.splitIndex false && git update-index --no-split-index`, then run again".to_owned()
+    } else if message.contains("extension: 'sdir'") {
+        "the index is sparse (a sparse checkout with --sparse-index), a format libgit2 cannot read; run `git sparse-checkout disable`, then run again".to_owned()
+    } else {
+        format!(
+            "cannot read the index ({message}); `git status` shows whether git can, and `git update-index --index-version 2` rewrites it in its plainest format"
+        )
+    }
 }
 
 /// What the stat data of one tracked file says, before the repository's settings are known.
