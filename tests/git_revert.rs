@@ -998,3 +998,83 @@ fn an_index_libgit2_cannot_use_is_refused_with_the_command_that_fixes_it() {
     assert_eq!(repo.env.read("a.txt"), "one\ntwo\nthree\n");
     assert_eq!(repo.status(), "");
 }
+
+#[test]
+fn files_of_a_filter_driver_are_smudged_as_git_does() {
+    let repo = Repo::new("");
+    // A driver of git's config (git LFS is one): stored lower case, checked out upper
+    // case. The smudge command also notes the path it was given (`%f`).
+    repo.git(&["config", "filter.upper.clean", "tr A-Z a-z"]);
+    repo.git(&[
+        "config",
+        "filter.upper.smudge",
+        "tr a-z A-Z && echo %f >> .release/smudged.txt",
+    ]);
+    let name = "it's an up.up";
+    repo.env.write(".gitattributes", "*.up filter=upper\n");
+    repo.commit_files("add", &[(name, "hello\n")]);
+    let change = repo.commit_files("change", &[(name, "world\n")]);
+    // The work tree as git's checkout leaves it.
+    std::fs::remove_file(repo.env.join(name)).unwrap();
+    std::fs::create_dir_all(repo.env.join(".release")).unwrap();
+    repo.git(&["checkout", "--", name]);
+    assert_eq!(repo.env.read(name), "WORLD\n");
+    std::fs::remove_file(repo.env.join(".release/smudged.txt")).unwrap();
+
+    let run = repo.release(&change, true);
+    run.assert_code(0);
+    assert_mentions(
+        &run,
+        "the filter drivers' smudge commands write it's an up.up (`upper`) (not run in a dry-run)",
+    );
+    assert!(!repo.env.join(".release/smudged.txt").exists());
+    let run = repo.release(&change, false);
+    run.assert_code(0);
+    assert_eq!(
+        repo.env.read(name),
+        "HELLO\n",
+        "smudged, as git checks it out"
+    );
+    assert_eq!(repo.env.read(".release/smudged.txt"), format!("{name}\n"));
+    assert_eq!(repo.status(), "");
+    assert_eq!(repo.git(&["show", &format!("HEAD:{name}")]), "hello\n");
+    // The index holds the smudged file's stat data: the next revert finds the tree clean.
+    let revert = repo.head();
+    repo.release(&revert, true).assert_code(0);
+
+    // A smudge command that fails: the revert stands (and would be pushed), and the
+    // user is told which files hold the stored content, and the fix.
+    repo.git(&[
+        "config",
+        "filter.upper.smudge",
+        "echo no LFS server >&2; exit 3",
+    ]);
+    let run = repo.release(&revert, false);
+    run.assert_code(0);
+    assert_mentions(
+        &run,
+        "warning: the revert commits are made, but the filter driver's smudge command failed for it's an up.up",
+    );
+    assert_mentions(&run, "no LFS server");
+    assert_mentions(
+        &run,
+        "run `git checkout -- it's an up.up` once the driver works",
+    );
+    assert_eq!(repo.git(&["show", &format!("HEAD:{name}")]), "world\n");
+
+    // A driver with only a `process` command (a protocol only git speaks) is refused
+    // before anything changes.
+    repo.git(&["config", "--unset", "filter.upper.smudge"]);
+    repo.git(&["config", "filter.upper.process", "upper-filter-process"]);
+    let before = repo.state();
+    let head = repo.head();
+    for dry_run in [true, false] {
+        let run = repo.release(&head, dry_run);
+        run.assert_code(1);
+        assert_mentions(
+            &run,
+            "go through the filter driver `upper`, which has only a `filter.upper.process` command",
+        );
+    }
+    assert!(repo.state() == before, "nothing changed");
+}

@@ -41,6 +41,7 @@
 //! added to a folder that the revert renames away), `git_revert` leaves the file where it
 //! is, as git does with `merge.directoryRenames=false`.
 
+mod filters;
 mod index_file;
 mod plan;
 mod push;
@@ -497,10 +498,21 @@ fn preflight_in(
             return blocked(problems.join("; "), Fidelity::Checked, String::new());
         }
     };
-    let would = describe_plan(&plan, request);
+    let mut would = describe_plan(&plan, request);
     if plan.has_conflicts() {
         problems.insert(0, describe_conflicts(&plan, &request.branch));
     } else {
+        match filtered_files(repo, plan.head, plan.tree) {
+            Ok(files) => {
+                if let Some(refusal) = filters::unsupported(&files) {
+                    problems.push(refusal);
+                } else if let Some(note) = filters::describe(&files) {
+                    would.push('\n');
+                    would.push_str(&note);
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
         match paths_in_the_way(repo, plan.head, plan.tree) {
             Ok(paths) if !paths.is_empty() => problems.push(in_the_way_message(&paths)),
             Ok(_) => {}
@@ -588,6 +600,9 @@ struct Committed {
     commits: Vec<Oid>,
     /// Progress lines for the log.
     notes: Vec<String>,
+    /// Files a filter driver's smudge command could not write ([`filters::smudge`]): the
+    /// revert stands, and the push goes on, but the user must hear of it.
+    smudge_failed: Option<String>,
 }
 
 /// Plans, commits, checks out, and moves the branch. Changes nothing when it fails.
@@ -630,6 +645,10 @@ fn commit_in(
             "{}; nothing was changed",
             describe_conflicts(&plan, &request.branch)
         )));
+    }
+    let filtered = filtered_files(repo, plan.head, plan.tree)?;
+    if let Some(refusal) = filters::unsupported(&filtered) {
+        return Err(RevertError::Refused(refusal));
     }
     let in_the_way = paths_in_the_way(repo, plan.head, plan.tree)?;
     if !in_the_way.is_empty() {
@@ -685,10 +704,44 @@ fn commit_in(
         move_branch(repo, request, head, new_head, title)?;
         phases.mark("branch moved");
     }
+    let smudge_failed = if filtered.is_empty() || created.is_empty() {
+        None
+    } else {
+        filters::smudge(repo, &filtered).err()
+    };
     Ok(Committed {
         commits: created,
         notes,
+        smudge_failed,
     })
+}
+
+/// The files the revert writes (added or changed, not deleted) that go through a filter
+/// driver of git's config.
+fn filtered_files(
+    repo: &Repository,
+    head: Oid,
+    tree: Oid,
+) -> Result<Vec<filters::Filtered>, RevertError> {
+    let configured = filters::configured(repo)?;
+    if configured.is_empty() {
+        return Ok(Vec::new());
+    }
+    let context = "cannot list the files the revert writes";
+    let head_tree = repo
+        .find_commit(head)
+        .and_then(|c| c.tree())
+        .map_err(RevertError::git(context))?;
+    let tree = repo.find_tree(tree).map_err(RevertError::git(context))?;
+    let written: Vec<(Vec<u8>, Oid)> = plan::tree_changes(repo, &head_tree, &tree)
+        .map_err(RevertError::git(context))?
+        .into_iter()
+        .filter_map(|change| {
+            let entry = tree.get_path(&bytes_path(&change.path)).ok()?;
+            (entry.kind() == Some(git2::ObjectType::Blob)).then(|| (change.path, entry.id()))
+        })
+        .collect();
+    filters::filtered(repo, &configured, &written)
 }
 
 /// Copies `tip` and every object it reaches that `disk` lacks (the new commits, trees and
@@ -839,6 +892,12 @@ impl StepAction for GitRevertAction {
             let _ = ctx.lines.send(Line {
                 stderr: false,
                 text: note.clone(),
+            });
+        }
+        if let Some(warning) = &committed.smudge_failed {
+            let _ = ctx.lines.send(Line {
+                stderr: true,
+                text: format!("warning: {warning}"),
             });
         }
         let stdout = committed.commits.iter().fold(String::new(), |mut out, c| {

@@ -54,10 +54,25 @@ pub fn dirty_files(
         | Status::INDEX_TYPECHANGE;
     let modified =
         Status::WT_MODIFIED | Status::WT_DELETED | Status::WT_RENAMED | Status::WT_TYPECHANGE;
+    // libgit2 cannot run filter drivers (git LFS): a file it sees as modified may be its
+    // index entry once cleaned as git cleans it.
+    let mut filters: Option<bool> = None;
+    let mut cleans_to_its_entry = |entry: &git2::StatusEntry<'_>| {
+        let has_filters = *filters.get_or_insert_with(|| {
+            super::filters::configured(repo).is_ok_and(|keys| !keys.is_empty())
+        });
+        has_filters
+            && entry.index_to_workdir().is_some_and(|delta| {
+                super::filters::cleans_to(repo, entry.path_bytes(), delta.old_file().id())
+            })
+    };
     Ok(statuses
         .iter()
         .filter_map(|entry| {
             let status = entry.status();
+            if status == Status::WT_MODIFIED && cleans_to_its_entry(&entry) {
+                return None;
+            }
             let how = if status.contains(Status::CONFLICTED) {
                 "conflicted"
             } else {
@@ -680,11 +695,11 @@ pub(super) fn checkout(repo: &Repository, head: Oid, tree: Oid) -> Result<(), Re
     let changes = super::plan::tree_changes(repo, &head_tree, &tree)
         .map_err(RevertError::git("cannot compare the reverted tree"))?;
     let mut obstacles = Vec::new();
-    let result = {
+    let mut result = {
         let mut builder = CheckoutBuilder::new();
         builder.safe().disable_pathspec_match(true);
-        for change in changes {
-            builder.path(change.path);
+        for change in &changes {
+            builder.path(&change.path);
         }
         builder
             .notify_on(CheckoutNotificationType::CONFLICT)
@@ -696,6 +711,21 @@ pub(super) fn checkout(repo: &Repository, head: Oid, tree: Oid) -> Result<(), Re
             });
         repo.checkout_tree(tree.as_object(), Some(&mut builder))
     };
+    // libgit2 cannot run filter drivers (git LFS), so it takes a smudged file whose stat
+    // data proves nothing for a modified one. When every obstacle is its index entry once
+    // cleaned as git cleans it, nothing is in the way: the same files again, forced.
+    if result.is_err()
+        && !obstacles.is_empty()
+        && obstacles.iter().all(|p| clean_through_filter(repo, p))
+    {
+        obstacles.clear();
+        let mut builder = CheckoutBuilder::new();
+        builder.force().disable_pathspec_match(true);
+        for change in &changes {
+            builder.path(&change.path);
+        }
+        result = repo.checkout_tree(tree.as_object(), Some(&mut builder));
+    }
     result.map_err(|e| {
         RevertError::Refused(if obstacles.is_empty() {
             format!(
@@ -709,4 +739,15 @@ pub(super) fn checkout(repo: &Repository, head: Oid, tree: Oid) -> Result<(), Re
             )
         })
     })
+}
+
+/// Whether the tracked file at `path` is its index entry once put through its filter
+/// driver's clean command.
+fn clean_through_filter(repo: &Repository, path: &str) -> bool {
+    let Ok(index) = repo.index() else {
+        return false;
+    };
+    index
+        .get_path(Path::new(path), 0)
+        .is_some_and(|entry| super::filters::cleans_to(repo, path.as_bytes(), entry.id))
 }
