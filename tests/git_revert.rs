@@ -1058,7 +1058,7 @@ fn files_of_a_filter_driver_are_smudged_as_git_does() {
     assert_mentions(&run, "no LFS server");
     assert_mentions(
         &run,
-        "run `git checkout -- it's an up.up` once the driver works",
+        "run `git checkout -- 'it'\\''s an up.up'` once the driver works",
     );
     assert_eq!(repo.git(&["show", &format!("HEAD:{name}")]), "world\n");
 

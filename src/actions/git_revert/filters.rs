@@ -160,11 +160,12 @@ pub(super) fn smudge(repo: &Repository, files: &[Filtered]) -> Result<(), String
     if failed.is_empty() {
         return Ok(());
     }
-    let paths: Vec<String> = files.iter().map(Filtered::display_path).collect();
+    let mut checkout: Vec<String> = ["git", "checkout", "--"].map(String::from).to_vec();
+    checkout.extend(files.iter().map(Filtered::display_path));
     Err(format!(
-        "the revert commits are made, but the filter driver's smudge command failed for {}; these files hold the content as stored in the repository: run `git checkout -- {}` once the driver works",
+        "the revert commits are made, but the filter driver's smudge command failed for {}; these files hold the content as stored in the repository: run `{}` once the driver works",
         failed.join(", "),
-        paths.join(" ")
+        crate::actions::run::show_argv(&checkout)
     ))
 }
 
