@@ -64,15 +64,9 @@ pub(super) fn filtered(
     ))?;
     let mut out = Vec::new();
     for (path, blob) in written {
-        let attr = repo
-            .get_attr_bytes(
-                &bytes_path(path),
-                "filter",
-                git2::AttrCheckFlags::FILE_THEN_INDEX,
-            )
-            .map_err(RevertError::git("cannot read the `filter` attribute"))?;
-        // `filter` set as a plain flag (`filter`, `-filter`) names no driver.
-        let git2::AttrValue::String(driver) = git2::AttrValue::from_bytes(attr) else {
+        let Some(driver) = driver_of(repo, path)
+            .map_err(RevertError::git("cannot read the `filter` attribute"))?
+        else {
             continue;
         };
         let key = |what: &str| format!("filter.{driver}.{what}");
@@ -86,12 +80,26 @@ pub(super) fn filtered(
         }
         out.push(Filtered {
             path: path.clone(),
-            driver: driver.to_owned(),
+            driver: driver.clone(),
             smudge: config.get_string(&key("smudge")).ok(),
             blob: *blob,
         });
     }
     Ok(out)
+}
+
+/// The driver named by the `filter` attribute of `path`, if any: `filter` set as a plain
+/// flag (`filter`, `-filter`) names none.
+fn driver_of(repo: &Repository, path: &[u8]) -> Result<Option<String>, git2::Error> {
+    let attr = repo.get_attr_bytes(
+        &bytes_path(path),
+        "filter",
+        git2::AttrCheckFlags::FILE_THEN_INDEX,
+    )?;
+    Ok(match git2::AttrValue::from_bytes(attr) {
+        git2::AttrValue::String(driver) => Some(driver.to_owned()),
+        _ => None,
+    })
 }
 
 /// A refusal for the files whose driver has no smudge command, before anything changes.
@@ -259,14 +267,7 @@ pub(super) fn cleans_to(repo: &Repository, path: &[u8], id: Oid) -> bool {
     let Some(workdir) = repo.workdir() else {
         return false;
     };
-    let Ok(attr) = repo.get_attr_bytes(
-        &bytes_path(path),
-        "filter",
-        git2::AttrCheckFlags::FILE_THEN_INDEX,
-    ) else {
-        return false;
-    };
-    let git2::AttrValue::String(driver) = git2::AttrValue::from_bytes(attr) else {
+    let Ok(Some(driver)) = driver_of(repo, path) else {
         return false;
     };
     let key = format!("filter.{driver}.clean");
