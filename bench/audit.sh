@@ -25,26 +25,9 @@ build_release
 compile_floor append_loop
 compile_floor spawn_append
 
-# Link the real-path program against the library cargo just built: ask cargo where the
-# rlibs of `release` and of the serde_json it was built with are.
-read -r release_rlib serde_json_rlib < <(
-  cargo build --release --locked --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-found = {}
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and "lib" in m["target"]["kind"]:
-        rlibs = [f for f in m["filenames"] if f.endswith(".rlib")]
-        if rlibs and m["target"]["name"] in ("release", "serde_json"):
-            found[m["target"]["name"]] = rlibs[0]
-print(found["release"], found["serde_json"])
-')
+# The real-path program, linked against the library cargo just built.
+compile_against_release audit_append serde_json
 real_bin=$BENCH_BIN/audit_append
-if [[ ! -x $real_bin || $ROOT/bench/audit_append.rs -nt $real_bin || $release_rlib -nt $real_bin ]]; then
-  rustc -O --edition 2021 "$ROOT/bench/audit_append.rs" -o "$real_bin" \
-    --extern release="$release_rlib" --extern serde_json="$serde_json_rlib" \
-    -L dependency="$ROOT/target/release/deps"
-fi
 
 field() { sed -n "s/.*\b$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 

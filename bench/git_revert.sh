@@ -15,6 +15,9 @@
 # every run reverts from the same HEAD, and the audit log is emptied: each run replays the
 # whole log, so a log grown by the earlier timings would charge the later commands more
 # (the engine-only figure most of all). gc.auto is 0 so that no run pays for a gc.
+# Then the action alone (bench/git_revert_action.rs, linked against release's library):
+# the step's preflight and real run in one process, libgit2 already started, against the
+# CLI in the same loop; it tells the action's own cost from the command's fixed costs.
 # Targets: real ≤ 1.0× the CLI; dry-run ≤ 0.5× the CLI.
 #
 # usage: bench/git_revert.sh [RUNS=10]       (from the repository root; about 2 minutes)
@@ -23,6 +26,7 @@ runs=${1:-10}
 need git
 
 build_release
+compile_against_release git_revert_action serde_json tokio
 
 repo=$SANDBOX/repo
 echo "bench: generating the repository (20,000 commits, 5,000 files)…" >&2
@@ -90,6 +94,14 @@ hyperfine -N --style basic --warmup 5 --runs 30 --export-json "$SANDBOX/version.
   --command-name "release run noop.yaml (one run: [true] step)" \
   "$BIN -C $repo run noop.yaml --component orchestration --stage staging --reason bench --no-progress" >&2
 
+# The action alone, in one process (bench/git_revert_action.rs), against the CLI in the
+# same loop: each round times `git revert`, the preflight and the real run, from the same
+# HEAD. No release process start, engine or audit log; libgit2 already started.
+echo "bench: the action alone, in one process ($runs rounds)…" >&2
+"$BENCH_BIN/git_revert_action" "$repo" "$base" "$runs" bench-ten bench-range-from..bench-range-to \
+  >"$SANDBOX/action.txt"
+eval "$reset"
+
 echo
 echo "### git_revert vs \`git revert\`: 20,000 commits, 5,000 files"
 echo
@@ -97,7 +109,7 @@ echo "$(machine_line), $(git --version)"
 echo
 echo "Command: \`bench/git_revert.sh $runs\`; the repository's pack is $objects KiB; each real run made $(cat "$SANDBOX/one.json.made") and $(cat "$SANDBOX/range.json.made") revert commits (checked after the timings, work tree clean)."
 echo
-python3 - "$SANDBOX/one.json" "$SANDBOX/range.json" "$SANDBOX/version.json" <<'PY'
+python3 - "$SANDBOX/one.json" "$SANDBOX/range.json" "$SANDBOX/version.json" "$SANDBOX/action.txt" <<'PY'
 import json, sys
 
 def load(path):
@@ -128,4 +140,24 @@ print("|---|---|---|---|---|")
 for label, cli, real, dry in rows:
     r, d = real["mean"] - noop["mean"], dry["mean"] - noop["mean"]
     print(f"| {label} | {r * 1e3:.1f} ms | {r / cli['mean']:.2f}× | {d * 1e3:.1f} ms | {d / cli['mean']:.2f}× |")
+
+print()
+print("The action alone, in one process (`bench/git_revert_action.rs`: release's own "
+      "`actions::preflight` and `actions::execute` for the step, libgit2 already started, "
+      "against `git revert` in the same loop, from the same HEAD each time):")
+print()
+print("| case | `git revert` (CLI) | action, real | real / CLI | target | action, preflight | preflight / CLI | target |")
+print("|---|---|---|---|---|---|---|---|")
+first = None
+for line, label in zip(open(sys.argv[4]).read().split("\n"), ("1 commit, 10 files", "50-commit range")):
+    f = dict(kv.split("=", 1) for kv in line.split())
+    c, r, d = float(f["cli_ms"]), float(f["real_ms"]), float(f["dry_ms"])
+    first = f["first_ms"]
+    sd = lambda key: f"{float(f[key]):.1f}"
+    print(f"| {label} | {c:.1f} ms ± {sd('cli_sd')} | {r:.1f} ms ± {sd('real_sd')} | {r / c:.2f}× | ≤ 1.0× {met(r / c, 1.0)} | "
+          f"{d:.1f} ms ± {sd('dry_sd')} | {d / c:.2f}× | ≤ 0.5× {met(d / c, 0.5)} |")
+print()
+print(f"The process's first preflight, which starts libgit2 (OpenSSL parses the CA bundle), took {float(first):.1f} ms; "
+      "it is counted in no mean above. `release run` starts libgit2 on a thread of its own as it starts, "
+      "so part of that start overlaps the engine's; what does not is in the table at the top.")
 PY

@@ -29,6 +29,44 @@ compile_floor() {
   fi
 }
 
+# compile_against_release NAME CRATE…: bench/NAME.rs -> target/bench/NAME, linked against
+# the library `cargo build --release` built (target/release/librelease.rlib) and the rlibs
+# of the CRATEs it was built with (cargo says where they are), so that a bench program
+# calls release's own code in one process. Rebuilt when the source or the library changed.
+compile_against_release() {
+  local src=$ROOT/bench/$1.rs out=$BENCH_BIN/$1
+  shift
+  local externs
+  mapfile -t externs < <(
+    cargo build --release --locked --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+wanted = set(sys.argv[1:])
+found = {}
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and "lib" in m["target"]["kind"]:
+        rlibs = [f for f in m["filenames"] if f.endswith(".rlib")]
+        name = m["target"]["name"]
+        if rlibs and name in wanted:
+            found[name] = rlibs[0]
+missing = wanted - found.keys()
+if missing:
+    sys.exit(f"bench: cargo built no rlib for {sorted(missing)}")
+for name, path in sorted(found.items()):
+    print(f"--extern={name}={path}")
+' release "$@"
+  )
+  [[ ${#externs[@]} -gt 0 ]] || { echo "bench: cannot find the rlibs to link $src against" >&2; exit 1; }
+  local input stale=0
+  [[ -x $out ]] || stale=1
+  for input in "$src" "${externs[@]##*=}"; do
+    [[ $input -nt $out ]] && stale=1
+  done
+  if ((stale)); then
+    rustc -O --edition 2024 "$src" -o "$out" "${externs[@]}" -L dependency="$ROOT/target/release/deps"
+  fi
+}
+
 # The sandbox lives in $BENCH_TMPDIR (default $TMPDIR or /tmp). fdatasync costs nothing
 # on tmpfs, so say so if that is where it is.
 SANDBOX=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/release-bench.XXXXXX")
