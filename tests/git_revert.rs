@@ -1078,3 +1078,71 @@ fn files_of_a_filter_driver_are_smudged_as_git_does() {
     }
     assert!(repo.state() == before, "nothing changed");
 }
+
+/// A filtered file whose stat data changed looks modified to libgit2; only the driver's
+/// clean command can tell. The real run runs it, as `git status` does; a dry-run runs no
+/// process (SPEC §6), so it says what it could not check, as a warning, and how to settle
+/// it.
+#[test]
+fn a_dry_run_runs_no_clean_command_and_says_which_files_it_could_not_check() {
+    let repo = Repo::new("");
+    repo.git(&[
+        "config",
+        "filter.upper.clean",
+        "echo %f >> .release/cleaned.txt; tr A-Z a-z",
+    ]);
+    repo.git(&["config", "filter.upper.smudge", "tr a-z A-Z"]);
+    repo.env.write(".gitattributes", "*.up filter=upper\n");
+    repo.commit_files("add", &[("x.up", "hello\n")]);
+    let change = repo.commit_files("change", &[("x.up", "world\n")]);
+    std::fs::remove_file(repo.env.join("x.up")).unwrap();
+    std::fs::create_dir_all(repo.env.join(".release")).unwrap();
+    repo.git(&["checkout", "--", "x.up"]);
+    assert_eq!(repo.env.read("x.up"), "WORLD\n");
+    let cleaned = repo.env.join(".release/cleaned.txt");
+    let _ = std::fs::remove_file(&cleaned);
+    // The same content, another modification time: the index's stat data no longer
+    // vouches for the file.
+    let touched = Command::new("touch")
+        .args(["-d", "2001-02-03 04:05:06"])
+        .arg(repo.env.join("x.up"))
+        .status()
+        .unwrap();
+    assert!(touched.success());
+
+    let before = repo.state();
+    let run = repo.release(&change, true);
+    run.assert_code(0);
+    assert_mentions(&run, "warn");
+    assert_mentions(
+        &run,
+        "cannot tell whether x.up (`upper`) is modified: libgit2 sees a change, and only the filter driver's clean command can tell, which a dry-run does not run",
+    );
+    assert_mentions(&run, "`git status` runs it and refreshes the index");
+    assert!(!cleaned.exists(), "the dry-run ran the clean command");
+    assert!(repo.state() == before, "nothing changed");
+
+    // What the message says: `git status` settles it, and the rehearsal is clean again.
+    repo.git(&["status", "--porcelain"]);
+    std::fs::remove_file(&cleaned).unwrap();
+    let run = repo.release(&change, true);
+    run.assert_code(0);
+    assert!(
+        !output(&run).contains("cannot tell whether"),
+        "{}",
+        run.transcript()
+    );
+    assert!(!cleaned.exists());
+
+    // The real run runs the clean command, finds the file unmodified, and reverts.
+    Command::new("touch")
+        .args(["-d", "2001-02-03 04:05:06"])
+        .arg(repo.env.join("x.up"))
+        .status()
+        .unwrap();
+    let run = repo.release(&change, false);
+    run.assert_code(0);
+    assert_eq!(repo.env.read(".release/cleaned.txt"), "x.up\n");
+    assert_eq!(repo.env.read("x.up"), "HELLO\n");
+    assert_eq!(repo.git(&["show", "HEAD:x.up"]), "hello\n");
+}

@@ -62,7 +62,9 @@ pub use plan::{
 };
 pub use push::{PushTarget, push_branch, resolve_remote};
 pub use select::{parse_commit_specs, select_commits};
-pub use worktree::{DirtyFile, StatScan, check_branch, dirty_files, paths_in_the_way};
+pub use worktree::{
+    CleanCommands, DirtyFile, StatScan, WorkTreeCheck, check_branch, dirty_files, paths_in_the_way,
+};
 
 use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict};
 use crate::engine::process::Line;
@@ -211,6 +213,16 @@ fn open(root: &std::path::Path) -> Result<Repository, RevertError> {
     Ok(repo)
 }
 
+/// What [`check_repository`] found.
+struct Checked<T> {
+    /// HEAD, when every check passed; else every problem.
+    head: Result<Oid, RevertError>,
+    /// What `meanwhile` returned, when it ran.
+    early: Option<T>,
+    /// Files only a filter driver's clean command, not run, could call clean or modified.
+    unverified: Vec<(String, String)>,
+}
+
 /// The checks every run repeats before anything changes: the branch, no operation in
 /// progress, a clean work tree. All problems at once. `meanwhile` runs once HEAD is known
 /// to be fine and before the work tree check, so that its work overlaps the stat scan
@@ -219,8 +231,9 @@ fn check_repository<T>(
     repo: &Repository,
     branch: &str,
     scan: Option<StatScan>,
+    clean: CleanCommands,
     meanwhile: impl FnOnce(Oid) -> T,
-) -> (Result<Oid, RevertError>, Option<T>) {
+) -> Checked<T> {
     let mut problems = Vec::new();
     let head = match check_branch(repo, branch) {
         Ok(head) => Some(head),
@@ -236,25 +249,49 @@ fn check_repository<T>(
         ));
     }
     let early = head.filter(|_| problems.is_empty()).map(meanwhile);
-    match dirty_files(repo, scan) {
-        Ok(dirty) if !dirty.is_empty() => {
-            let files = dirty
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            problems.push(format!(
-                "work tree is dirty: {files}; commit or stash them first"
-            ));
+    let mut unverified = Vec::new();
+    match dirty_files(repo, scan, clean) {
+        Ok(check) => {
+            if !check.dirty.is_empty() {
+                let files = check
+                    .dirty
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                problems.push(format!(
+                    "work tree is dirty: {files}; commit or stash them first"
+                ));
+            }
+            unverified = check.unverified;
         }
-        Ok(_) => {}
         Err(e) => problems.push(e.to_string()),
     }
-    let checked = match (head, problems.is_empty()) {
+    let head = match (head, problems.is_empty()) {
         (Some(head), true) => Ok(head),
         _ => Err(RevertError::Refused(problems.join("; "))),
     };
-    (checked, early)
+    Checked {
+        head,
+        early,
+        unverified,
+    }
+}
+
+/// The dry-run's note on the files it could not check ([`Checked::unverified`]).
+fn unverified_message(files: &[(String, String)]) -> Option<String> {
+    if files.is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = files
+        .iter()
+        .map(|(path, driver)| format!("{path} (`{driver}`)"))
+        .collect();
+    Some(format!(
+        "cannot tell whether {} {} modified: libgit2 sees a change, and only the filter driver's clean command can tell, which a dry-run does not run (the real run runs it, and refuses a modified file); `git status` runs it and refreshes the index, after which a rehearsal can tell",
+        listed.join(", "),
+        if files.len() == 1 { "is" } else { "are" }
+    ))
 }
 
 fn signature_problem(repo: &Repository) -> Option<String> {
@@ -414,6 +451,8 @@ struct Checks {
     head: Option<Oid>,
     target: Option<PushTarget>,
     problems: Vec<String>,
+    /// The files the dry-run could not check ([`unverified_message`]): a warning.
+    unverified: Option<String>,
     plan: Option<Result<RevertPlan, RevertError>>,
 }
 
@@ -426,7 +465,11 @@ fn check_all(
 ) -> Checks {
     phases.mark("repository open");
     let mut problems = Vec::new();
-    let (head, plan) = check_repository(repo, &request.branch, scan, |head| {
+    let Checked {
+        head,
+        early: plan,
+        unverified,
+    } = check_repository(repo, &request.branch, scan, CleanCommands::NotRun, |head| {
         let plan = (!reads_step_output).then(|| compute_plan(repo, request, head));
         phases.mark("reverts computed");
         plan
@@ -445,6 +488,7 @@ fn check_all(
         head,
         target,
         problems,
+        unverified: unverified_message(&unverified),
         plan: plan.flatten(),
     }
 }
@@ -473,29 +517,39 @@ fn preflight_in(
         head,
         target,
         mut problems,
+        unverified,
         plan,
     } = check_all(repo, request, scan, reads_step_output, phases);
     if reads_step_output && problems.is_empty() {
+        let tree = match &unverified {
+            None => format!("the work tree is clean and on {}", request.branch),
+            Some(note) => format!("the work tree is on {}, but {note}", request.branch),
+        };
         return Preflight {
             verdict: Verdict::Warn,
             fidelity: Fidelity::Unverifiable,
             reason: format!(
-                "the commits come from an earlier step's output, known only in a real run; the work tree is clean and on {}",
-                request.branch
+                "the commits come from an earlier step's output, known only in a real run; {tree}"
             ),
             would: format!("revert those commits on {}", request.branch),
             output: None,
         };
     }
+    // The files it could not check are told with the problems too: a rehearsal after
+    // their fix would still warn of them.
+    let refuse = |mut problems: Vec<String>, fidelity, would| {
+        problems.extend(unverified.clone());
+        blocked(problems.join("; "), fidelity, would)
+    };
     let Some(head) = head.filter(|_| !reads_step_output) else {
-        return blocked(problems.join("; "), Fidelity::Checked, String::new());
+        return refuse(problems, Fidelity::Checked, String::new());
     };
     let plan = plan.unwrap_or_else(|| compute_plan(repo, request, head));
     let plan = match plan {
         Ok(plan) => plan,
         Err(e) => {
             problems.insert(0, e.to_string());
-            return blocked(problems.join("; "), Fidelity::Checked, String::new());
+            return refuse(problems, Fidelity::Checked, String::new());
         }
     };
     let mut would = describe_plan(&plan, request);
@@ -520,10 +574,10 @@ fn preflight_in(
         }
     }
     if !problems.is_empty() {
-        return blocked(problems.join("; "), Fidelity::Simulated, would);
+        return refuse(problems, Fidelity::Simulated, would);
     }
     phases.mark("preflight done");
-    ready(&plan, request, target.as_ref(), would)
+    ready(&plan, request, target.as_ref(), unverified, would)
 }
 
 /// The commits selected and their reverts, computed from `head`.
@@ -546,16 +600,17 @@ fn compute_plan(
 }
 
 /// The preflight of a plan that nothing blocks: ready, or a warning when there is nothing
-/// to revert or the push may fail.
+/// to revert, the push may fail, or files could not be checked (`unverified`).
 fn ready(
     plan: &RevertPlan,
     request: &Request,
     target: Option<&PushTarget>,
+    unverified: Option<String>,
     would: String,
 ) -> Preflight {
     let applied = plan.applied().count();
     let mut notes = Vec::new();
-    let mut warned = false;
+    let mut warned = unverified.is_some();
     if applied == 0 {
         warned = true;
         notes.push(format!(
@@ -569,6 +624,7 @@ fn ready(
             request.branch
         ));
     }
+    notes.extend(unverified);
     if let Some(target) = target {
         warned |= !target.warnings.is_empty();
         notes.extend(target.warnings.iter().cloned());
@@ -626,7 +682,10 @@ fn commit_in(
     phases: &Phases,
 ) -> Result<Committed, RevertError> {
     // The plan is computed while the stat scan runs; its errors come after the checks'.
-    let (head, plan) = check_repository(repo, &request.branch, scan, |head| {
+    // Filter drivers' clean commands run, as `git status` runs them: nothing is unverified.
+    let Checked {
+        head, early: plan, ..
+    } = check_repository(repo, &request.branch, scan, CleanCommands::Run, |head| {
         let plan = compute_plan(repo, request, head);
         phases.mark("reverts computed");
         plan

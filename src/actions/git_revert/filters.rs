@@ -260,6 +260,15 @@ fn restamp(index: &mut git2::Index, workdir: &Path, path: &[u8]) -> Result<(), S
         .map_err(|e| format!("cannot record it in the index: {}", e.message()))
 }
 
+/// The filter driver `path` goes through, when it has a clean command: its name and
+/// `filter.NAME.clean`.
+pub(super) fn clean_command(repo: &Repository, path: &[u8]) -> Option<(String, String)> {
+    let driver = driver_of(repo, path).ok()??;
+    let key = format!("filter.{driver}.clean");
+    let command = repo.config().ok()?.get_string(&key).ok()?;
+    Some((driver, command))
+}
+
 /// Whether the work-tree file at `path`, put through its filter driver's clean command as
 /// git would, is the blob `id`. libgit2 hashes the file as it is, so a smudged file (an
 /// LFS file's content) whose stat data changed looks modified to it.
@@ -267,11 +276,7 @@ pub(super) fn cleans_to(repo: &Repository, path: &[u8], id: Oid) -> bool {
     let Some(workdir) = repo.workdir() else {
         return false;
     };
-    let Ok(Some(driver)) = driver_of(repo, path) else {
-        return false;
-    };
-    let key = format!("filter.{driver}.clean");
-    let Some(command) = repo.config().ok().and_then(|c| c.get_string(&key).ok()) else {
+    let Some((_, command)) = clean_command(repo, path) else {
         return false;
     };
     let Ok(content) = std::fs::read(workdir.join(bytes_path(path))) else {

@@ -609,8 +609,9 @@ fn the_early_stat_scan_agrees_with_the_plain_check() {
     let (repo, _) = make_history(dir.path(), &history);
     git_ok(dir.path(), &["reset", "-q", "--hard"]);
     let dirty = |scan: Option<StatScan>| -> Vec<String> {
-        dirty_files(&repo, scan)
+        dirty_files(&repo, scan, CleanCommands::NotRun)
             .unwrap()
+            .dirty
             .iter()
             .map(ToString::to_string)
             .collect()
@@ -639,8 +640,9 @@ fn the_early_stat_scan_agrees_with_the_plain_check() {
     git_ok(dir.path(), &["commit", "-qm", "a"]);
     let repo = git2::Repository::open(dir.path()).unwrap();
     assert!(
-        dirty_files(&repo, StatScan::start(dir.path()))
+        dirty_files(&repo, StatScan::start(dir.path()), CleanCommands::Run)
             .unwrap()
+            .dirty
             .is_empty()
     );
 }

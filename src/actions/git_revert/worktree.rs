@@ -27,14 +27,34 @@ impl fmt::Display for DirtyFile {
     }
 }
 
+/// Whether the work-tree check may run filter drivers' clean commands (git LFS). The real
+/// run does, as `git status` does; a dry-run runs no process but declared `plan` commands
+/// (SPEC §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CleanCommands {
+    Run,
+    NotRun,
+}
+
+/// What the work-tree check found.
+#[derive(Debug, Default)]
+pub struct WorkTreeCheck {
+    /// The tracked files modified or staged.
+    pub dirty: Vec<DirtyFile>,
+    /// Files that look modified to libgit2 but go through a filter driver (path, driver):
+    /// only its clean command can tell, and it was not run ([`CleanCommands::NotRun`]).
+    pub unverified: Vec<(String, String)>,
+}
+
 /// The tracked files modified or staged (untracked and ignored files do not count).
 /// `scan` is the stat check started before the repository was opened, if any.
 pub fn dirty_files(
     repo: &Repository,
     scan: Option<StatScan>,
-) -> Result<Vec<DirtyFile>, RevertError> {
+    clean: CleanCommands,
+) -> Result<WorkTreeCheck, RevertError> {
     if proven_clean(repo, scan).unwrap_or(false) {
-        return Ok(Vec::new());
+        return Ok(WorkTreeCheck::default());
     }
     check_index(repo)?;
     let mut options = StatusOptions::new();
@@ -57,20 +77,33 @@ pub fn dirty_files(
     // libgit2 cannot run filter drivers (git LFS): a file it sees as modified may be its
     // index entry once cleaned as git cleans it.
     let mut filters: Option<bool> = None;
-    let mut cleans_to_its_entry = |entry: &git2::StatusEntry<'_>| {
+    let mut unverified = Vec::new();
+    let mut clean_through_driver = |entry: &git2::StatusEntry<'_>| {
         let has_filters = *filters.get_or_insert_with(|| {
             super::filters::configured(repo).is_ok_and(|keys| !keys.is_empty())
         });
-        has_filters
-            && entry.index_to_workdir().is_some_and(|delta| {
-                super::filters::cleans_to(repo, entry.path_bytes(), delta.old_file().id())
-            })
+        if !has_filters {
+            return false;
+        }
+        let path = entry.path_bytes();
+        let Some((driver, _)) = super::filters::clean_command(repo, path) else {
+            return false;
+        };
+        match clean {
+            CleanCommands::Run => entry
+                .index_to_workdir()
+                .is_some_and(|delta| super::filters::cleans_to(repo, path, delta.old_file().id())),
+            CleanCommands::NotRun => {
+                unverified.push((String::from_utf8_lossy(path).into_owned(), driver));
+                true
+            }
+        }
     };
-    Ok(statuses
+    let dirty = statuses
         .iter()
         .filter_map(|entry| {
             let status = entry.status();
-            if status == Status::WT_MODIFIED && cleans_to_its_entry(&entry) {
+            if status == Status::WT_MODIFIED && clean_through_driver(&entry) {
                 return None;
             }
             let how = if status.contains(Status::CONFLICTED) {
@@ -88,7 +121,8 @@ pub fn dirty_files(
                 how,
             })
         })
-        .collect())
+        .collect();
+    Ok(WorkTreeCheck { dirty, unverified })
 }
 
 /// The index entry flag of a file left out of the work tree (`flags_extended`).
