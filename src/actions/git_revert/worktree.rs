@@ -86,17 +86,17 @@ pub fn dirty_files(
             return false;
         }
         let path = entry.path_bytes();
-        let Some((driver, _)) = super::filters::clean_command(repo, path) else {
-            return false;
-        };
         match clean {
             CleanCommands::Run => entry
                 .index_to_workdir()
                 .is_some_and(|delta| super::filters::cleans_to(repo, path, delta.old_file().id())),
-            CleanCommands::NotRun => {
-                unverified.push((String::from_utf8_lossy(path).into_owned(), driver));
-                true
-            }
+            CleanCommands::NotRun => match super::filters::clean_command(repo, path) {
+                Some((driver, _)) => {
+                    unverified.push((String::from_utf8_lossy(path).into_owned(), driver));
+                    true
+                }
+                None => false,
+            },
         }
     };
     let dirty = statuses
