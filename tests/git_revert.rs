@@ -558,6 +558,61 @@ fn unknown_commit_and_merge_without_mainline_are_blocked() {
     assert_mentions(&run, "is a merge of 2 parents; set `mainline:`");
 }
 
+/// A CI-style checkout (`git clone --depth 2`) of B, C, D: the clone's history stops at C,
+/// which git and libgit2 then take for a root commit, so its revert would delete every
+/// file instead of undoing its change. Refused, dry and real, until its parent is fetched.
+#[test]
+fn a_commit_where_a_shallow_clone_stops_is_refused_until_its_parent_is_fetched() {
+    let (repo, [_, c, d]) = with_history("");
+    repo.git(&["push", "-q", "origin", "main"]);
+    let clone = tempfile::Builder::new()
+        .prefix("release-shallow-")
+        .tempdir()
+        .expect("temp dir");
+    let url = format!("file://{}", repo.origin_path().display());
+    git_in(clone.path(), &["clone", "-q", "--depth", "2", &url, "."]);
+    git_in(clone.path(), &["config", "user.name", "Tester"]);
+    git_in(
+        clone.path(),
+        &["config", "user.email", "tester@example.com"],
+    );
+    let shallow = std::fs::read_to_string(clone.path().join(".git/shallow")).expect("shallow");
+    assert_eq!(shallow.trim(), c, "the clone stops at C");
+    let release = |commits: &str, dry_run: bool| {
+        let args = run_args(commits, dry_run);
+        repo.env.release_in(
+            clone.path(),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
+    let head = git_in(clone.path(), &["rev-parse", "HEAD"]);
+    let stops = format!("shallow clone and {} is where its history stops", &c[..8]);
+    for dry_run in [true, false] {
+        let run = release(&c, dry_run);
+        run.assert_code(1);
+        assert_mentions(&run, &stops);
+        assert_mentions(&run, "`git fetch --deepen=1`");
+        assert_eq!(git_in(clone.path(), &["rev-parse", "HEAD"]), head);
+        assert_eq!(git_in(clone.path(), &["status", "--porcelain"]), "");
+    }
+    // Named among others, it is refused all the same.
+    assert_mentions(release(&format!("{d} {c}"), true).assert_code(1), &stops);
+    // D's parent is in the clone: D reverts as usual, named or as the range C..D.
+    release(&d, true).assert_code(0);
+    release(&format!("{c}..{d}"), true).assert_code(0);
+    git_in(clone.path(), &["fetch", "-q", "--deepen=1"]);
+    release(&c, false).assert_code(0);
+    assert_eq!(
+        git_in(
+            clone.path(),
+            &["show", "--name-status", "--format=", "HEAD"]
+        ),
+        "D\tc.txt\n",
+        "only C's own change is undone"
+    );
+    assert_eq!(git_in(clone.path(), &["status", "--porcelain"]), "");
+}
+
 #[test]
 fn a_revert_already_undone_is_skipped_so_a_rerun_only_pushes() {
     let (repo, [_, c, _]) = with_history(", push: true");

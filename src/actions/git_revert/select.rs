@@ -186,6 +186,58 @@ fn changes_path(
     Ok(entry(&tree) != before)
 }
 
+/// The commits where a shallow clone's history stops (`shallow` in git's common folder,
+/// one sha per line): their parents were never fetched, so libgit2, like git, takes them
+/// for root commits. Empty for a complete repository.
+fn shallow_boundary(repo: &Repository) -> Result<HashSet<Oid>, RevertError> {
+    if !repo.is_shallow() {
+        return Ok(HashSet::new());
+    }
+    let path = repo.commondir().join("shallow");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => {
+            return Err(RevertError::Refused(format!(
+                "cannot read {} (the list of where this shallow clone's history stops): {e}",
+                path.display()
+            )));
+        }
+    };
+    Ok(text
+        .lines()
+        .filter_map(|line| Oid::from_str(line.trim()).ok())
+        .collect())
+}
+
+/// Refuses a commit at a shallow clone's boundary. Taken for a root commit, its revert
+/// would delete every file it holds instead of undoing its own change (`git revert` does
+/// exactly that): the history must be fetched first. CI checkouts are often shallow.
+fn refuse_shallow_boundary(repo: &Repository, commits: &[Oid]) -> Result<(), RevertError> {
+    let boundary = shallow_boundary(repo)?;
+    let cut: Vec<String> = commits
+        .iter()
+        .filter(|c| boundary.contains(c))
+        .map(|c| short(*c))
+        .collect();
+    if cut.is_empty() {
+        return Ok(());
+    }
+    let what = if let [one] = cut.as_slice() {
+        format!(
+            "{one} is where its history stops: its parent was never fetched, so a revert would delete every file that commit holds instead of undoing its own change"
+        )
+    } else {
+        format!(
+            "{} are where its history stops: their parents were never fetched, so a revert would delete every file those commits hold instead of undoing their own changes",
+            cut.join(", ")
+        )
+    };
+    Err(RevertError::Refused(format!(
+        "this repository is a shallow clone and {what}; fetch more history first (`git fetch --deepen=1`, or `git fetch --unshallow` for all of it)"
+    )))
+}
+
 /// Resolves the rendered `commits` to the commits to revert, newest first, without
 /// duplicates; with `touching`, keeps only those that change that path (measured against
 /// the `mainline` parent for a merge).
@@ -206,6 +258,7 @@ pub fn select_commits(
         };
         commits.extend(found.into_iter().filter(|c| seen.insert(*c)));
     }
+    refuse_shallow_boundary(repo, &commits)?;
     // A single range is already in walk order; anything else is sorted.
     let single_range = matches!(specs.as_slice(), [CommitSpec::Range(..)]);
     if !single_range {
