@@ -613,6 +613,85 @@ fn a_commit_where_a_shallow_clone_stops_is_refused_until_its_parent_is_fetched()
     assert_eq!(git_in(clone.path(), &["status", "--porcelain"]), "");
 }
 
+/// The command a refusal gives between "fetch them with `" and "`", run by `sh` in `dir`.
+fn run_printed_fix(run: &Run, dir: &Path) {
+    let out = output(run);
+    let fix = out
+        .split("fetch them with `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no fix in\n{}", run.transcript()));
+    let status = Command::new("sh")
+        .args(["-c", fix])
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .status()
+        .expect("sh runs");
+    assert!(status.success(), "{fix} failed");
+}
+
+/// A partial clone (`git clone --filter=blob:none`, as CI checkouts may be) has every
+/// commit and tree but only the contents of the files checked out: git fetches the others
+/// when a command needs them, libgit2 cannot. A revert that needs one is blocked, dry and
+/// real, with git's command that fetches them; once that has run, the revert goes through.
+#[test]
+fn a_partial_clone_lacking_what_the_revert_needs_is_refused_with_the_command_that_fetches_it() {
+    let (repo, [b, _, d]) = with_history("");
+    // After B changed a.txt's second line, a fourth: reverting B merges a.txt's contents.
+    repo.commit_files("extend a", &[("a.txt", "one\nTWO\nthree\nfour\n")]);
+    repo.git(&["push", "-q", "origin", "main"]);
+    git_in(
+        &repo.origin_path(),
+        &["config", "uploadpack.allowFilter", "true"],
+    );
+    let clone = tempfile::Builder::new()
+        .prefix("release-partial-")
+        .tempdir()
+        .expect("temp dir");
+    let dir = clone.path();
+    let url = format!("file://{}", repo.origin_path().display());
+    git_in(dir, &["clone", "-q", "--filter=blob:none", &url, "."]);
+    git_in(dir, &["config", "user.name", "Tester"]);
+    git_in(dir, &["config", "user.email", "tester@example.com"]);
+    let release = |commits: &str, dry_run: bool| {
+        let args = run_args(commits, dry_run);
+        repo.env
+            .release_in(dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let head = git_in(dir, &["rev-parse", "HEAD"]);
+
+    // D's revert writes b.txt back, which no checkout of this clone held.
+    for dry_run in [true, false] {
+        let run = release(&d, dry_run);
+        run.assert_code(1);
+        assert_mentions(
+            &run,
+            "partial clone and lacks the contents of 1 file the revert writes: b.txt",
+        );
+        assert_eq!(git_in(dir, &["rev-parse", "HEAD"]), head, "nothing moved");
+        assert_eq!(git_in(dir, &["status", "--porcelain"]), "");
+    }
+    run_printed_fix(&release(&d, true), dir);
+    release(&d, false).assert_code(0);
+    assert_eq!(std::fs::read_to_string(dir.join("b.txt")).unwrap(), "bee\n");
+
+    // B's revert merges a.txt, whose versions before and at B were never fetched.
+    let run = release(&b, true);
+    run.assert_code(1);
+    assert_mentions(
+        &run,
+        "partial clone and lacks file contents the revert needs",
+    );
+    run_printed_fix(&run, dir);
+    release(&b, false).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("a.txt")).unwrap(),
+        "one\ntwo\nthree\nfour\n"
+    );
+    assert_eq!(git_in(dir, &["status", "--porcelain"]), "");
+}
+
 #[test]
 fn a_revert_already_undone_is_skipped_so_a_rerun_only_pushes() {
     let (repo, [_, c, _]) = with_history(", push: true");

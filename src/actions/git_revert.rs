@@ -556,7 +556,12 @@ fn preflight_in(
     if plan.has_conflicts() {
         problems.insert(0, describe_conflicts(&plan, &request.branch));
     } else {
-        match filtered_files(repo, plan.head, plan.tree) {
+        let written = written_files(repo, plan.head, plan.tree);
+        let contents = written.as_ref().map_err(ToString::to_string).and_then(|w| {
+            check_contents(repo, &plan, w).map_err(|e| e.to_string())?;
+            filtered_files(repo, w).map_err(|e| e.to_string())
+        });
+        match contents {
             Ok(files) => {
                 if let Some(refusal) = filters::unsupported(&files) {
                     problems.push(refusal);
@@ -565,7 +570,7 @@ fn preflight_in(
                     would.push_str(&note);
                 }
             }
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => problems.push(e),
         }
         match paths_in_the_way(repo, plan.head, plan.tree) {
             Ok(paths) if !paths.is_empty() => problems.push(in_the_way_message(&paths)),
@@ -596,7 +601,95 @@ fn compute_plan(
     let head = repo
         .find_commit(head)
         .map_err(RevertError::git("cannot read HEAD"))?;
-    revert_in_memory(repo, &head, &commits, request.mainline)
+    revert_in_memory(repo, &head, &commits, request.mainline).map_err(|e| match e {
+        // A merge of a file's contents needs them: a partial clone may not have them.
+        RevertError::Git { source, .. } if lacks_object(&source) => {
+            let what = format!(
+                "file contents the {} {} ({})",
+                if commits.len() == 1 {
+                    "revert"
+                } else {
+                    "reverts"
+                },
+                if commits.len() == 1 { "needs" } else { "need" },
+                source.message()
+            );
+            lacking_contents(repo, &what, &commits)
+        }
+        e => e,
+    })
+}
+
+/// True for libgit2's error on an object the repository does not have.
+fn lacks_object(e: &git2::Error) -> bool {
+    e.code() == git2::ErrorCode::NotFound && e.class() == git2::ErrorClass::Odb
+}
+
+/// True for a partial clone (`git clone --filter=…`): git fetches the objects it left out
+/// when a command needs them; libgit2 cannot.
+fn is_partial_clone(repo: &Repository) -> bool {
+    let Ok(config) = repo.config() else {
+        return false;
+    };
+    if config.get_string("extensions.partialclone").is_ok() {
+        return true;
+    }
+    config
+        .entries(Some(r"remote\..*\.promisor"))
+        .is_ok_and(|mut entries| {
+            let mut promisor = false;
+            while let Some(Ok(entry)) = entries.next() {
+                promisor |= entry
+                    .value()
+                    .is_ok_and(|v| git2::Config::parse_bool(v).unwrap_or(false));
+            }
+            promisor
+        })
+}
+
+/// The refusal for file contents the repository lacks (`what`), with git's command that
+/// fetches them in a partial clone: `git show` of the `commits` reverted reads both sides
+/// of each of their changes, which makes git fetch what it left out.
+fn lacking_contents(repo: &Repository, what: &str, commits: &[Oid]) -> RevertError {
+    if !is_partial_clone(repo) {
+        return RevertError::Refused(format!(
+            "the repository lacks {what}; it is damaged or incomplete: `git fsck` names what is missing"
+        ));
+    }
+    let shas: Vec<String> = commits.iter().map(|c| short(*c)).collect();
+    RevertError::Refused(format!(
+        "this repository is a partial clone and lacks {what}; git fetches such contents when a command needs them, libgit2 cannot: fetch them with `git show -m --format= {} >/dev/null`, then run again",
+        shas.join(" ")
+    ))
+}
+
+/// Refuses a revert that writes a file whose contents the repository lacks (a partial
+/// clone's left-out blob): the checkout would fail halfway. Merged contents are in the
+/// object database already (in memory until a real run writes them).
+fn check_contents(
+    repo: &Repository,
+    plan: &RevertPlan,
+    written: &[(Vec<u8>, Oid)],
+) -> Result<(), RevertError> {
+    let odb = repo
+        .odb()
+        .map_err(RevertError::git("cannot open the object database"))?;
+    let missing: Vec<String> = written
+        .iter()
+        .filter(|(_, oid)| !odb.exists(*oid))
+        .map(|(path, oid)| format!("{} ({})", String::from_utf8_lossy(path), short(*oid)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let commits: Vec<Oid> = plan.applied().map(|(step, _)| step.commit).collect();
+    let what = format!(
+        "the contents of {} {} the revert writes: {}",
+        missing.len(),
+        if missing.len() == 1 { "file" } else { "files" },
+        missing.join(", ")
+    );
+    Err(lacking_contents(repo, &what, &commits))
 }
 
 /// The preflight of a plan that nothing blocks: ready, or a warning when there is nothing
@@ -705,7 +798,9 @@ fn commit_in(
             describe_conflicts(&plan, &request.branch)
         )));
     }
-    let filtered = filtered_files(repo, plan.head, plan.tree)?;
+    let written = written_files(repo, plan.head, plan.tree)?;
+    check_contents(repo, &plan, &written)?;
+    let filtered = filtered_files(repo, &written)?;
     if let Some(refusal) = filters::unsupported(&filtered) {
         return Err(RevertError::Refused(refusal));
     }
@@ -779,28 +874,35 @@ fn commit_in(
 /// driver of git's config.
 fn filtered_files(
     repo: &Repository,
-    head: Oid,
-    tree: Oid,
+    written: &[(Vec<u8>, Oid)],
 ) -> Result<Vec<filters::Filtered>, RevertError> {
     let configured = filters::configured(repo)?;
     if configured.is_empty() {
         return Ok(Vec::new());
     }
+    filters::filtered(repo, &configured, written)
+}
+
+/// The files the revert writes (added or changed, not deleted), with their blobs.
+fn written_files(
+    repo: &Repository,
+    head: Oid,
+    tree: Oid,
+) -> Result<Vec<(Vec<u8>, Oid)>, RevertError> {
     let context = "cannot list the files the revert writes";
     let head_tree = repo
         .find_commit(head)
         .and_then(|c| c.tree())
         .map_err(RevertError::git(context))?;
     let tree = repo.find_tree(tree).map_err(RevertError::git(context))?;
-    let written: Vec<(Vec<u8>, Oid)> = plan::tree_changes(repo, &head_tree, &tree)
+    Ok(plan::tree_changes(repo, &head_tree, &tree)
         .map_err(RevertError::git(context))?
         .into_iter()
         .filter_map(|change| {
             let entry = tree.get_path(&bytes_path(&change.path)).ok()?;
             (entry.kind() == Some(git2::ObjectType::Blob)).then(|| (change.path, entry.id()))
         })
-        .collect();
-    filters::filtered(repo, &configured, &written)
+        .collect())
 }
 
 /// Copies `tip` and every object it reaches that `disk` lacks (the new commits, trees and
