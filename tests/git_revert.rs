@@ -692,6 +692,123 @@ fn a_partial_clone_lacking_what_the_revert_needs_is_refused_with_the_command_tha
     assert_eq!(git_in(dir, &["status", "--porcelain"]), "");
 }
 
+/// `program ARGS` in `dir` with `vars`, which must succeed; its stdout.
+fn run_ok(program: &str, args: &[&str], dir: &Path, vars: &[(&str, &str)]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// With `commit.gpgSign` on, the revert commits are signed as git signs them, with an SSH
+/// key (`gpg.format ssh`: ssh-keygen) and with an `openpgp` one (gpg, in a home of its own):
+/// `git verify-commit` accepts both. The dry-run says how they would be signed. A key that
+/// cannot sign fails the step before anything changes, with a command that tries the key.
+#[test]
+fn revert_commits_are_signed_when_git_config_asks_for_it() {
+    let (repo, [b, c, d]) = with_history("");
+    let keys = tempfile::Builder::new()
+        .prefix("release-keys-")
+        .tempdir()
+        .expect("temp dir");
+    let key = keys.path().join("id_ed25519");
+    let key_text = key.to_str().unwrap();
+    run_ok(
+        "ssh-keygen",
+        &[
+            "-q", "-t", "ed25519", "-N", "", "-C", "tester", "-f", key_text,
+        ],
+        keys.path(),
+        &[],
+    );
+    let public = std::fs::read_to_string(keys.path().join("id_ed25519.pub")).unwrap();
+    let allowed = keys.path().join("allowed_signers");
+    std::fs::write(&allowed, format!("tester@example.com {public}")).unwrap();
+    repo.git(&["config", "commit.gpgSign", "true"]);
+    repo.git(&["config", "gpg.format", "ssh"]);
+    repo.git(&["config", "user.signingKey", &format!("{key_text}.pub")]);
+    repo.git(&[
+        "config",
+        "gpg.ssh.allowedSignersFile",
+        allowed.to_str().unwrap(),
+    ]);
+
+    let dry = repo.release(&d, true);
+    dry.assert_code(0);
+    assert_mentions(
+        &dry,
+        &format!("signed as git signs them (ssh key {key_text}.pub, with ssh-keygen)"),
+    );
+    repo.release(&d, false).assert_code(0);
+    repo.git(&["verify-commit", "HEAD"]);
+
+    // OpenPGP, git's default format, with the committer's identity as the key.
+    let gnupg = tempfile::Builder::new()
+        .prefix("gpg-")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let home = [("GNUPGHOME", gnupg.path().to_str().unwrap())];
+    run_ok(
+        "gpg",
+        &[
+            "--batch",
+            "--quiet",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Tester <tester@example.com>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+        keys.path(),
+        &home,
+    );
+    repo.git(&["config", "--unset", "gpg.format"]);
+    repo.git(&["config", "--unset", "user.signingKey"]);
+    let args = run_args(&c, false);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    repo.env.release_with_env(&args, &home).assert_code(0);
+    run_ok("git", &["verify-commit", "HEAD"], repo.env.path(), &home);
+    assert!(
+        repo.git(&["cat-file", "commit", "HEAD"])
+            .contains("\ngpgsig -----BEGIN PGP SIGNATURE-----\n"),
+        "a gpgsig header"
+    );
+
+    // A key gpg does not hold: nothing changes, and the message says how to try the key.
+    repo.git(&["config", "user.signingKey", "DEADBEEF"]);
+    let head = repo.head();
+    let args = run_args(&b, false);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let failed = repo.env.release_with_env(&args, &home);
+    failed.assert_code(1);
+    assert_mentions(
+        &failed,
+        "signing the revert commit failed (openpgp key DEADBEEF, with gpg)",
+    );
+    assert_mentions(
+        &failed,
+        "`echo test | gpg -bsau DEADBEEF` tries the same key",
+    );
+    assert_eq!(repo.head(), head, "nothing moved");
+    assert_eq!(repo.status(), "");
+    let _ = Command::new("gpgconf")
+        .args(["--kill", "gpg-agent"])
+        .envs(home)
+        .status();
+}
+
 #[test]
 fn a_revert_already_undone_is_skipped_so_a_rerun_only_pushes() {
     let (repo, [_, c, _]) = with_history(", push: true");

@@ -46,12 +46,13 @@ mod index_file;
 mod plan;
 mod push;
 mod select;
+mod sign;
 #[cfg(test)]
 mod tests;
 mod worktree;
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use git2::{Oid, Repository};
@@ -454,6 +455,8 @@ struct Checks {
     /// The files the dry-run could not check ([`unverified_message`]): a warning.
     unverified: Option<String>,
     plan: Option<Result<RevertPlan, RevertError>>,
+    /// How the commits would be signed (`commit.gpgSign`), for the dry-run's account.
+    signing: Option<String>,
 }
 
 fn check_all(
@@ -477,6 +480,17 @@ fn check_all(
     let head = head.map_err(|e| problems.push(e.to_string())).ok();
     phases.mark("branch and work tree checked");
     problems.extend(signature_problem(repo));
+    let signing = match sign::configured(repo) {
+        Ok(Some(signer)) => signer
+            .check(&request.root)
+            .map_err(|e| problems.push(e))
+            .ok(),
+        Ok(None) => None,
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
     let target = if request.push {
         resolve_remote(repo, &request.remote, &request.branch)
             .map_err(|e| problems.push(e.to_string()))
@@ -490,6 +504,7 @@ fn check_all(
         problems,
         unverified: unverified_message(&unverified),
         plan: plan.flatten(),
+        signing,
     }
 }
 
@@ -519,6 +534,7 @@ fn preflight_in(
         mut problems,
         unverified,
         plan,
+        signing,
     } = check_all(repo, request, scan, reads_step_output, phases);
     if reads_step_output && problems.is_empty() {
         let tree = match &unverified {
@@ -553,6 +569,10 @@ fn preflight_in(
         }
     };
     let mut would = describe_plan(&plan, request);
+    if let Some(signing) = signing.filter(|_| plan.applied().next().is_some()) {
+        would.push('\n');
+        would.push_str(&signing);
+    }
     if plan.has_conflicts() {
         problems.insert(0, describe_conflicts(&plan, &request.branch));
     } else {
@@ -788,6 +808,10 @@ fn commit_in(
     if let Some(problem) = signature_problem(repo) {
         return Err(RevertError::Refused(problem));
     }
+    let signer = sign::configured(repo).map_err(RevertError::Refused)?;
+    if let Some(signer) = &signer {
+        signer.check(&request.root).map_err(RevertError::Refused)?;
+    }
     if request.push {
         resolve_remote(repo, &request.remote, &request.branch)?;
     }
@@ -834,7 +858,7 @@ fn commit_in(
             .map(|(step, tree)| (step.message.clone(), tree))
             .collect()
     };
-    let created = write_commits(repo, head, &to_commit)?;
+    let created = write_commits(repo, head, &to_commit, signer.as_ref(), &request.root)?;
     phases.mark("commits written");
     for (oid, (message, _)) in created.iter().zip(&to_commit) {
         notes.push(format!(
@@ -946,6 +970,8 @@ fn write_commits(
     repo: &Repository,
     head: Oid,
     commits: &[(String, Oid)],
+    signer: Option<&sign::Signer>,
+    root: &Path,
 ) -> Result<Vec<Oid>, RevertError> {
     let signature = repo
         .signature()
@@ -958,9 +984,23 @@ fn write_commits(
         let tree = repo
             .find_tree(*tree)
             .map_err(RevertError::git("cannot read a reverted tree"))?;
-        let oid = repo
-            .commit(None, &signature, &signature, message, &tree, &[&parent])
-            .map_err(RevertError::git("cannot write a revert commit"))?;
+        let oid = match signer {
+            None => repo.commit(None, &signature, &signature, message, &tree, &[&parent]),
+            Some(signer) => {
+                let payload = repo
+                    .commit_create_buffer(&signature, &signature, message, &tree, &[&parent])
+                    .map_err(RevertError::git("cannot write a revert commit"))?;
+                let payload = payload.as_str().map_err(|_| {
+                    RevertError::Refused(
+                        "cannot sign a revert commit that is not UTF-8 text; nothing was changed"
+                            .into(),
+                    )
+                })?;
+                let gpgsig = signer.sign(payload, root)?;
+                repo.commit_signed(payload, &gpgsig, None)
+            }
+        }
+        .map_err(RevertError::git("cannot write a revert commit"))?;
         created.push(oid);
         parent = repo
             .find_commit(oid)

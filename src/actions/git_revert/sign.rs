@@ -1,0 +1,375 @@
+//! Signing the revert commits as `git commit` signs when `commit.gpgSign` is on: `openpgp`
+//! (`gpg`), X.509 (`gpgsm`) or SSH (`ssh-keygen -Y sign`), chosen by `gpg.format`, with
+//! git's config keys, git's programs and git's arguments. libgit2 signs nothing itself:
+//! it stores the signature it is given in the commit's `gpgsig` header.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use git2::{Config, Repository};
+
+use super::RevertError;
+use crate::engine::process::{resolve_program, why_not_runnable};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    OpenPgp,
+    X509,
+    Ssh,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::OpenPgp => "openpgp",
+            Format::X509 => "x509",
+            Format::Ssh => "ssh",
+        }
+    }
+}
+
+/// The key `user.signingKey` names, as git reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Key {
+    /// A key id (or, unset, the committer's `Name <email>`) for gpg or gpgsm.
+    Id(String),
+    /// An SSH key file (`~/` expanded): the private key, or the public one of an agent's.
+    File(PathBuf),
+    /// An SSH public key written in the config (`key::ssh-…`, or `ssh-…`): its private
+    /// key is in ssh-agent.
+    Literal(String),
+}
+
+/// How git would sign a commit in this repository.
+#[derive(Clone, Debug)]
+pub(super) struct Signer {
+    format: Format,
+    program: String,
+    key: Key,
+}
+
+/// The signer git's config asks for; `None` when `commit.gpgSign` is off (git's default).
+pub(super) fn configured(repo: &Repository) -> Result<Option<Signer>, String> {
+    let config = repo
+        .config()
+        .and_then(|mut c| c.snapshot())
+        .map_err(|e| format!("cannot read git's config: {}", e.message()))?;
+    if !config.get_bool("commit.gpgsign").unwrap_or(false) {
+        return Ok(None);
+    }
+    let format = match config.get_string("gpg.format").ok().as_deref() {
+        None | Some("openpgp") => Format::OpenPgp,
+        Some("x509") => Format::X509,
+        Some("ssh") => Format::Ssh,
+        Some(other) => {
+            return Err(format!(
+                "commit.gpgSign is on, but gpg.format is `{other}`, which git does not know either; set it to openpgp, x509 or ssh"
+            ));
+        }
+    };
+    let program = program(&config, format);
+    let signing_key = config.get_string("user.signingkey").ok();
+    let key = match (format, signing_key) {
+        (Format::Ssh, None) => {
+            return Err(
+                "commit.gpgSign is on with gpg.format ssh, but user.signingKey is not set; set it to your key (`git config user.signingKey ~/.ssh/id_ed25519.pub`)".into(),
+            );
+        }
+        (Format::Ssh, Some(key)) => ssh_key(&key),
+        (_, Some(key)) => Key::Id(key),
+        (_, None) => Key::Id(committer(&config)?),
+    };
+    Ok(Some(Signer {
+        format,
+        program,
+        key,
+    }))
+}
+
+/// `gpg.<format>.program`, else (for `openpgp`) the older `gpg.program`, else git's default.
+fn program(config: &Config, format: Format) -> String {
+    let own = config.get_string(&format!("gpg.{}.program", format.name()));
+    let legacy = || match format {
+        Format::OpenPgp => config.get_string("gpg.program").ok(),
+        _ => None,
+    };
+    own.ok().or_else(legacy).unwrap_or_else(|| {
+        match format {
+            Format::OpenPgp => "gpg",
+            Format::X509 => "gpgsm",
+            Format::Ssh => "ssh-keygen",
+        }
+        .to_owned()
+    })
+}
+
+/// What git signs with when `user.signingKey` is unset: the committer's `Name <email>`.
+fn committer(config: &Config) -> Result<String, String> {
+    match (
+        config.get_string("user.name"),
+        config.get_string("user.email"),
+    ) {
+        (Ok(name), Ok(email)) => Ok(format!("{name} <{email}>")),
+        _ => Err(
+            "commit.gpgSign is on, but neither user.signingKey nor the committer (user.name, user.email) names a key".into(),
+        ),
+    }
+}
+
+/// `user.signingKey` for SSH: a public key written out (`key::…`, or git's older `ssh-…`)
+/// or a key file, `~/` meaning the home folder.
+fn ssh_key(value: &str) -> Key {
+    if let Some(literal) = value.strip_prefix("key::") {
+        return Key::Literal(literal.to_owned());
+    }
+    if value.starts_with("ssh-") {
+        return Key::Literal(value.to_owned());
+    }
+    match value.strip_prefix("~/") {
+        Some(rest) => Key::File(
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join(rest),
+        ),
+        None => Key::File(PathBuf::from(value)),
+    }
+}
+
+impl Signer {
+    /// What the dry-run can tell without signing (which may ask for a passphrase): the
+    /// program is found and an SSH key file exists. Returns what would sign.
+    pub(super) fn check(&self, cwd: &Path) -> Result<String, String> {
+        if resolve_program(&self.program, cwd).is_none() {
+            return Err(format!(
+                "commit.gpgSign is on, but {}: install it or set gpg.{}.program",
+                why_not_runnable(&self.program, cwd),
+                self.format.name()
+            ));
+        }
+        if let Key::File(path) = &self.key
+            && !path.is_file()
+        {
+            return Err(format!(
+                "commit.gpgSign is on, but the SSH key of user.signingKey ({}) is not found; fix user.signingKey",
+                path.display()
+            ));
+        }
+        Ok(format!("signed as git signs them ({})", self.describe()))
+    }
+
+    fn describe(&self) -> String {
+        match &self.key {
+            Key::Id(id) => format!("{} key {id}, with {}", self.format.name(), self.program),
+            Key::File(path) => format!("ssh key {}, with {}", path.display(), self.program),
+            Key::Literal(_) => format!("ssh key from ssh-agent, with {}", self.program),
+        }
+    }
+
+    /// The signature of `payload` (a commit as libgit2 would write it), made as git makes
+    /// it, without its last newline (libgit2 adds the header's own).
+    pub(super) fn sign(&self, payload: &str, cwd: &Path) -> Result<String, RevertError> {
+        let signature = match &self.key {
+            Key::Id(id) => self.sign_gpg(payload, id, cwd)?,
+            Key::File(path) => self.sign_ssh(payload, path, false, cwd)?,
+            Key::Literal(key) => {
+                let file = temp_file(".git_signing_key_tmp", key.as_bytes())?;
+                self.sign_ssh(payload, file.path(), true, cwd)?
+            }
+        };
+        Ok(signature.trim_end_matches('\n').to_owned())
+    }
+
+    /// `gpg --status-fd=2 -bsau KEY` (gpgsm alike), the payload on stdin: git's call. A
+    /// signature counts only with gpg's `SIG_CREATED` status line, as git checks.
+    fn sign_gpg(&self, payload: &str, id: &str, cwd: &Path) -> Result<String, RevertError> {
+        let mut child = Command::new(&self.program)
+            .args(["--status-fd=2", "-bsau", id])
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.cannot_run(&e))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // gpg may exit before reading it all; its status says so below.
+            let _ = stdin.write_all(payload.as_bytes());
+        }
+        let out = child.wait_with_output().map_err(|e| self.cannot_run(&e))?;
+        let status = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() || !status.contains("[GNUPG:] SIG_CREATED ") {
+            return Err(self.failed(&status));
+        }
+        String::from_utf8(out.stdout).map_err(|_| self.failed("its signature is not text"))
+    }
+
+    /// `ssh-keygen -Y sign -n git -f KEY [-U] FILE`, which writes FILE.sig: git's call,
+    /// `-U` when the key is a public key whose private half is in ssh-agent.
+    fn sign_ssh(
+        &self,
+        payload: &str,
+        key: &Path,
+        agent: bool,
+        cwd: &Path,
+    ) -> Result<String, RevertError> {
+        let buffer = temp_file(".git_signing_buffer_tmp", payload.as_bytes())?;
+        let mut command = Command::new(&self.program);
+        command.args(["-Y", "sign", "-n", "git", "-f"]).arg(key);
+        if agent {
+            command.arg("-U");
+        }
+        let out = command
+            .arg(buffer.path())
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| self.cannot_run(&e))?;
+        let sig = PathBuf::from(format!("{}.sig", buffer.path().display()));
+        let signature = std::fs::read_to_string(&sig);
+        let _ = std::fs::remove_file(&sig);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            let why = if stderr.contains("usage:") {
+                "ssh-keygen -Y sign needs OpenSSH 8.2p1 or later".into()
+            } else {
+                stderr.into_owned()
+            };
+            return Err(self.failed(&why));
+        }
+        signature.map_err(|e| self.failed(&format!("no signature was written ({e})")))
+    }
+
+    fn cannot_run(&self, e: &std::io::Error) -> RevertError {
+        RevertError::Refused(format!(
+            "commit.gpgSign is on, but `{}` cannot run ({e}); nothing was changed",
+            self.program
+        ))
+    }
+
+    fn failed(&self, why: &str) -> RevertError {
+        let why = why
+            .lines()
+            .filter(|l| !l.starts_with("[GNUPG:]"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim()
+            .to_owned();
+        RevertError::Refused(format!(
+            "commit.gpgSign is on, but signing the revert commit failed ({}){}; nothing was changed: {}, or turn signing off for this repository (`git config commit.gpgSign false`)",
+            self.describe(),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {why}")
+            },
+            self.try_command()
+        ))
+    }
+
+    /// A command that signs a test text as the revert would, changing nothing.
+    fn try_command(&self) -> String {
+        let program = self.program.clone();
+        let argv: Vec<String> = match &self.key {
+            Key::Id(id) => vec![program, "-bsau".into(), id.clone()],
+            Key::File(path) => {
+                let mut argv = [program.as_str(), "-Y", "sign", "-n", "git", "-f"]
+                    .map(str::to_owned)
+                    .to_vec();
+                argv.push(path.display().to_string());
+                argv
+            }
+            Key::Literal(_) => {
+                return "check that ssh-agent holds the key of user.signingKey (`ssh-add -L` lists them)".into();
+            }
+        };
+        format!(
+            "`echo test | {}` tries the same key",
+            crate::actions::run::show_argv(&argv)
+        )
+    }
+}
+
+/// A temporary file holding `bytes`, removed when dropped.
+fn temp_file(prefix: &str, bytes: &[u8]) -> Result<tempfile::NamedTempFile, RevertError> {
+    let io = |e: std::io::Error| {
+        RevertError::Refused(format!(
+            "cannot write a temporary file for signing ({e}); nothing was changed"
+        ))
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile()
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.flush().map_err(io)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_keys_are_read_as_git_reads_them() {
+        assert_eq!(
+            ssh_key("key::ssh-ed25519 AAAA x"),
+            Key::Literal("ssh-ed25519 AAAA x".into())
+        );
+        assert_eq!(
+            ssh_key("ssh-ed25519 AAAA"),
+            Key::Literal("ssh-ed25519 AAAA".into())
+        );
+        assert_eq!(ssh_key("/k/id.pub"), Key::File("/k/id.pub".into()));
+        let Key::File(home) = ssh_key("~/.ssh/id") else {
+            panic!("a file")
+        };
+        assert!(home.ends_with(".ssh/id") && home.is_absolute(), "{home:?}");
+    }
+
+    #[test]
+    fn signing_is_read_from_git_config_with_gits_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let mut config = repo.config().unwrap();
+        config.set_str("user.name", "T").unwrap();
+        config.set_str("user.email", "t@e").unwrap();
+        assert!(configured(&repo).unwrap().is_none(), "off by default");
+        config.set_bool("commit.gpgsign", true).unwrap();
+        let gpg = configured(&repo).unwrap().unwrap();
+        assert_eq!(
+            (gpg.format, gpg.program.as_str(), &gpg.key),
+            (Format::OpenPgp, "gpg", &Key::Id("T <t@e>".into()))
+        );
+        config.set_str("gpg.program", "gpg2").unwrap();
+        config.set_str("gpg.format", "x509").unwrap();
+        let x509 = configured(&repo).unwrap().unwrap();
+        assert_eq!(
+            (x509.format, x509.program.as_str()),
+            (Format::X509, "gpgsm")
+        );
+        config.set_str("gpg.format", "ssh").unwrap();
+        let unset = configured(&repo).unwrap_err();
+        assert!(unset.contains("user.signingKey is not set"), "{unset}");
+        config
+            .set_str("user.signingkey", "/nowhere/id.pub")
+            .unwrap();
+        let ssh = configured(&repo).unwrap().unwrap();
+        assert_eq!(ssh.program, "ssh-keygen");
+        let missing = ssh.check(dir.path()).unwrap_err();
+        assert!(
+            missing.contains("/nowhere/id.pub) is not found"),
+            "{missing}"
+        );
+        config.set_str("gpg.ssh.program", "no-such-signer").unwrap();
+        let absent = configured(&repo).unwrap().unwrap().check(dir.path());
+        assert!(
+            absent
+                .unwrap_err()
+                .contains("`no-such-signer` is not found on PATH"),
+            "program checked first"
+        );
+        config.set_str("gpg.format", "pgp").unwrap();
+        assert!(configured(&repo).unwrap_err().contains("`pgp`"));
+    }
+}
