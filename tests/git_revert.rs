@@ -441,6 +441,31 @@ fn dirty_tree_is_refused_naming_the_files() {
     }
 }
 
+/// A lock file of git's (a git process at work, or one a crashed process left) is refused
+/// before anything changes, dry and real, naming the file and the command that removes it.
+/// libgit2 would find the index's lock only after writing the work tree.
+#[test]
+fn a_git_lock_file_is_refused_before_anything_changes() {
+    let (repo, [_, c, _]) = with_history("");
+    for lock in [".git/index.lock", ".git/refs/heads/main.lock"] {
+        repo.env.write(lock, "");
+        let before = repo.state();
+        for dry_run in [true, false] {
+            let run = repo.release(&c, dry_run);
+            run.assert_code(1);
+            assert_mentions(&run, &format!("{lock} exists: another git process"));
+            assert_mentions(
+                &run,
+                &format!("remove it (`rm {}`)", repo.env.join(lock).display()),
+            );
+            assert!(before == repo.state(), "nothing changed");
+        }
+        std::fs::remove_file(repo.env.join(lock)).unwrap();
+    }
+    repo.release(&c, false).assert_code(0);
+    assert_eq!(repo.subjects(1), ["Revert \"add c\""]);
+}
+
 #[test]
 fn untracked_and_ignored_files_do_not_count() {
     let (repo, [_, c, _]) = with_history("");

@@ -64,7 +64,8 @@ pub use plan::{
 pub use push::{PushTarget, push_branch, resolve_remote};
 pub use select::{parse_commit_specs, select_commits};
 pub use worktree::{
-    CleanCommands, DirtyFile, StatScan, WorkTreeCheck, check_branch, dirty_files, paths_in_the_way,
+    CleanCommands, DirtyFile, StatScan, WorkTreeCheck, check_branch, dirty_files, held_locks,
+    paths_in_the_way,
 };
 
 use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict};
@@ -480,6 +481,7 @@ fn check_all(
     let head = head.map_err(|e| problems.push(e.to_string())).ok();
     phases.mark("branch and work tree checked");
     problems.extend(signature_problem(repo));
+    problems.extend(held_locks(repo, &request.branch));
     let signing = match sign::configured(repo) {
         Ok(Some(signer)) => signer
             .check(&request.root)
@@ -805,7 +807,7 @@ fn commit_in(
     });
     let head = head?;
     phases.mark("branch and work tree checked");
-    if let Some(problem) = signature_problem(repo) {
+    if let Some(problem) = signature_problem(repo).or_else(|| held_locks(repo, &request.branch)) {
         return Err(RevertError::Refused(problem));
     }
     let signer = sign::configured(repo).map_err(RevertError::Refused)?;

@@ -646,3 +646,43 @@ fn the_early_stat_scan_agrees_with_the_plain_check() {
             .is_empty()
     );
 }
+
+/// A checkout that writes the files but cannot write the index (its lock taken by another
+/// git process meanwhile) puts the files back as HEAD has them, so that "nothing was
+/// changed" is true; the index and the other process's lock are left alone.
+#[test]
+fn a_checkout_that_cannot_write_the_index_puts_the_files_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let history: Vec<Vec<Op>> = (0..3).map(|i| vec![(0, i, 0, i), (5, 4, 0, i)]).collect();
+    let (repo, commits) = make_history(dir.path(), &history);
+    git_ok(dir.path(), &["reset", "-q", "--hard"]);
+    let index_before = std::fs::read(dir.path().join(".git/index")).unwrap();
+    let files_before: Vec<(String, Vec<u8>)> = FILES
+        .iter()
+        .filter_map(|f| Some((f.to_string(), std::fs::read(dir.path().join(f)).ok()?)))
+        .collect();
+    let head = commits[2];
+    let target = repo.find_commit(commits[0]).unwrap().tree_id();
+    let lock = dir.path().join(".git/index.lock");
+    std::fs::write(&lock, b"another git").unwrap();
+
+    let refused = worktree::checkout(&repo, head, target)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("the files are back as they were; nothing was changed"),
+        "{refused}"
+    );
+    let files_after: Vec<(String, Vec<u8>)> = FILES
+        .iter()
+        .filter_map(|f| Some((f.to_string(), std::fs::read(dir.path().join(f)).ok()?)))
+        .collect();
+    assert_eq!(files_before, files_after, "every file as HEAD has it");
+    assert_eq!(std::fs::read(&lock).unwrap(), b"another git");
+    assert_eq!(
+        std::fs::read(dir.path().join(".git/index")).unwrap(),
+        index_before
+    );
+    std::fs::remove_file(&lock).unwrap();
+    assert_eq!(git_ok(dir.path(), &["status", "--porcelain"]), "");
+}

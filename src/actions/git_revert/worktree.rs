@@ -635,6 +635,36 @@ pub fn check_branch(repo: &Repository, branch: &str) -> Result<Oid, RevertError>
         .ok_or_else(|| RevertError::Refused("HEAD does not point to a commit".into()))
 }
 
+/// git's lock files that a real run needs free: the index's, HEAD's and the branch's. One
+/// that exists means another git process is at work here, or a crashed one left it: git
+/// refuses then, and so does `git_revert`, before it changes anything (libgit2 would find
+/// the index's lock only once the work tree is written).
+pub fn held_locks(repo: &Repository, branch: &str) -> Option<String> {
+    let candidates = [
+        repo.path().join("index.lock"),
+        repo.path().join("HEAD.lock"),
+        repo.commondir()
+            .join("refs/heads")
+            .join(format!("{branch}.lock")),
+    ];
+    let held: Vec<String> = candidates
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    if held.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "git's lock {} {} exists: another git process is working in this repository, or one crashed and left {}; wait for it to finish, or if no git process is running, remove {} (`rm {}`)",
+        if held.len() == 1 { "file" } else { "files" },
+        held.join(", "),
+        if held.len() == 1 { "it" } else { "them" },
+        if held.len() == 1 { "it" } else { "them" },
+        crate::actions::run::show_argv(&held),
+    ))
+}
+
 /// Files not tracked at HEAD under `dir` (on disk), as repository paths.
 fn untracked_under(dir: &Path, repo_dir: &str, head_tree: &Tree<'_>, out: &mut BTreeSet<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -762,9 +792,25 @@ pub(super) fn checkout(repo: &Repository, head: Oid, tree: Oid) -> Result<(), Re
     }
     result.map_err(|e| {
         RevertError::Refused(if obstacles.is_empty() {
+            // The writing failed, perhaps halfway (or only the index, locked meanwhile):
+            // the changed files go back to HEAD's, leaving the index alone.
+            let restored = restore(repo, &head_tree, &changes).is_ok();
             format!(
-                "cannot update the work tree: {}; nothing was changed",
-                e.message()
+                "cannot update the work tree: {}; {}",
+                e.message(),
+                if restored {
+                    "the files are back as they were; nothing was changed".to_owned()
+                } else {
+                    format!(
+                        "some files may hold the revert: `git status` shows them, `git checkout -f HEAD -- {}` puts them back",
+                        crate::actions::run::show_argv(
+                            &changes
+                                .iter()
+                                .map(|c| String::from_utf8_lossy(&c.path).into_owned())
+                                .collect::<Vec<_>>()
+                        )
+                    )
+                }
             )
         } else {
             format!(
@@ -773,6 +819,25 @@ pub(super) fn checkout(repo: &Repository, head: Oid, tree: Oid) -> Result<(), Re
             )
         })
     })
+}
+
+/// Puts the `changes`' paths back as HEAD has them, without touching the index: after a
+/// checkout that failed while or after writing files.
+fn restore(
+    repo: &Repository,
+    head_tree: &Tree<'_>,
+    changes: &[super::plan::TreeChange],
+) -> Result<(), git2::Error> {
+    let mut builder = CheckoutBuilder::new();
+    builder
+        .force()
+        .remove_untracked(true)
+        .update_index(false)
+        .disable_pathspec_match(true);
+    for change in changes {
+        builder.path(&change.path);
+    }
+    repo.checkout_tree(head_tree.as_object(), Some(&mut builder))
 }
 
 /// Whether the tracked file at `path` is its index entry once put through its filter
