@@ -1024,12 +1024,18 @@ fn move_branch(
     let Err(e) = repo.reference_matching(&refname, new_head, true, head, &log) else {
         return Ok(());
     };
-    // Someone moved the branch while we worked: put the work tree back at its HEAD.
+    // Someone moved the branch while we worked, or holds its lock: put the work tree back
+    // at its HEAD.
     let restored = repo
         .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
         .is_ok();
+    let what = if e.code() == git2::ErrorCode::Locked {
+        "is locked by another git process"
+    } else {
+        "moved while reverting"
+    };
     Err(RevertError::Refused(format!(
-        "{} moved while reverting ({}); the revert commits were not added to it{}",
+        "{} {what} ({}); the revert commits were not added to it{}",
         request.branch,
         e.message(),
         if restored {
