@@ -423,16 +423,18 @@ fn rejected_push_is_reported_and_the_commits_stay_local() {
 #[test]
 fn dirty_tree_is_refused_naming_the_files() {
     let (repo, [_, c, _]) = with_history("");
+    repo.commit_files("add d", &[("d.txt", "dee\n")]);
     repo.env.write("a.txt", "changed\n");
     repo.env.write("c.txt", "staged\n");
     repo.git(&["add", "c.txt"]);
+    std::fs::remove_file(repo.env.join("d.txt")).unwrap();
     let before = repo.state();
     for dry_run in [true, false] {
         let run = repo.release(&c, dry_run);
         run.assert_code(1);
         assert_mentions(
             &run,
-            "work tree is dirty: a.txt (modified), c.txt (staged); commit or stash them first",
+            "work tree is dirty: a.txt (modified), c.txt (staged), d.txt (deleted); commit or stash them first",
         );
         assert!(
             before == repo.state(),

@@ -17,7 +17,8 @@ use super::{ChangeKind, RevertError, short};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirtyFile {
     pub path: String,
-    /// `modified`, `staged`, `staged and modified`, or `conflicted`.
+    /// `modified`, `deleted`, `staged`, `staged and modified`, `staged and deleted`, or
+    /// `conflicted`.
     pub how: &'static str,
 }
 
@@ -109,9 +110,12 @@ pub fn dirty_files(
             let how = if status.contains(Status::CONFLICTED) {
                 "conflicted"
             } else {
+                let deleted = status.contains(Status::WT_DELETED);
                 match (status.intersects(staged), status.intersects(modified)) {
+                    (true, true) if deleted => "staged and deleted",
                     (true, true) => "staged and modified",
                     (true, false) => "staged",
+                    (false, true) if deleted => "deleted",
                     (false, true) => "modified",
                     (false, false) => return None,
                 }
