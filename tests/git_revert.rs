@@ -468,6 +468,33 @@ fn a_git_lock_file_is_refused_before_anything_changes() {
     assert_eq!(repo.subjects(1), ["Revert \"add c\""]);
 }
 
+/// The author and committer come from git's environment variables when they are set (CI
+/// jobs often set them instead of git's config), as `git revert` takes them.
+#[test]
+fn author_and_committer_follow_gits_environment_variables() {
+    let (repo, [_, _, d]) = with_history("");
+    repo.git(&["config", "--unset", "user.name"]);
+    repo.git(&["config", "--unset", "user.email"]);
+    let nobody = repo.release(&d, true);
+    nobody.assert_code(1);
+    assert_mentions(&nobody, "git has no author for the revert commits");
+    let vars = [
+        ("GIT_AUTHOR_NAME", "Ci Author"),
+        ("GIT_AUTHOR_EMAIL", "author@ci.example"),
+        ("GIT_AUTHOR_DATE", "1700000000 +0000"),
+        ("GIT_COMMITTER_NAME", "Ci Bot"),
+        ("GIT_COMMITTER_EMAIL", "bot@ci.example"),
+    ];
+    let args = run_args(&d, false);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    repo.env.release_with_env(&args, &vars).assert_code(0);
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%an <%ae> %at | %cn <%ce>"])
+            .trim(),
+        "Ci Author <author@ci.example> 1700000000 | Ci Bot <bot@ci.example>"
+    );
+}
+
 #[test]
 fn untracked_and_ignored_files_do_not_count() {
     let (repo, [_, c, _]) = with_history("");

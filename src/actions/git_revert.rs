@@ -296,10 +296,19 @@ fn unverified_message(files: &[(String, String)]) -> Option<String> {
     ))
 }
 
+/// The author and committer of the revert commits, as git finds them: `user.name` and
+/// `user.email` from git's config, overridden by `GIT_AUTHOR_NAME`, `GIT_AUTHOR_EMAIL`,
+/// `GIT_AUTHOR_DATE` and their `GIT_COMMITTER_*` twins, `EMAIL` as the last resort.
+fn identities(
+    repo: &Repository,
+) -> Result<(git2::Signature<'static>, git2::Signature<'static>), git2::Error> {
+    Ok((repo.author_from_env()?, repo.committer_from_env()?))
+}
+
 fn signature_problem(repo: &Repository) -> Option<String> {
-    repo.signature().err().map(|e| {
+    identities(repo).err().map(|e| {
         format!(
-            "git has no author for the revert commits ({}); set it with `git config user.name \"Your Name\"` and `git config user.email you@example.com`",
+            "git has no author for the revert commits ({}); set it with `git config user.name \"Your Name\"` and `git config user.email you@example.com` (or GIT_AUTHOR_NAME, GIT_AUTHOR_EMAIL and the GIT_COMMITTER_* pair, as git reads them)",
             e.message()
         )
     })
@@ -975,9 +984,8 @@ fn write_commits(
     signer: Option<&sign::Signer>,
     root: &Path,
 ) -> Result<Vec<Oid>, RevertError> {
-    let signature = repo
-        .signature()
-        .map_err(RevertError::git("cannot read the author from git config"))?;
+    let (author, committer) =
+        identities(repo).map_err(RevertError::git("cannot read the author from git config"))?;
     let mut parent = repo
         .find_commit(head)
         .map_err(RevertError::git("cannot read HEAD"))?;
@@ -987,10 +995,10 @@ fn write_commits(
             .find_tree(*tree)
             .map_err(RevertError::git("cannot read a reverted tree"))?;
         let oid = match signer {
-            None => repo.commit(None, &signature, &signature, message, &tree, &[&parent]),
+            None => repo.commit(None, &author, &committer, message, &tree, &[&parent]),
             Some(signer) => {
                 let payload = repo
-                    .commit_create_buffer(&signature, &signature, message, &tree, &[&parent])
+                    .commit_create_buffer(&author, &committer, message, &tree, &[&parent])
                     .map_err(RevertError::git("cannot write a revert commit"))?;
                 let payload = payload.as_str().map_err(|_| {
                     RevertError::Refused(

@@ -78,7 +78,7 @@ pub(super) fn configured(repo: &Repository) -> Result<Option<Signer>, String> {
         }
         (Format::Ssh, Some(key)) => ssh_key(&key),
         (_, Some(key)) => Key::Id(key),
-        (_, None) => Key::Id(committer(&config)?),
+        (_, None) => Key::Id(committer(repo)?),
     };
     Ok(Some(Signer {
         format,
@@ -104,17 +104,17 @@ fn program(config: &Config, format: Format) -> String {
     })
 }
 
-/// What git signs with when `user.signingKey` is unset: the committer's `Name <email>`.
-fn committer(config: &Config) -> Result<String, String> {
-    match (
-        config.get_string("user.name"),
-        config.get_string("user.email"),
-    ) {
-        (Ok(name), Ok(email)) => Ok(format!("{name} <{email}>")),
-        _ => Err(
-            "commit.gpgSign is on, but neither user.signingKey nor the committer (user.name, user.email) names a key".into(),
-        ),
-    }
+/// What git signs with when `user.signingKey` is unset: the committer's `Name <email>`,
+/// as git finds the committer (its config, or `GIT_COMMITTER_NAME` and `_EMAIL`).
+fn committer(repo: &Repository) -> Result<String, String> {
+    let committer = repo.committer_from_env().map_err(|_| {
+        "commit.gpgSign is on, but neither user.signingKey nor the committer (user.name, user.email) names a key".to_owned()
+    })?;
+    Ok(format!(
+        "{} <{}>",
+        String::from_utf8_lossy(committer.name_bytes()),
+        String::from_utf8_lossy(committer.email_bytes())
+    ))
 }
 
 /// `user.signingKey` for SSH: a public key written out (`key::…`, or git's older `ssh-…`)
