@@ -1095,7 +1095,9 @@ fn a_failed_run_says_how_to_resume_it_and_a_dry_run_does_not() {
     let failed = env.release(&run_args("rb/abc.yaml", &[]));
     failed.assert_code(1);
     let id = last_run_id(&env);
-    failed.assert_stdout_contains(&format!("release resume {id}"));
+    failed.assert_stdout_contains(&format!(
+        "release resume {id} (it keeps the runbook and the --set params: a fix to either needs a new run)"
+    ));
     let dry = env.release(&run_args("rb/abc.yaml", &["--dry-run"]));
     assert!(
         !dry.stdout.contains("release resume"),

@@ -329,7 +329,7 @@ pub fn execute_runbook(ctx: &Context<'_>, project: &Project, job: &Job<'_>) -> R
     );
     if stopped && !report.dry_run && !ctx.output.json {
         ctx.output.result(&format!(
-            "to go on from the first unfinished step once the cause is fixed: release resume {}",
+            "to go on from the first unfinished step once the cause is fixed: release resume {} (it keeps the runbook and the --set params: a fix to either needs a new run)",
             report.run
         ));
     }
