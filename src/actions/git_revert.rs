@@ -587,12 +587,7 @@ fn preflight_in(
     if plan.has_conflicts() {
         problems.insert(0, describe_conflicts(&plan, &request.branch));
     } else {
-        let written = written_files(repo, plan.head, plan.tree);
-        let contents = written.as_ref().map_err(ToString::to_string).and_then(|w| {
-            check_contents(repo, &plan, w).map_err(|e| e.to_string())?;
-            filtered_files(repo, w).map_err(|e| e.to_string())
-        });
-        match contents {
+        match check_written(repo, &plan) {
             Ok(files) => {
                 if let Some(refusal) = filters::unsupported(&files) {
                     problems.push(refusal);
@@ -601,7 +596,7 @@ fn preflight_in(
                     would.push_str(&note);
                 }
             }
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
         match paths_in_the_way(repo, plan.head, plan.tree) {
             Ok(paths) if !paths.is_empty() => problems.push(in_the_way_message(&paths)),
@@ -833,9 +828,7 @@ fn commit_in(
             describe_conflicts(&plan, &request.branch)
         )));
     }
-    let written = written_files(repo, plan.head, plan.tree)?;
-    check_contents(repo, &plan, &written)?;
-    let filtered = filtered_files(repo, &written)?;
+    let filtered = check_written(repo, &plan)?;
     if let Some(refusal) = filters::unsupported(&filtered) {
         return Err(RevertError::Refused(refusal));
     }
@@ -905,17 +898,26 @@ fn commit_in(
     })
 }
 
-/// The files the revert writes (added or changed, not deleted) that go through a filter
-/// driver of git's config.
-fn filtered_files(
+/// Checks the files the revert writes (added or changed, not deleted): in a partial clone,
+/// refused when their contents were never fetched ([`check_contents`]). Returns those
+/// that go through a filter driver of git's config. Without either, nothing is read.
+fn check_written(
     repo: &Repository,
-    written: &[(Vec<u8>, Oid)],
+    plan: &RevertPlan,
 ) -> Result<Vec<filters::Filtered>, RevertError> {
+    let partial = is_partial_clone(repo);
     let configured = filters::configured(repo)?;
+    if !partial && configured.is_empty() {
+        return Ok(Vec::new());
+    }
+    let written = written_files(repo, plan.head, plan.tree)?;
+    if partial {
+        check_contents(repo, plan, &written)?;
+    }
     if configured.is_empty() {
         return Ok(Vec::new());
     }
-    filters::filtered(repo, &configured, written)
+    filters::filtered(repo, &configured, &written)
 }
 
 /// The files the revert writes (added or changed, not deleted), with their blobs.
