@@ -469,10 +469,11 @@ fn a_git_lock_file_is_refused_before_anything_changes() {
 }
 
 /// The author and committer come from git's environment variables when they are set (CI
-/// jobs often set them instead of git's config), as `git revert` takes them.
+/// jobs often set them instead of git's config), as `git revert` takes them; with no date
+/// given, both carry the same time.
 #[test]
 fn author_and_committer_follow_gits_environment_variables() {
-    let (repo, [_, _, d]) = with_history("");
+    let (repo, [_, c, d]) = with_history("");
     repo.git(&["config", "--unset", "user.name"]);
     repo.git(&["config", "--unset", "user.email"]);
     let nobody = repo.release(&d, true);
@@ -493,6 +494,15 @@ fn author_and_committer_follow_gits_environment_variables() {
             .trim(),
         "Ci Author <author@ci.example> 1700000000 | Ci Bot <bot@ci.example>"
     );
+    let args = run_args(&c, false);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    repo.env.release_with_env(&args, &vars[..2]).assert_code(1);
+    repo.env
+        .release_with_env(&args, &[vars[0], vars[1], vars[3], vars[4]])
+        .assert_code(0);
+    let times = repo.git(&["log", "-1", "--format=%at %ct"]);
+    let (authored, committed) = times.trim().split_once(' ').unwrap();
+    assert_eq!(authored, committed, "one time for both");
 }
 
 #[test]
@@ -654,6 +664,29 @@ fn a_commit_where_a_shallow_clone_stops_is_refused_until_its_parent_is_fetched()
     // D's parent is in the clone: D reverts as usual, named or as the range C..D.
     release(&d, true).assert_code(0);
     release(&format!("{c}..{d}"), true).assert_code(0);
+    // In a linked worktree of the clone too: git keeps `shallow` in the common folder.
+    let linked = tempfile::Builder::new()
+        .prefix("release-linked-")
+        .tempdir()
+        .expect("temp dir");
+    let worktree = linked.path().join("wt");
+    git_in(clone.path(), &["switch", "-q", "-c", "parking"]);
+    git_in(
+        clone.path(),
+        &["worktree", "add", "-q", worktree.to_str().unwrap(), "main"],
+    );
+    let args = run_args(&c, true);
+    let run = repo.env.release_in(
+        &worktree,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    run.assert_code(1);
+    assert_mentions(&run, &stops);
+    git_in(
+        clone.path(),
+        &["worktree", "remove", "--force", worktree.to_str().unwrap()],
+    );
+    git_in(clone.path(), &["switch", "-q", "main"]);
     git_in(clone.path(), &["fetch", "-q", "--deepen=1"]);
     release(&c, false).assert_code(0);
     assert_eq!(
@@ -733,10 +766,7 @@ fn a_partial_clone_lacking_what_the_revert_needs_is_refused_with_the_command_tha
     // B's revert merges a.txt, whose versions before and at B were never fetched.
     let run = release(&b, true);
     run.assert_code(1);
-    assert_mentions(
-        &run,
-        "partial clone and lacks file contents the revert needs",
-    );
+    assert_mentions(&run, "partial clone and lacks objects the revert needs");
     run_printed_fix(&run, dir);
     release(&b, false).assert_code(0);
     assert_eq!(
@@ -762,6 +792,19 @@ fn run_ok(program: &str, args: &[&str], dir: &Path, vars: &[(&str, &str)]) -> St
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stops the gpg-agent that gpg started for a home of its own when the test ends, even by
+/// a panic.
+struct StopAgent<'a>(&'a Path);
+
+impl Drop for StopAgent<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .args(["--kill", "gpg-agent"])
+            .env("GNUPGHOME", self.0)
+            .status();
+    }
 }
 
 /// With `commit.gpgSign` on, the revert commits are signed as git signs them, with an SSH
@@ -801,7 +844,7 @@ fn revert_commits_are_signed_when_git_config_asks_for_it() {
     dry.assert_code(0);
     assert_mentions(
         &dry,
-        &format!("signed as git signs them (ssh key {key_text}.pub, with ssh-keygen)"),
+        &format!("would be signed as git signs them (ssh key {key_text}.pub, with ssh-keygen;"),
     );
     repo.release(&d, false).assert_code(0);
     repo.git(&["verify-commit", "HEAD"]);
@@ -812,6 +855,7 @@ fn revert_commits_are_signed_when_git_config_asks_for_it() {
         .tempdir_in("/tmp")
         .expect("temp dir");
     let home = [("GNUPGHOME", gnupg.path().to_str().unwrap())];
+    let _agent = StopAgent(gnupg.path());
     run_ok(
         "gpg",
         &[
@@ -857,10 +901,6 @@ fn revert_commits_are_signed_when_git_config_asks_for_it() {
     );
     assert_eq!(repo.head(), head, "nothing moved");
     assert_eq!(repo.status(), "");
-    let _ = Command::new("gpgconf")
-        .args(["--kill", "gpg-agent"])
-        .envs(home)
-        .status();
 }
 
 #[test]

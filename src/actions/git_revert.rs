@@ -52,7 +52,7 @@ mod tests;
 mod worktree;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use git2::{Oid, Repository};
@@ -108,6 +108,8 @@ struct Request {
     remote: String,
     branch: String,
     run_id: String,
+    /// The step's `timeout`: how long a signing program may wait for a passphrase.
+    timeout: Option<Duration>,
 }
 
 impl Request {
@@ -139,6 +141,7 @@ impl Request {
             remote: repository.remote.clone(),
             branch: repository.branch.clone(),
             run_id: ctx.run.id.clone(),
+            timeout: ctx.timeout,
         })
     }
 }
@@ -298,11 +301,23 @@ fn unverified_message(files: &[(String, String)]) -> Option<String> {
 
 /// The author and committer of the revert commits, as git finds them: `user.name` and
 /// `user.email` from git's config, overridden by `GIT_AUTHOR_NAME`, `GIT_AUTHOR_EMAIL`,
-/// `GIT_AUTHOR_DATE` and their `GIT_COMMITTER_*` twins, `EMAIL` as the last resort.
+/// `GIT_AUTHOR_DATE` and their `GIT_COMMITTER_*` twins, `EMAIL` as the last resort. With
+/// neither date set, both carry the same time, as git's do. (git 2.22's `author.*` and
+/// `committer.*` keys are not read: libgit2 does not know them.)
 fn identities(
     repo: &Repository,
 ) -> Result<(git2::Signature<'static>, git2::Signature<'static>), git2::Error> {
-    Ok((repo.author_from_env()?, repo.committer_from_env()?))
+    let author = repo.author_from_env()?;
+    let committer = repo.committer_from_env()?;
+    let dated = |var: &str| std::env::var_os(var).is_some();
+    if dated("GIT_AUTHOR_DATE") || dated("GIT_COMMITTER_DATE") {
+        return Ok((author, committer));
+    }
+    let committer = match (committer.name(), committer.email()) {
+        (Ok(name), Ok(email)) => git2::Signature::new(name, email, &author.when())?,
+        _ => committer,
+    };
+    Ok((author, committer))
 }
 
 fn signature_problem(repo: &Repository) -> Option<String> {
@@ -492,10 +507,7 @@ fn check_all(
     problems.extend(signature_problem(repo));
     problems.extend(held_locks(repo, &request.branch));
     let signing = match sign::configured(repo) {
-        Ok(Some(signer)) => signer
-            .check(&request.root)
-            .map_err(|e| problems.push(e))
-            .ok(),
+        Ok(Some(signer)) => signer.check().map_err(|e| problems.push(e)).ok(),
         Ok(None) => None,
         Err(e) => {
             problems.push(e);
@@ -628,10 +640,10 @@ fn compute_plan(
         .find_commit(head)
         .map_err(RevertError::git("cannot read HEAD"))?;
     revert_in_memory(repo, &head, &commits, request.mainline).map_err(|e| match e {
-        // A merge of a file's contents needs them: a partial clone may not have them.
+        // A merge reads the files' contents: a partial clone may lack them.
         RevertError::Git { source, .. } if lacks_object(&source) => {
             let what = format!(
-                "file contents the {} {} ({})",
+                "objects the {} {} ({})",
                 if commits.len() == 1 {
                     "revert"
                 } else {
@@ -682,7 +694,8 @@ fn lacking_contents(repo: &Repository, what: &str, commits: &[Oid]) -> RevertErr
             "the repository lacks {what}; it is damaged or incomplete: `git fsck` names what is missing"
         ));
     }
-    let shas: Vec<String> = commits.iter().map(|c| short(*c)).collect();
+    // Whole shas: the command is pasted, and a short one may be ambiguous in a big history.
+    let shas: Vec<String> = commits.iter().map(ToString::to_string).collect();
     RevertError::Refused(format!(
         "this repository is a partial clone and lacks {what}; git fetches such contents when a command needs them, libgit2 cannot: fetch them with `git show -m --format= {} >/dev/null`, then run again",
         shas.join(" ")
@@ -816,7 +829,7 @@ fn commit_in(
     }
     let signer = sign::configured(repo).map_err(RevertError::Refused)?;
     if let Some(signer) = &signer {
-        signer.check(&request.root).map_err(RevertError::Refused)?;
+        signer.check().map_err(RevertError::Refused)?;
     }
     if request.push {
         resolve_remote(repo, &request.remote, &request.branch)?;
@@ -862,7 +875,8 @@ fn commit_in(
             .map(|(step, tree)| (step.message.clone(), tree))
             .collect()
     };
-    let created = write_commits(repo, head, &to_commit, signer.as_ref(), &request.root)?;
+    let signing = signer.as_ref().map(|s| (s, request.timeout));
+    let created = write_commits(repo, head, &to_commit, signing)?;
     phases.mark("commits written");
     for (oid, (message, _)) in created.iter().zip(&to_commit) {
         notes.push(format!(
@@ -983,8 +997,7 @@ fn write_commits(
     repo: &Repository,
     head: Oid,
     commits: &[(String, Oid)],
-    signer: Option<&sign::Signer>,
-    root: &Path,
+    signer: Option<(&sign::Signer, Option<Duration>)>,
 ) -> Result<Vec<Oid>, RevertError> {
     let (author, committer) =
         identities(repo).map_err(RevertError::git("cannot read the author from git config"))?;
@@ -998,7 +1011,7 @@ fn write_commits(
             .map_err(RevertError::git("cannot read a reverted tree"))?;
         let oid = match signer {
             None => repo.commit(None, &author, &committer, message, &tree, &[&parent]),
-            Some(signer) => {
+            Some((signer, timeout)) => {
                 let payload = repo
                     .commit_create_buffer(&author, &committer, message, &tree, &[&parent])
                     .map_err(RevertError::git("cannot write a revert commit"))?;
@@ -1008,7 +1021,7 @@ fn write_commits(
                             .into(),
                     )
                 })?;
-                let gpgsig = signer.sign(payload, root)?;
+                let gpgsig = signer.sign(payload, timeout)?;
                 repo.commit_signed(payload, &gpgsig, None)
             }
         }

@@ -188,11 +188,9 @@ fn changes_path(
 
 /// The commits where a shallow clone's history stops (`shallow` in git's common folder,
 /// one sha per line): their parents were never fetched, so libgit2, like git, takes them
-/// for root commits. Empty for a complete repository.
+/// for root commits. Empty for a complete repository. Read from the common folder, not
+/// with libgit2's `is_shallow`, which looks in a linked worktree's own folder.
 fn shallow_boundary(repo: &Repository) -> Result<HashSet<Oid>, RevertError> {
-    if !repo.is_shallow() {
-        return Ok(HashSet::new());
-    }
     let path = repo.commondir().join("shallow");
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,

@@ -3,9 +3,10 @@
 //! git's config keys, git's programs and git's arguments. libgit2 signs nothing itself:
 //! it stores the signature it is given in the commit's `gpgsig` header.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use git2::{Config, Repository};
 
@@ -47,7 +48,13 @@ pub(super) struct Signer {
     format: Format,
     program: String,
     key: Key,
+    /// Where git runs the program and resolves a relative key path: the work tree's top.
+    cwd: PathBuf,
 }
+
+/// How long a signing program may take when the step sets no `timeout`: time for a
+/// passphrase or a hardware key's touch, not for a run left waiting unattended.
+const SIGNING_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The signer git's config asks for; `None` when `commit.gpgSign` is off (git's default).
 pub(super) fn configured(repo: &Repository) -> Result<Option<Signer>, String> {
@@ -68,15 +75,16 @@ pub(super) fn configured(repo: &Repository) -> Result<Option<Signer>, String> {
             ));
         }
     };
-    let program = program(&config, format);
+    let cwd = repo.workdir().unwrap_or_else(|| repo.path()).to_path_buf();
+    let program = expand_home(&program(&config, format));
     let signing_key = config.get_string("user.signingkey").ok();
     let key = match (format, signing_key) {
         (Format::Ssh, None) => {
             return Err(
-                "commit.gpgSign is on with gpg.format ssh, but user.signingKey is not set; set it to your key (`git config user.signingKey ~/.ssh/id_ed25519.pub`)".into(),
+                "commit.gpgSign is on with gpg.format ssh, but user.signingKey is not set (gpg.ssh.defaultKeyCommand is not run); set it to your key (`git config user.signingKey ~/.ssh/id_ed25519.pub`)".into(),
             );
         }
-        (Format::Ssh, Some(key)) => ssh_key(&key),
+        (Format::Ssh, Some(key)) => ssh_key(&key, &cwd),
         (_, Some(key)) => Key::Id(key),
         (_, None) => Key::Id(committer(repo)?),
     };
@@ -84,7 +92,16 @@ pub(super) fn configured(repo: &Repository) -> Result<Option<Signer>, String> {
         format,
         program,
         key,
+        cwd,
     }))
+}
+
+/// `~/…` with the home folder, as git expands paths in its config.
+fn expand_home(value: &str) -> String {
+    match (value.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest).display().to_string(),
+        _ => value.to_owned(),
+    }
 }
 
 /// `gpg.<format>.program`, else (for `openpgp`) the older `gpg.program`, else git's default.
@@ -118,45 +135,42 @@ fn committer(repo: &Repository) -> Result<String, String> {
 }
 
 /// `user.signingKey` for SSH: a public key written out (`key::…`, or git's older `ssh-…`)
-/// or a key file, `~/` meaning the home folder.
-fn ssh_key(value: &str) -> Key {
+/// or a key file, `~/` meaning the home folder and a relative path the work tree's top.
+fn ssh_key(value: &str, cwd: &Path) -> Key {
     if let Some(literal) = value.strip_prefix("key::") {
         return Key::Literal(literal.to_owned());
     }
     if value.starts_with("ssh-") {
         return Key::Literal(value.to_owned());
     }
-    match value.strip_prefix("~/") {
-        Some(rest) => Key::File(
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default()
-                .join(rest),
-        ),
-        None => Key::File(PathBuf::from(value)),
-    }
+    Key::File(cwd.join(expand_home(value)))
 }
 
 impl Signer {
     /// What the dry-run can tell without signing (which may ask for a passphrase): the
-    /// program is found and an SSH key file exists. Returns what would sign.
-    pub(super) fn check(&self, cwd: &Path) -> Result<String, String> {
-        if resolve_program(&self.program, cwd).is_none() {
+    /// program is found, an SSH key file exists, ssh-agent is there for a key it must hold.
+    /// Returns what would sign.
+    pub(super) fn check(&self) -> Result<String, String> {
+        if resolve_program(&self.program, &self.cwd).is_none() {
             return Err(format!(
                 "commit.gpgSign is on, but {}: install it or set gpg.{}.program",
-                why_not_runnable(&self.program, cwd),
+                why_not_runnable(&self.program, &self.cwd),
                 self.format.name()
             ));
         }
-        if let Key::File(path) = &self.key
-            && !path.is_file()
-        {
-            return Err(format!(
+        match &self.key {
+            Key::File(path) if !path.is_file() => Err(format!(
                 "commit.gpgSign is on, but the SSH key of user.signingKey ({}) is not found; fix user.signingKey",
                 path.display()
-            ));
+            )),
+            Key::Literal(_) if std::env::var_os("SSH_AUTH_SOCK").is_none() => Err(
+                "commit.gpgSign is on and user.signingKey is a public key, whose private key ssh-agent must hold, but SSH_AUTH_SOCK is not set: start ssh-agent and `ssh-add` the key".into(),
+            ),
+            _ => Ok(format!(
+                "the commits would be signed as git signs them ({}; the key is not tried: it may ask for a passphrase)",
+                self.describe()
+            )),
         }
-        Ok(format!("signed as git signs them ({})", self.describe()))
     }
 
     fn describe(&self) -> String {
@@ -168,14 +182,20 @@ impl Signer {
     }
 
     /// The signature of `payload` (a commit as libgit2 would write it), made as git makes
-    /// it, without its last newline (libgit2 adds the header's own).
-    pub(super) fn sign(&self, payload: &str, cwd: &Path) -> Result<String, RevertError> {
+    /// it, without its last newline (libgit2 adds the header's own). The program is killed
+    /// past `timeout` (the step's, else [`SIGNING_TIMEOUT`]).
+    pub(super) fn sign(
+        &self,
+        payload: &str,
+        timeout: Option<Duration>,
+    ) -> Result<String, RevertError> {
+        let limit = timeout.unwrap_or(SIGNING_TIMEOUT);
         let signature = match &self.key {
-            Key::Id(id) => self.sign_gpg(payload, id, cwd)?,
-            Key::File(path) => self.sign_ssh(payload, path, false, cwd)?,
+            Key::Id(id) => self.sign_gpg(payload, id, limit)?,
+            Key::File(path) => self.sign_ssh(payload, path, false, limit)?,
             Key::Literal(key) => {
                 let file = temp_file(".git_signing_key_tmp", key.as_bytes())?;
-                self.sign_ssh(payload, file.path(), true, cwd)?
+                self.sign_ssh(payload, file.path(), true, limit)?
             }
         };
         Ok(signature.trim_end_matches('\n').to_owned())
@@ -183,10 +203,10 @@ impl Signer {
 
     /// `gpg --status-fd=2 -bsau KEY` (gpgsm alike), the payload on stdin: git's call. A
     /// signature counts only with gpg's `SIG_CREATED` status line, as git checks.
-    fn sign_gpg(&self, payload: &str, id: &str, cwd: &Path) -> Result<String, RevertError> {
+    fn sign_gpg(&self, payload: &str, id: &str, limit: Duration) -> Result<String, RevertError> {
         let mut child = Command::new(&self.program)
             .args(["--status-fd=2", "-bsau", id])
-            .current_dir(cwd)
+            .current_dir(&self.cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -196,7 +216,7 @@ impl Signer {
             // gpg may exit before reading it all; its status says so below.
             let _ = stdin.write_all(payload.as_bytes());
         }
-        let out = child.wait_with_output().map_err(|e| self.cannot_run(&e))?;
+        let out = self.finish(child, limit)?;
         let status = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() || !status.contains("[GNUPG:] SIG_CREATED ") {
             return Err(self.failed(&status));
@@ -211,7 +231,7 @@ impl Signer {
         payload: &str,
         key: &Path,
         agent: bool,
-        cwd: &Path,
+        limit: Duration,
     ) -> Result<String, RevertError> {
         let buffer = temp_file(".git_signing_buffer_tmp", payload.as_bytes())?;
         let mut command = Command::new(&self.program);
@@ -219,15 +239,19 @@ impl Signer {
         if agent {
             command.arg("-U");
         }
-        let out = command
+        let child = command
             .arg(buffer.path())
-            .current_dir(cwd)
+            .current_dir(&self.cwd)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| self.cannot_run(&e))?;
+        let out = self.finish(child, limit);
         let sig = PathBuf::from(format!("{}.sig", buffer.path().display()));
         let signature = std::fs::read_to_string(&sig);
         let _ = std::fs::remove_file(&sig);
+        let out = out?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
             let why = if stderr.contains("usage:") {
@@ -238,6 +262,54 @@ impl Signer {
             return Err(self.failed(&why));
         }
         signature.map_err(|e| self.failed(&format!("no signature was written ({e})")))
+    }
+
+    /// Waits for the signing program, reading what it prints meanwhile; past `limit` (it
+    /// may be waiting for a passphrase nobody types) it is killed and nothing is signed.
+    fn finish(&self, mut child: Child, limit: Duration) -> Result<Output, RevertError> {
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            pipe.map(|mut pipe| {
+                std::thread::spawn(move || {
+                    let mut bytes = Vec::new();
+                    let _ = pipe.read_to_end(&mut bytes);
+                    bytes
+                })
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(RevertError::Refused(format!(
+                        "commit.gpgSign is on, but signing the revert commit ({}) did not finish within {} (is it waiting for a passphrase or a hardware key?); nothing was changed: {}, or give the step a longer `timeout`",
+                        self.describe(),
+                        if limit.as_secs() >= 1 {
+                            format!("{} s", limit.as_secs())
+                        } else {
+                            format!("{} ms", limit.as_millis())
+                        },
+                        self.try_command()
+                    )));
+                }
+                Err(e) => return Err(self.cannot_run(&e)),
+            }
+        };
+        let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            h.and_then(|h| h.join().ok()).unwrap_or_default()
+        };
+        Ok(Output {
+            status,
+            stdout: join(stdout),
+            stderr: join(stderr),
+        })
     }
 
     fn cannot_run(&self, e: &std::io::Error) -> RevertError {
@@ -312,30 +384,48 @@ mod tests {
 
     #[test]
     fn ssh_keys_are_read_as_git_reads_them() {
+        let top = Path::new("/work/tree");
         assert_eq!(
-            ssh_key("key::ssh-ed25519 AAAA x"),
+            ssh_key("key::ssh-ed25519 AAAA x", top),
             Key::Literal("ssh-ed25519 AAAA x".into())
         );
         assert_eq!(
-            ssh_key("ssh-ed25519 AAAA"),
+            ssh_key("ssh-ed25519 AAAA", top),
             Key::Literal("ssh-ed25519 AAAA".into())
         );
-        assert_eq!(ssh_key("/k/id.pub"), Key::File("/k/id.pub".into()));
-        let Key::File(home) = ssh_key("~/.ssh/id") else {
+        assert_eq!(ssh_key("/k/id.pub", top), Key::File("/k/id.pub".into()));
+        assert_eq!(
+            ssh_key("keys/id.pub", top),
+            Key::File("/work/tree/keys/id.pub".into()),
+            "relative to the work tree's top"
+        );
+        let Key::File(home) = ssh_key("~/.ssh/id", top) else {
             panic!("a file")
         };
-        assert!(home.ends_with(".ssh/id") && home.is_absolute(), "{home:?}");
+        assert!(
+            home.ends_with(".ssh/id") && !home.starts_with(top),
+            "{home:?}"
+        );
     }
 
+    /// Every key the test relies on is set in the repository's own config, which comes
+    /// before the user's global one.
     #[test]
     fn signing_is_read_from_git_config_with_gits_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init(dir.path()).unwrap();
-        let mut config = repo.config().unwrap();
+        let mut config = repo
+            .config()
+            .unwrap()
+            .open_level(git2::ConfigLevel::Local)
+            .unwrap();
         config.set_str("user.name", "T").unwrap();
         config.set_str("user.email", "t@e").unwrap();
-        assert!(configured(&repo).unwrap().is_none(), "off by default");
+        config.set_bool("commit.gpgsign", false).unwrap();
+        assert!(configured(&repo).unwrap().is_none(), "off");
         config.set_bool("commit.gpgsign", true).unwrap();
+        config.set_str("gpg.format", "openpgp").unwrap();
+        config.set_str("gpg.program", "gpg").unwrap();
         let gpg = configured(&repo).unwrap().unwrap();
         assert_eq!(
             (gpg.format, gpg.program.as_str(), &gpg.key),
@@ -343,26 +433,27 @@ mod tests {
         );
         config.set_str("gpg.program", "gpg2").unwrap();
         config.set_str("gpg.format", "x509").unwrap();
+        config.set_str("gpg.x509.program", "gpgsm").unwrap();
         let x509 = configured(&repo).unwrap().unwrap();
         assert_eq!(
             (x509.format, x509.program.as_str()),
             (Format::X509, "gpgsm")
         );
         config.set_str("gpg.format", "ssh").unwrap();
+        // (Unless the user's global config names a key.)
         let unset = configured(&repo).unwrap_err();
         assert!(unset.contains("user.signingKey is not set"), "{unset}");
         config
             .set_str("user.signingkey", "/nowhere/id.pub")
             .unwrap();
-        let ssh = configured(&repo).unwrap().unwrap();
-        assert_eq!(ssh.program, "ssh-keygen");
-        let missing = ssh.check(dir.path()).unwrap_err();
+        config.set_str("gpg.ssh.program", "sh").unwrap();
+        let missing = configured(&repo).unwrap().unwrap().check().unwrap_err();
         assert!(
             missing.contains("/nowhere/id.pub) is not found"),
             "{missing}"
         );
         config.set_str("gpg.ssh.program", "no-such-signer").unwrap();
-        let absent = configured(&repo).unwrap().unwrap().check(dir.path());
+        let absent = configured(&repo).unwrap().unwrap().check();
         assert!(
             absent
                 .unwrap_err()
@@ -371,5 +462,32 @@ mod tests {
         );
         config.set_str("gpg.format", "pgp").unwrap();
         assert!(configured(&repo).unwrap_err().contains("`pgp`"));
+    }
+
+    /// A signing program that does not finish is killed at the deadline, and says why.
+    #[test]
+    fn a_signer_that_hangs_is_killed_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("slow-gpg");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let signer = Signer {
+            format: Format::OpenPgp,
+            program: script.display().to_string(),
+            key: Key::Id("T <t@e>".into()),
+            cwd: dir.path().to_path_buf(),
+        };
+        let started = Instant::now();
+        let err = signer
+            .sign("tree 0\n", Some(Duration::from_millis(300)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "killed, not waited for"
+        );
+        assert!(err.contains("did not finish within 300 ms"), "{err}");
+        assert!(err.contains("nothing was changed"), "{err}");
     }
 }

@@ -581,6 +581,7 @@ fn the_dry_run_writes_no_object_ref_or_index() {
         remote: "origin".into(),
         branch: "main".into(),
         run_id: "r1".into(),
+        timeout: None,
     };
     let preflight = preflight_blocking(&request, false);
     assert_eq!(preflight.fidelity, Fidelity::Simulated, "{preflight:?}");
@@ -653,9 +654,16 @@ fn the_early_stat_scan_agrees_with_the_plain_check() {
 #[test]
 fn a_checkout_that_cannot_write_the_index_puts_the_files_back() {
     let dir = tempfile::tempdir().unwrap();
-    let history: Vec<Vec<Op>> = (0..3).map(|i| vec![(0, i, 0, i), (5, 4, 0, i)]).collect();
+    // Going back to the first commit changes e.txt, deletes b.txt and dir/c.txt, and adds
+    // a.txt back (the last commit deleted it).
+    let history: Vec<Vec<Op>> = vec![
+        vec![(0, 0, 0, 0), (5, 4, 0, 0)],
+        vec![(0, 1, 1, 1), (5, 4, 0, 1)],
+        vec![(0, 2, 2, 2), (5, 4, 0, 2), (7, 0, 1, 1)],
+    ];
     let (repo, commits) = make_history(dir.path(), &history);
     git_ok(dir.path(), &["reset", "-q", "--hard"]);
+    assert!(!dir.path().join("a.txt").exists(), "HEAD has no a.txt");
     let index_before = std::fs::read(dir.path().join(".git/index")).unwrap();
     let files_before: Vec<(String, Vec<u8>)> = FILES
         .iter()

@@ -798,22 +798,12 @@ pub(super) fn checkout(repo: &Repository, head: Oid, tree: Oid) -> Result<(), Re
         RevertError::Refused(if obstacles.is_empty() {
             // The writing failed, perhaps halfway (or only the index, locked meanwhile):
             // the changed files go back to HEAD's, leaving the index alone.
-            let restored = restore(repo, &head_tree, &changes).is_ok();
             format!(
                 "cannot update the work tree: {}; {}",
                 e.message(),
-                if restored {
-                    "the files are back as they were; nothing was changed".to_owned()
-                } else {
-                    format!(
-                        "some files may hold the revert: `git status` shows them, `git checkout -f HEAD -- {}` puts them back",
-                        crate::actions::run::show_argv(
-                            &changes
-                                .iter()
-                                .map(|c| String::from_utf8_lossy(&c.path).into_owned())
-                                .collect::<Vec<_>>()
-                        )
-                    )
+                match restore(repo, &head_tree, &changes) {
+                    Ok(()) => restored_message(repo, &head_tree, &changes),
+                    Err(_) => unrestored_message(&head_tree, &changes),
                 }
             )
         } else {
@@ -823,6 +813,77 @@ pub(super) fn checkout(repo: &Repository, head: Oid, tree: Oid) -> Result<(), Re
             )
         })
     })
+}
+
+/// After [`restore`]: nothing changed, unless some of the files go through a filter driver
+/// (git LFS), which libgit2 cannot run: those hold the content as stored (for LFS, the
+/// pointer) until git's checkout smudges them.
+fn restored_message(
+    repo: &Repository,
+    head_tree: &Tree<'_>,
+    changes: &[super::plan::TreeChange],
+) -> String {
+    let stored: Vec<String> = super::filters::configured(repo)
+        .ok()
+        .filter(|configured| !configured.is_empty())
+        .and_then(|configured| {
+            let in_head: Vec<(Vec<u8>, Oid)> = changes
+                .iter()
+                .filter_map(|c| {
+                    let entry = head_tree.get_path(&super::bytes_path(&c.path)).ok()?;
+                    (entry.kind() == Some(git2::ObjectType::Blob))
+                        .then(|| (c.path.clone(), entry.id()))
+                })
+                .collect();
+            super::filters::filtered(repo, &configured, &in_head).ok()
+        })
+        .unwrap_or_default()
+        .iter()
+        .map(|f| String::from_utf8_lossy(&f.path).into_owned())
+        .collect();
+    if stored.is_empty() {
+        return "the files are back as they were; nothing was changed".into();
+    }
+    let mut checkout: Vec<String> = ["git", "checkout", "--"].map(String::from).to_vec();
+    checkout.extend(stored.iter().cloned());
+    format!(
+        "the files are back as HEAD stores them, and nothing else changed, but {} of a filter driver (git LFS) now hold the stored content (for LFS, the pointer): `{}` runs the driver",
+        stored.join(", "),
+        crate::actions::run::show_argv(&checkout)
+    )
+}
+
+/// When [`restore`] failed too: what may be left, and git's commands that put it back
+/// (HEAD's files checked out again, the files the revert added removed).
+fn unrestored_message(head_tree: &Tree<'_>, changes: &[super::plan::TreeChange]) -> String {
+    let (in_head, added): (Vec<_>, Vec<_>) = changes
+        .iter()
+        .partition(|c| head_tree.get_path(&super::bytes_path(&c.path)).is_ok());
+    let paths = |changes: Vec<&super::plan::TreeChange>| -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| String::from_utf8_lossy(&c.path).into_owned())
+            .collect()
+    };
+    let (in_head, added) = (paths(in_head), paths(added));
+    let mut fixes = Vec::new();
+    if !in_head.is_empty() {
+        let mut argv: Vec<String> = ["git", "--literal-pathspecs", "checkout", "-f", "HEAD", "--"]
+            .map(String::from)
+            .to_vec();
+        argv.extend(in_head);
+        fixes.push(format!("`{}`", crate::actions::run::show_argv(&argv)));
+    }
+    if !added.is_empty() {
+        let mut argv: Vec<String> = ["rm", "-f", "--"].map(String::from).to_vec();
+        argv.extend(added);
+        fixes.push(format!("`{}`", crate::actions::run::show_argv(&argv)));
+    }
+    format!(
+        "some files may hold the revert (`git status` shows them); {} put{} them back",
+        fixes.join(" and "),
+        if fixes.len() == 1 { "s" } else { "" }
+    )
 }
 
 /// Puts the `changes`' paths back as HEAD has them, without touching the index: after a
