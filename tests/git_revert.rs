@@ -496,6 +496,7 @@ fn author_and_committer_follow_gits_environment_variables() {
     );
     let args = run_args(&c, false);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // An author alone is not enough: git wants a committer too.
     repo.env.release_with_env(&args, &vars[..2]).assert_code(1);
     repo.env
         .release_with_env(&args, &[vars[0], vars[1], vars[3], vars[4]])
