@@ -10,7 +10,9 @@
 #   - `release run` of a one-step `git_revert` runbook (real: commits, checkout, audit),
 #   - the same with `--dry-run` (the in-memory preflight; writes only the audit log),
 # and the fixed costs inside every release figure: `release --version` (process start) and
-# `release run` of a one-step `run: ["true"]` runbook (the engine: config, lock, audit).
+# `release run` of a one-step `run: ["true"]` runbook (the engine: config, lock, audit),
+# and `git status --porcelain -uno`: the dirty-tree check a dry-run must make, as git makes
+# it, a floor under any whole-command dry-run.
 # The repository is put back with `git reset --hard` before every timing (--prepare), so
 # every run reverts from the same HEAD, and the audit log is emptied: each run replays the
 # whole log, so a log grown by the earlier timings would charge the later commands more
@@ -92,7 +94,9 @@ hyperfine -N --style basic --warmup 5 --runs 30 --export-json "$SANDBOX/version.
   --prepare "rm -f $repo/.release/audit.jsonl" \
   --command-name "release --version" "$BIN --version" \
   --command-name "release run noop.yaml (one run: [true] step)" \
-  "$BIN -C $repo run noop.yaml --component orchestration --stage staging --reason bench --no-progress" >&2
+  "$BIN -C $repo run noop.yaml --component orchestration --stage staging --reason bench --no-progress" \
+  --command-name "git status --porcelain -uno (the dirty-tree check alone)" \
+  "git -C $repo status --porcelain -uno" >&2
 
 # The action alone, in one process (bench/git_revert_action.rs), against the CLI in the
 # same loop: each round times `git revert`, the preflight and the real run, from the same
@@ -118,7 +122,7 @@ def load(path):
 def ms(r):
     return f"{r['mean'] * 1e3:.1f} ms ± {r['stddev'] * 1e3:.1f}"
 
-version, noop = load(sys.argv[3])
+version, noop, status = load(sys.argv[3])
 met = lambda q, t: "met" if q <= t else f"MISSED by {(q / t - 1) * 100:.0f} %"
 print("| case | `git revert` (CLI) | `release run` (real) | real / CLI | target | `release run --dry-run` | dry-run / CLI | target |")
 print("|---|---|---|---|---|---|---|---|")
@@ -134,6 +138,12 @@ print()
 print(f"Fixed costs inside every `release run` figure: process start (`release --version`) {ms(version)}; "
       f"the engine with nothing to do (`release run` of one `run: [\"true\"]` step: config, runbook, "
       f"lock, audit records appended and fdatasynced) {ms(noop)}.")
+one_cli = rows[0][1]
+print()
+print(f"What no dry-run can skip, as git itself does it: `git status --porcelain -uno` (one process "
+      f"that reads the index and compares the 5,000 tracked files' stat data, no revert computed) "
+      f"takes {ms(status)}, {status['mean'] / one_cli['mean']:.2f}× the one-commit `git revert`, "
+      f"against the dry-run's 0.5× target.")
 print()
 print("| case, net of the engine's fixed cost | real − engine | / CLI | dry-run − engine | / CLI |")
 print("|---|---|---|---|---|")
