@@ -2,6 +2,11 @@
 //! (`gpg`), X.509 (`gpgsm`) or SSH (`ssh-keygen -Y sign`), chosen by `gpg.format`, with
 //! git's config keys, git's programs and git's arguments. libgit2 signs nothing itself:
 //! it stores the signature it is given in the commit's `gpgsig` header.
+//!
+//! Unlike a step's processes, the signing program stays in release's process group, as git
+//! runs it: it may ask for a passphrase on the terminal (ssh-keygen reads `/dev/tty`, which
+//! would stop it in a group of its own). Ctrl-C reaches it directly, and a deadline (the
+//! step's `timeout`, else two minutes) kills it if nobody answers.
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
