@@ -374,6 +374,32 @@ fn dry_run_with_push_resolves_the_remote() {
     );
 }
 
+/// An SSH remote named by a `Host` alias of `~/.ssh/config` works for git (OpenSSH reads
+/// the file) but not for libgit2: the dry-run warns before the real run's push would fail.
+#[test]
+fn a_host_alias_of_the_ssh_config_is_warned_of() {
+    let (repo, [_, c, _]) = with_history(", push: true");
+    repo.git(&["remote", "set-url", "origin", "gh-work:org/repo.git"]);
+    let plain = repo.release(&c, true);
+    plain.assert_code(0);
+    assert!(
+        !output(&plain).contains("Host entry"),
+        "{}",
+        plain.transcript()
+    );
+    repo.env.write(
+        ".home/.ssh/config",
+        "Host *\n  ServerAliveInterval 30\n\nHost gh-work\n  HostName github.com\n  User git\n  IdentityFile ~/.ssh/work\n",
+    );
+    let run = repo.release(&c, true);
+    run.assert_code(0);
+    assert_mentions(
+        &run,
+        "`gh-work` is a Host entry of ~/.ssh/config (HostName, User, IdentityFile), which libgit2 does not read",
+    );
+    assert_mentions(&run, "`git remote set-url --push origin USER@HOST:PATH`");
+}
+
 #[test]
 fn rejected_push_is_reported_and_the_commits_stay_local() {
     let (repo, [_, c, _]) = with_history(", push: true");

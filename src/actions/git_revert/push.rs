@@ -133,18 +133,86 @@ pub fn resolve_remote(
                 TOKEN_VARIABLES[0], TOKEN_VARIABLES[1]
             ));
         }
-    } else if (lower.starts_with("ssh://")
-        || (!lower.contains("://") && url.contains(':') && !url.starts_with('/')))
-        && std::env::var_os("SSH_AUTH_SOCK").is_none()
-    {
-        warnings.push(
-            "SSH_AUTH_SOCK is not set: no ssh-agent to authenticate the push over SSH".into(),
-        );
+    } else if let Some(host) = ssh_host(&url) {
+        if std::env::var_os("SSH_AUTH_SOCK").is_none() {
+            warnings.push(
+                "SSH_AUTH_SOCK is not set: no ssh-agent to authenticate the push over SSH".into(),
+            );
+        }
+        if let Some(settings) = ssh_config_alias(host) {
+            warnings.push(format!(
+                "`{host}` is a Host entry of ~/.ssh/config ({settings}), which libgit2 does not read: the push would connect to `{host}` as a host name; put the real host in the push URL (`git remote set-url --push {name} USER@HOST:PATH`)"
+            ));
+        }
     }
     Ok(PushTarget {
         url: shown_url(&url),
         warnings,
     })
+}
+
+/// The host of an SSH remote URL (`ssh://[user@]host[:port]/path` or scp-like
+/// `[user@]host:path`); `None` for any other URL.
+fn ssh_host(url: &str) -> Option<&str> {
+    let lower = url.to_ascii_lowercase();
+    let authority = if lower.starts_with("ssh://") || lower.starts_with("git+ssh://") {
+        let rest = url.split_once("://")?.1;
+        let authority = rest.split('/').next()?;
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    } else if !url.contains("://") && !url.starts_with('/') {
+        let colon = url.find(':')?;
+        if url[..colon].contains('/') {
+            return None;
+        }
+        &url[..colon]
+    } else {
+        return None;
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host.is_empty()).then_some(host)
+}
+
+/// The settings `~/.ssh/config` gives `host` that change where or as whom ssh connects
+/// ([`alias_settings`]); `None` when there are none or no such file. OpenSSH applies them;
+/// libgit2's SSH (libssh2) reads no such file.
+fn ssh_config_alias(host: &str) -> Option<String> {
+    let home = std::env::var_os("HOME")?;
+    let text = std::fs::read_to_string(std::path::Path::new(&home).join(".ssh/config")).ok()?;
+    alias_settings(&text, host)
+}
+
+/// In an ssh config `text`, the keys among `HostName`, `Port`, `User`, `IdentityFile`,
+/// `ProxyCommand` and `ProxyJump` set in a `Host` block whose line names `host` exactly (a
+/// pattern like `*` is not counted: it holds defaults, not an alias).
+fn alias_settings(text: &str, host: &str) -> Option<String> {
+    const CHANGES: [&str; 6] = [
+        "hostname",
+        "port",
+        "user",
+        "identityfile",
+        "proxycommand",
+        "proxyjump",
+    ];
+    let mut in_block = false;
+    let mut found: Vec<&str> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        let (key, value) = line
+            .split_once(|c: char| c.is_whitespace() || c == '=')
+            .unwrap_or((line, ""));
+        let value = value.trim_start_matches(|c: char| c.is_whitespace() || c == '=');
+        let lower = key.to_ascii_lowercase();
+        if lower == "host" {
+            in_block = value.split_whitespace().any(|p| p == host);
+        } else if lower == "match" {
+            in_block = false;
+        } else if in_block
+            && CHANGES.contains(&lower.as_str())
+            && !found.iter().any(|f| f.eq_ignore_ascii_case(key))
+        {
+            found.push(key);
+        }
+    }
+    (!found.is_empty()).then(|| found.join(", "))
 }
 
 /// The kinds of credentials offered so far, so that a refused one is not offered again
@@ -296,6 +364,31 @@ pub fn push_branch(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ssh_hosts_and_config_aliases_are_read_as_openssh_reads_them() {
+        use super::{alias_settings, ssh_host};
+        assert_eq!(ssh_host("git@gh-work:org/repo.git"), Some("gh-work"));
+        assert_eq!(
+            ssh_host("ssh://git@host.example:2222/org/repo"),
+            Some("host.example")
+        );
+        assert_eq!(ssh_host("https://github.com/org/repo"), None);
+        assert_eq!(ssh_host("/srv/git/repo.git"), None);
+        assert_eq!(ssh_host("../origin"), None);
+        let config = "Host *\n  IdentityFile ~/.ssh/default\n\nHost gh-work gh-play\n  HostName github.com\n  User git\n  IdentityFile=~/.ssh/work\nMatch host x\n  Port 22\n";
+        assert_eq!(
+            alias_settings(config, "gh-work").as_deref(),
+            Some("HostName, User, IdentityFile")
+        );
+        assert_eq!(
+            alias_settings(config, "github.com"),
+            None,
+            "only `*` names it"
+        );
+        assert_eq!(alias_settings("Host other\n  Port 2\n", "gh-work"), None);
+    }
+
     use super::{local_remote, shown_url};
 
     #[test]
