@@ -891,13 +891,13 @@ fn commit_in(
         ))?;
         persist(repo, &disk, new_head)?;
         phases.mark("objects written");
-        worktree::checkout(repo, head, plan.tree)?;
+        let changes = worktree::checkout(repo, head, plan.tree)?;
         phases.mark("work tree updated");
         let title = to_commit
             .last()
             .and_then(|(m, _)| m.lines().next())
             .unwrap_or_default();
-        move_branch(repo, request, head, new_head, title)?;
+        move_branch(repo, request, [head, new_head], title, &changes)?;
         phases.mark("branch moved");
     }
     let smudge_failed = if filtered.is_empty() || created.is_empty() {
@@ -1038,34 +1038,32 @@ fn write_commits(
 fn move_branch(
     repo: &Repository,
     request: &Request,
-    head: Oid,
-    new_head: Oid,
+    [head, new_head]: [Oid; 2],
     title: &str,
+    changes: &[plan::TreeChange],
 ) -> Result<(), RevertError> {
     let refname = format!("refs/heads/{}", request.branch);
     let log = format!("revert: {title} (release run {})", request.run_id);
     let Err(e) = repo.reference_matching(&refname, new_head, true, head, &log) else {
         return Ok(());
     };
-    // Someone moved the branch while we worked, or holds its lock: put the work tree back
-    // at its HEAD.
-    let restored = repo
-        .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
-        .is_ok();
+    // Someone moved the branch while we worked, or holds its lock: the files the revert
+    // wrote go back to HEAD's, and no other file is touched.
+    let restored = worktree::put_back(repo, changes).is_ok();
     let what = if e.code() == git2::ErrorCode::Locked {
         "is locked by another git process"
     } else {
         "moved while reverting"
     };
+    let work_tree = match (restored, repo.head().and_then(|h| h.peel_to_tree())) {
+        (true, _) => "the files it wrote are back as HEAD has them".to_owned(),
+        (false, Ok(head_tree)) => worktree::unrestored_message(&head_tree, changes),
+        (false, Err(_)) => "some files may hold the revert (`git status` shows them)".to_owned(),
+    };
     Err(RevertError::Refused(format!(
-        "{} {what} ({}); the revert commits were not added to it{}",
+        "{} {what} ({}); the revert commits were not added to it; {work_tree}",
         request.branch,
         e.message(),
-        if restored {
-            "; the work tree is back at its HEAD"
-        } else {
-            "; run `git checkout -f` to restore the work tree"
-        }
     )))
 }
 

@@ -694,3 +694,63 @@ fn a_checkout_that_cannot_write_the_index_puts_the_files_back() {
     std::fs::remove_file(&lock).unwrap();
     assert_eq!(git_ok(dir.path(), &["status", "--porcelain"]), "");
 }
+
+/// A branch that cannot move after the checkout (another git process holds its lock) puts
+/// back only the files the revert wrote, in the index and the work tree: a file edited by
+/// hand meanwhile keeps its edit.
+#[test]
+fn a_branch_that_cannot_move_puts_back_only_the_files_the_revert_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let history: Vec<Vec<Op>> = vec![
+        vec![(0, 0, 0, 0), (5, 4, 0, 0)],
+        vec![(0, 1, 1, 1), (5, 4, 0, 1)],
+        vec![(0, 2, 2, 2), (5, 4, 0, 2), (7, 0, 1, 1)],
+    ];
+    let (repo, commits) = make_history(dir.path(), &history);
+    git_ok(dir.path(), &["reset", "-q", "--hard"]);
+    let head = commits[2];
+    // Back to the second commit: dir/c.txt goes, e.txt changes, a.txt comes back.
+    let target = repo.find_commit(commits[1]).unwrap().tree_id();
+    let changes = worktree::checkout(&repo, head, target).unwrap();
+    assert!(
+        dir.path().join("a.txt").exists(),
+        "the checkout wrote a.txt"
+    );
+    std::fs::write(dir.path().join("b.txt"), "edited by hand\n").unwrap();
+    std::fs::write(dir.path().join(".git/refs/heads/main.lock"), "").unwrap();
+    let request = Request {
+        root: dir.path().to_path_buf(),
+        specs: Vec::new(),
+        touching: None,
+        mainline: None,
+        squash: false,
+        push: false,
+        remote: "origin".into(),
+        branch: "main".into(),
+        run_id: "r1".into(),
+        timeout: None,
+    };
+
+    let refused = move_branch(&repo, &request, [head, commits[0]], "t", &changes)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("main is locked by another git process"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("the files it wrote are back as HEAD has them"),
+        "{refused}"
+    );
+    std::fs::remove_file(dir.path().join(".git/refs/heads/main.lock")).unwrap();
+    assert_eq!(
+        repo.head().unwrap().target(),
+        Some(head),
+        "the branch did not move"
+    );
+    assert_eq!(
+        git_ok(dir.path(), &["status", "--porcelain"]),
+        " M b.txt\n",
+        "only the edit made by hand is left"
+    );
+}

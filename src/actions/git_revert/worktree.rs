@@ -752,7 +752,11 @@ pub fn paths_in_the_way(
 /// Makes the index and the work tree match `tree`, changing only the files that differ
 /// from HEAD. libgit2 looks for every obstacle before it writes a file: on failure nothing
 /// changed.
-pub(super) fn checkout(repo: &Repository, head: Oid, tree: Oid) -> Result<(), RevertError> {
+pub(super) fn checkout(
+    repo: &Repository,
+    head: Oid,
+    tree: Oid,
+) -> Result<Vec<super::plan::TreeChange>, RevertError> {
     let head_tree = repo
         .find_commit(head)
         .and_then(|c| c.tree())
@@ -794,7 +798,10 @@ pub(super) fn checkout(repo: &Repository, head: Oid, tree: Oid) -> Result<(), Re
         }
         result = repo.checkout_tree(tree.as_object(), Some(&mut builder));
     }
-    result.map_err(|e| {
+    let Err(e) = result else {
+        return Ok(changes);
+    };
+    Err({
         RevertError::Refused(if obstacles.is_empty() {
             // The writing failed, perhaps halfway (or only the index, locked meanwhile):
             // the changed files go back to HEAD's, leaving the index alone.
@@ -855,7 +862,10 @@ fn restored_message(
 
 /// When [`restore`] failed too: what may be left, and git's commands that put it back
 /// (HEAD's files checked out again, the files the revert added removed).
-fn unrestored_message(head_tree: &Tree<'_>, changes: &[super::plan::TreeChange]) -> String {
+pub(super) fn unrestored_message(
+    head_tree: &Tree<'_>,
+    changes: &[super::plan::TreeChange],
+) -> String {
     let (in_head, added): (Vec<_>, Vec<_>) = changes
         .iter()
         .partition(|c| head_tree.get_path(&super::bytes_path(&c.path)).is_ok());
@@ -903,6 +913,23 @@ fn restore(
         builder.path(&change.path);
     }
     repo.checkout_tree(head_tree.as_object(), Some(&mut builder))
+}
+
+/// Puts the `changes`' paths back as the current HEAD has them, in the index and the work
+/// tree, leaving every other file alone: after a checkout whose branch could not move.
+pub(super) fn put_back(
+    repo: &Repository,
+    changes: &[super::plan::TreeChange],
+) -> Result<(), git2::Error> {
+    let mut builder = CheckoutBuilder::new();
+    builder
+        .force()
+        .remove_untracked(true)
+        .disable_pathspec_match(true);
+    for change in changes {
+        builder.path(&change.path);
+    }
+    repo.checkout_head(Some(&mut builder))
 }
 
 /// Whether the tracked file at `path` is its index entry once put through its filter
