@@ -801,25 +801,23 @@ pub(super) fn checkout(
     let Err(e) = result else {
         return Ok(changes);
     };
-    Err({
-        RevertError::Refused(if obstacles.is_empty() {
-            // The writing failed, perhaps halfway (or only the index, locked meanwhile):
-            // the changed files go back to HEAD's, leaving the index alone.
-            format!(
-                "cannot update the work tree: {}; {}",
-                e.message(),
-                match restore(repo, &head_tree, &changes) {
-                    Ok(()) => restored_message(repo, &head_tree, &changes),
-                    Err(_) => unrestored_message(&head_tree, &changes),
-                }
-            )
-        } else {
-            format!(
-                "files in the work tree are in the way: {}; move or commit them, then run again; nothing was changed",
-                obstacles.join(", ")
-            )
-        })
-    })
+    Err(RevertError::Refused(if obstacles.is_empty() {
+        // The writing failed, perhaps halfway (or only the index, locked meanwhile):
+        // the changed files go back to HEAD's, leaving the index alone.
+        format!(
+            "cannot update the work tree: {}; {}",
+            e.message(),
+            match restore(repo, &head_tree, &changes) {
+                Ok(()) => restored_message(repo, &head_tree, &changes),
+                Err(_) => unrestored_message(&head_tree, &changes),
+            }
+        )
+    } else {
+        format!(
+            "files in the work tree are in the way: {}; move or commit them, then run again; nothing was changed",
+            obstacles.join(", ")
+        )
+    }))
 }
 
 /// After [`restore`]: nothing changed, unless some of the files go through a filter driver
