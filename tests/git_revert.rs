@@ -948,6 +948,32 @@ fn a_revert_already_undone_is_skipped_so_a_rerun_only_pushes() {
     );
 }
 
+/// A commit from another branch whose changes the branch never had: reverting it changes
+/// nothing, and the run says that it is not on the branch (a sha copied from the wrong
+/// branch), not that its changes are already undone.
+#[test]
+fn a_commit_the_branch_never_had_is_named_as_such() {
+    let (repo, _) = with_history("");
+    repo.git(&["switch", "-q", "-c", "side"]);
+    let side = repo.commit_files("side work", &[("s.txt", "s\n")]);
+    repo.git(&["switch", "-q", "main"]);
+    let head = repo.head();
+    let short = &side[..8];
+    let dry = repo.release(&side, true);
+    dry.assert_code(0);
+    assert_mentions(
+        &dry,
+        &format!("nothing to revert: {short} is not on main, which does not have its changes"),
+    );
+    let real = repo.release(&side, false);
+    real.assert_code(0);
+    assert_mentions(
+        &real,
+        &format!("{short} is not on main, and main does not have its changes: skipped"),
+    );
+    assert_eq!(repo.head(), head, "no revert commit");
+}
+
 #[test]
 fn a_same_size_edit_right_after_a_commit_is_dirty() {
     let (repo, [_, c, _]) = with_history("");

@@ -384,8 +384,15 @@ fn describe_plan(plan: &RevertPlan, request: &Request) -> String {
                     let _ = write!(out, " and {} more files", changes.len() - FILES_SHOWN);
                 }
             }
-            StepResult::Empty => {
+            StepResult::Empty { on_branch: true } => {
                 out.push_str("nothing: its changes are already undone, so it is skipped");
+            }
+            StepResult::Empty { on_branch: false } => {
+                let _ = write!(
+                    out,
+                    "nothing: it is not on {0}, and {0} does not have its changes, so it is skipped",
+                    request.branch
+                );
             }
             StepResult::Conflicted(conflicts) => {
                 let shown: Vec<String> =
@@ -743,7 +750,22 @@ fn ready(
     let applied = plan.applied().count();
     let mut notes = Vec::new();
     let mut warned = unverified.is_some();
-    if applied == 0 {
+    let elsewhere: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.result, StepResult::Empty { on_branch: false }))
+        .map(|s| short(s.commit))
+        .collect();
+    if applied == 0 && !elsewhere.is_empty() {
+        warned = true;
+        notes.push(format!(
+            "nothing to revert: {} {} not on {}, which does not have {} changes; check the commits given (from another branch?)",
+            elsewhere.join(", "),
+            if elsewhere.len() == 1 { "is" } else { "are" },
+            request.branch,
+            if elsewhere.len() == 1 { "its" } else { "their" },
+        ));
+    } else if applied == 0 {
         warned = true;
         notes.push(format!(
             "nothing to revert: the changes of every selected commit are already undone on {}",
@@ -855,13 +877,18 @@ fn commit_in(
     let mut notes: Vec<String> = plan
         .steps
         .iter()
-        .filter(|step| matches!(step.result, StepResult::Empty))
-        .map(|step| {
-            format!(
+        .filter_map(|step| match step.result {
+            StepResult::Empty { on_branch: true } => Some(format!(
                 "{} is already undone on {}: skipped",
                 short(step.commit),
                 request.branch
-            )
+            )),
+            StepResult::Empty { on_branch: false } => Some(format!(
+                "{0} is not on {1}, and {1} does not have its changes: skipped",
+                short(step.commit),
+                request.branch
+            )),
+            _ => None,
         })
         .collect();
     let to_commit: Vec<(String, Oid)> = if request.squash {

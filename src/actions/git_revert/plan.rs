@@ -74,8 +74,9 @@ impl fmt::Display for Conflict {
 pub enum StepResult {
     /// A clean revert: the tree after it and the files it changes.
     Applied { tree: Oid, changes: Vec<Change> },
-    /// The commit's changes are already undone: reverting it changes nothing.
-    Empty,
+    /// Reverting the commit changes nothing: its changes are already undone, or, when it is
+    /// not `on_branch` (not HEAD nor one of its ancestors), the branch never had them.
+    Empty { on_branch: bool },
     /// The files that conflict. Later reverts are computed as if this one were left out.
     Conflicted(Vec<Conflict>),
 }
@@ -699,7 +700,10 @@ pub fn revert_in_memory(
             };
         let result = match merged {
             Err(conflicts) => StepResult::Conflicted(conflicts),
-            Ok(id) if id == current.id() => StepResult::Empty,
+            Ok(id) if id == current.id() => StepResult::Empty {
+                on_branch: oid == head.id()
+                    || repo.graph_descendant_of(head.id(), oid).unwrap_or(true),
+            },
             Ok(id) => {
                 let tree = repo
                     .find_tree(id)
