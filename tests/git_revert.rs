@@ -131,9 +131,17 @@ impl Repo {
 
     /// `release run rb/revert.yaml … --set commit=COMMITS [--dry-run]`
     fn release(&self, commits: &str, dry_run: bool) -> Run {
-        let args = run_args(commits, dry_run);
-        self.env
-            .release(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        self.release_at(self.env.path(), commits, dry_run, &[])
+    }
+
+    /// The same in `dir` (a clone or a worktree of the project), with extra variables.
+    fn release_at(&self, dir: &Path, commits: &str, dry_run: bool, vars: &[(&str, &str)]) -> Run {
+        let mut command = self.env.command();
+        command
+            .current_dir(dir)
+            .args(run_args(commits, dry_run))
+            .envs(vars.iter().copied());
+        Run::of(&mut command)
     }
 
     /// Every ref, HEAD, the index's bytes and every work-tree file's bytes.
@@ -512,21 +520,23 @@ fn author_and_committer_follow_gits_environment_variables() {
         ("GIT_COMMITTER_NAME", "Ci Bot"),
         ("GIT_COMMITTER_EMAIL", "bot@ci.example"),
     ];
-    let args = run_args(&d, false);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    repo.env.release_with_env(&args, &vars).assert_code(0);
+    repo.release_at(repo.env.path(), &d, false, &vars)
+        .assert_code(0);
     assert_eq!(
         repo.git(&["log", "-1", "--format=%an <%ae> %at | %cn <%ce>"])
             .trim(),
         "Ci Author <author@ci.example> 1700000000 | Ci Bot <bot@ci.example>"
     );
-    let args = run_args(&c, false);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // An author alone is not enough: git wants a committer too.
-    repo.env.release_with_env(&args, &vars[..2]).assert_code(1);
-    repo.env
-        .release_with_env(&args, &[vars[0], vars[1], vars[3], vars[4]])
-        .assert_code(0);
+    repo.release_at(repo.env.path(), &c, false, &vars[..2])
+        .assert_code(1);
+    repo.release_at(
+        repo.env.path(),
+        &c,
+        false,
+        &[vars[0], vars[1], vars[3], vars[4]],
+    )
+    .assert_code(0);
     let times = repo.git(&["log", "-1", "--format=%at %ct"]);
     let (authored, committed) = times.trim().split_once(' ').unwrap();
     assert_eq!(authored, committed, "one time for both");
@@ -669,13 +679,8 @@ fn a_commit_where_a_shallow_clone_stops_is_refused_until_its_parent_is_fetched()
     );
     let shallow = std::fs::read_to_string(clone.path().join(".git/shallow")).expect("shallow");
     assert_eq!(shallow.trim(), c, "the clone stops at C");
-    let release = |commits: &str, dry_run: bool| {
-        let args = run_args(commits, dry_run);
-        repo.env.release_in(
-            clone.path(),
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        )
-    };
+    let release =
+        |commits: &str, dry_run: bool| repo.release_at(clone.path(), commits, dry_run, &[]);
     let head = git_in(clone.path(), &["rev-parse", "HEAD"]);
     let stops = format!("shallow clone and {} is where its history stops", &c[..8]);
     for dry_run in [true, false] {
@@ -702,11 +707,7 @@ fn a_commit_where_a_shallow_clone_stops_is_refused_until_its_parent_is_fetched()
         clone.path(),
         &["worktree", "add", "-q", worktree.to_str().unwrap(), "main"],
     );
-    let args = run_args(&c, true);
-    let run = repo.env.release_in(
-        &worktree,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let run = repo.release_at(&worktree, &c, true, &[]);
     run.assert_code(1);
     assert_mentions(&run, &stops);
     git_in(
@@ -768,11 +769,7 @@ fn a_partial_clone_lacking_what_the_revert_needs_is_refused_with_the_command_tha
     git_in(dir, &["clone", "-q", "--filter=blob:none", &url, "."]);
     git_in(dir, &["config", "user.name", "Tester"]);
     git_in(dir, &["config", "user.email", "tester@example.com"]);
-    let release = |commits: &str, dry_run: bool| {
-        let args = run_args(commits, dry_run);
-        repo.env
-            .release_in(dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
-    };
+    let release = |commits: &str, dry_run: bool| repo.release_at(dir, commits, dry_run, &[]);
     let head = git_in(dir, &["rev-parse", "HEAD"]);
 
     // D's revert writes b.txt back, which no checkout of this clone held.
@@ -901,9 +898,8 @@ fn revert_commits_are_signed_when_git_config_asks_for_it() {
     );
     repo.git(&["config", "--unset", "gpg.format"]);
     repo.git(&["config", "--unset", "user.signingKey"]);
-    let args = run_args(&c, false);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    repo.env.release_with_env(&args, &home).assert_code(0);
+    repo.release_at(repo.env.path(), &c, false, &home)
+        .assert_code(0);
     run_ok("git", &["verify-commit", "HEAD"], repo.env.path(), &home);
     assert!(
         repo.git(&["cat-file", "commit", "HEAD"])
@@ -914,9 +910,7 @@ fn revert_commits_are_signed_when_git_config_asks_for_it() {
     // A key gpg does not hold: nothing changes, and the message says how to try the key.
     repo.git(&["config", "user.signingKey", "DEADBEEF"]);
     let head = repo.head();
-    let args = run_args(&b, false);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let failed = repo.env.release_with_env(&args, &home);
+    let failed = repo.release_at(repo.env.path(), &b, false, &home);
     failed.assert_code(1);
     assert_mentions(
         &failed,

@@ -81,8 +81,14 @@ pub(super) fn configured(repo: &Repository) -> Result<Option<Signer>, String> {
         }
     };
     let cwd = repo.workdir().unwrap_or_else(|| repo.path()).to_path_buf();
-    let program = expand_home(&program(&config, format));
-    let signing_key = config.get_string("user.signingkey").ok();
+    let program = program(&config, format);
+    // As a path, `~/` expanded as git's `interpolate_path` does (libgit2's `get_path`); a
+    // `key::` literal comes back as written.
+    let signing_key = config
+        .get_path("user.signingkey")
+        .map(|p| p.display().to_string())
+        .or_else(|_| config.get_string("user.signingkey"))
+        .ok();
     let key = match (format, signing_key) {
         (Format::Ssh, None) => {
             return Err(
@@ -101,22 +107,16 @@ pub(super) fn configured(repo: &Repository) -> Result<Option<Signer>, String> {
     }))
 }
 
-/// `~/…` with the home folder, as git expands paths in its config.
-fn expand_home(value: &str) -> String {
-    match (value.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest).display().to_string(),
-        _ => value.to_owned(),
-    }
-}
-
 /// `gpg.<format>.program`, else (for `openpgp`) the older `gpg.program`, else git's default.
+/// Read as paths (`~/` expanded), as git reads them.
 fn program(config: &Config, format: Format) -> String {
-    let own = config.get_string(&format!("gpg.{}.program", format.name()));
+    let path = |key: &str| config.get_path(key).ok().map(|p| p.display().to_string());
+    let own = path(&format!("gpg.{}.program", format.name()));
     let legacy = || match format {
-        Format::OpenPgp => config.get_string("gpg.program").ok(),
+        Format::OpenPgp => path("gpg.program"),
         _ => None,
     };
-    own.ok().or_else(legacy).unwrap_or_else(|| {
+    own.or_else(legacy).unwrap_or_else(|| {
         match format {
             Format::OpenPgp => "gpg",
             Format::X509 => "gpgsm",
@@ -139,8 +139,8 @@ fn committer(repo: &Repository) -> Result<String, String> {
     ))
 }
 
-/// `user.signingKey` for SSH: a public key written out (`key::…`, or git's older `ssh-…`)
-/// or a key file, `~/` meaning the home folder and a relative path the work tree's top.
+/// `user.signingKey` for SSH (`~/` already expanded): a public key written out (`key::…`,
+/// or git's older `ssh-…`) or a key file, a relative path from the work tree's top.
 fn ssh_key(value: &str, cwd: &Path) -> Key {
     if let Some(literal) = value.strip_prefix("key::") {
         return Key::Literal(literal.to_owned());
@@ -148,7 +148,7 @@ fn ssh_key(value: &str, cwd: &Path) -> Key {
     if value.starts_with("ssh-") {
         return Key::Literal(value.to_owned());
     }
-    Key::File(cwd.join(expand_home(value)))
+    Key::File(cwd.join(value))
 }
 
 impl Signer {
@@ -404,13 +404,6 @@ mod tests {
             Key::File("/work/tree/keys/id.pub".into()),
             "relative to the work tree's top"
         );
-        let Key::File(home) = ssh_key("~/.ssh/id", top) else {
-            panic!("a file")
-        };
-        assert!(
-            home.ends_with(".ssh/id") && !home.starts_with(top),
-            "{home:?}"
-        );
     }
 
     /// Every key the test relies on is set in the repository's own config, which comes
@@ -448,6 +441,14 @@ mod tests {
         // (Unless the user's global config names a key.)
         let unset = configured(&repo).unwrap_err();
         assert!(unset.contains("user.signingKey is not set"), "{unset}");
+        config.set_str("user.signingkey", "~/.ssh/id").unwrap();
+        let Key::File(home) = configured(&repo).unwrap().unwrap().key else {
+            panic!("a file")
+        };
+        assert!(
+            home.ends_with(".ssh/id") && home.is_absolute() && !home.starts_with(dir.path()),
+            "`~/` is the home folder: {home:?}"
+        );
         config
             .set_str("user.signingkey", "/nowhere/id.pub")
             .unwrap();

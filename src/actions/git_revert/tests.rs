@@ -648,6 +648,28 @@ fn the_early_stat_scan_agrees_with_the_plain_check() {
     );
 }
 
+/// Three commits for the checkout tests, checked out: each edits e.txt and adds a file
+/// (a.txt, b.txt, dir/c.txt), and the last deletes a.txt, so going back brings it back.
+fn three_commits(dir: &Path) -> (Repository, Vec<Oid>) {
+    let history: Vec<Vec<Op>> = vec![
+        vec![(0, 0, 0, 0), (5, 4, 0, 0)],
+        vec![(0, 1, 1, 1), (5, 4, 0, 1)],
+        vec![(0, 2, 2, 2), (5, 4, 0, 2), (7, 0, 1, 1)],
+    ];
+    let made = make_history(dir, &history);
+    git_ok(dir, &["reset", "-q", "--hard"]);
+    assert!(!dir.join("a.txt").exists(), "HEAD has no a.txt");
+    made
+}
+
+/// The files of [`FILES`] in `dir`, with their bytes.
+fn files_in(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    FILES
+        .iter()
+        .filter_map(|f| Some(((*f).to_owned(), std::fs::read(dir.join(f)).ok()?)))
+        .collect()
+}
+
 /// A checkout that writes the files but cannot write the index (its lock taken by another
 /// git process meanwhile) puts the files back as HEAD has them, so that "nothing was
 /// changed" is true; the index and the other process's lock are left alone.
@@ -655,20 +677,10 @@ fn the_early_stat_scan_agrees_with_the_plain_check() {
 fn a_checkout_that_cannot_write_the_index_puts_the_files_back() {
     let dir = tempfile::tempdir().unwrap();
     // Going back to the first commit changes e.txt, deletes b.txt and dir/c.txt, and adds
-    // a.txt back (the last commit deleted it).
-    let history: Vec<Vec<Op>> = vec![
-        vec![(0, 0, 0, 0), (5, 4, 0, 0)],
-        vec![(0, 1, 1, 1), (5, 4, 0, 1)],
-        vec![(0, 2, 2, 2), (5, 4, 0, 2), (7, 0, 1, 1)],
-    ];
-    let (repo, commits) = make_history(dir.path(), &history);
-    git_ok(dir.path(), &["reset", "-q", "--hard"]);
-    assert!(!dir.path().join("a.txt").exists(), "HEAD has no a.txt");
+    // a.txt back.
+    let (repo, commits) = three_commits(dir.path());
     let index_before = std::fs::read(dir.path().join(".git/index")).unwrap();
-    let files_before: Vec<(String, Vec<u8>)> = FILES
-        .iter()
-        .filter_map(|f| Some((f.to_string(), std::fs::read(dir.path().join(f)).ok()?)))
-        .collect();
+    let files_before = files_in(dir.path());
     let head = commits[2];
     let target = repo.find_commit(commits[0]).unwrap().tree_id();
     let lock = dir.path().join(".git/index.lock");
@@ -681,11 +693,11 @@ fn a_checkout_that_cannot_write_the_index_puts_the_files_back() {
         refused.contains("the files are back as they were; nothing was changed"),
         "{refused}"
     );
-    let files_after: Vec<(String, Vec<u8>)> = FILES
-        .iter()
-        .filter_map(|f| Some((f.to_string(), std::fs::read(dir.path().join(f)).ok()?)))
-        .collect();
-    assert_eq!(files_before, files_after, "every file as HEAD has it");
+    assert_eq!(
+        files_before,
+        files_in(dir.path()),
+        "every file as HEAD has it"
+    );
     assert_eq!(std::fs::read(&lock).unwrap(), b"another git");
     assert_eq!(
         std::fs::read(dir.path().join(".git/index")).unwrap(),
@@ -701,13 +713,7 @@ fn a_checkout_that_cannot_write_the_index_puts_the_files_back() {
 #[test]
 fn a_branch_that_cannot_move_puts_back_only_the_files_the_revert_wrote() {
     let dir = tempfile::tempdir().unwrap();
-    let history: Vec<Vec<Op>> = vec![
-        vec![(0, 0, 0, 0), (5, 4, 0, 0)],
-        vec![(0, 1, 1, 1), (5, 4, 0, 1)],
-        vec![(0, 2, 2, 2), (5, 4, 0, 2), (7, 0, 1, 1)],
-    ];
-    let (repo, commits) = make_history(dir.path(), &history);
-    git_ok(dir.path(), &["reset", "-q", "--hard"]);
+    let (repo, commits) = three_commits(dir.path());
     let head = commits[2];
     // Back to the second commit: dir/c.txt goes, e.txt changes, a.txt comes back.
     let target = repo.find_commit(commits[1]).unwrap().tree_id();

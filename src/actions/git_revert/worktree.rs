@@ -768,12 +768,9 @@ pub(super) fn checkout(
         .map_err(RevertError::git("cannot compare the reverted tree"))?;
     let mut obstacles = Vec::new();
     let mut result = {
-        let mut builder = CheckoutBuilder::new();
-        builder.safe().disable_pathspec_match(true);
-        for change in &changes {
-            builder.path(&change.path);
-        }
+        let mut builder = only(&changes);
         builder
+            .safe()
             .notify_on(CheckoutNotificationType::CONFLICT)
             .notify(|_, path, _, _, _| {
                 if let Some(path) = path {
@@ -791,11 +788,8 @@ pub(super) fn checkout(
         && obstacles.iter().all(|p| clean_through_filter(repo, p))
     {
         obstacles.clear();
-        let mut builder = CheckoutBuilder::new();
-        builder.force().disable_pathspec_match(true);
-        for change in &changes {
-            builder.path(&change.path);
-        }
+        let mut builder = only(&changes);
+        builder.force();
         result = repo.checkout_tree(tree.as_object(), Some(&mut builder));
     }
     let Err(e) = result else {
@@ -901,15 +895,8 @@ fn restore(
     head_tree: &Tree<'_>,
     changes: &[super::plan::TreeChange],
 ) -> Result<(), git2::Error> {
-    let mut builder = CheckoutBuilder::new();
-    builder
-        .force()
-        .remove_untracked(true)
-        .update_index(false)
-        .disable_pathspec_match(true);
-    for change in changes {
-        builder.path(&change.path);
-    }
+    let mut builder = only(changes);
+    builder.force().remove_untracked(true).update_index(false);
     repo.checkout_tree(head_tree.as_object(), Some(&mut builder))
 }
 
@@ -919,15 +906,19 @@ pub(super) fn put_back(
     repo: &Repository,
     changes: &[super::plan::TreeChange],
 ) -> Result<(), git2::Error> {
+    let mut builder = only(changes);
+    builder.force().remove_untracked(true);
+    repo.checkout_head(Some(&mut builder))
+}
+
+/// A checkout limited to the `changes`' paths, taken literally (no pathspec patterns).
+fn only<'cb>(changes: &[super::plan::TreeChange]) -> CheckoutBuilder<'cb> {
     let mut builder = CheckoutBuilder::new();
-    builder
-        .force()
-        .remove_untracked(true)
-        .disable_pathspec_match(true);
+    builder.disable_pathspec_match(true);
     for change in changes {
         builder.path(&change.path);
     }
-    repo.checkout_head(Some(&mut builder))
+    builder
 }
 
 /// Whether the tracked file at `path` is its index entry once put through its filter
