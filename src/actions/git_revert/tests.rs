@@ -571,18 +571,7 @@ fn the_dry_run_writes_no_object_ref_or_index() {
         out
     };
     let before = snapshot(dir.path());
-    let request = Request {
-        root: dir.path().to_path_buf(),
-        specs: vec![format!("{}..{}", commits[0], commits[5])],
-        touching: None,
-        mainline: None,
-        squash: false,
-        push: false,
-        remote: "origin".into(),
-        branch: "main".into(),
-        run_id: "r1".into(),
-        timeout: None,
-    };
+    let request = request(dir.path(), vec![format!("{}..{}", commits[0], commits[5])]);
     let preflight = preflight_blocking(&request, false);
     assert_eq!(preflight.fidelity, Fidelity::Simulated, "{preflight:?}");
     assert!(
@@ -646,6 +635,22 @@ fn the_early_stat_scan_agrees_with_the_plain_check() {
             .dirty
             .is_empty()
     );
+}
+
+/// A step's request on `main` of the repository at `root`, for `specs`, without push.
+fn request(root: &Path, specs: Vec<String>) -> Request {
+    Request {
+        root: root.to_path_buf(),
+        specs,
+        touching: None,
+        mainline: None,
+        squash: false,
+        push: false,
+        remote: "origin".into(),
+        branch: "main".into(),
+        run_id: "r1".into(),
+        timeout: None,
+    }
 }
 
 /// Three commits for the checkout tests, checked out: each edits e.txt and adds a file
@@ -724,18 +729,7 @@ fn a_branch_that_cannot_move_puts_back_only_the_files_the_revert_wrote() {
     );
     std::fs::write(dir.path().join("b.txt"), "edited by hand\n").unwrap();
     std::fs::write(dir.path().join(".git/refs/heads/main.lock"), "").unwrap();
-    let request = Request {
-        root: dir.path().to_path_buf(),
-        specs: Vec::new(),
-        touching: None,
-        mainline: None,
-        squash: false,
-        push: false,
-        remote: "origin".into(),
-        branch: "main".into(),
-        run_id: "r1".into(),
-        timeout: None,
-    };
+    let request = request(dir.path(), Vec::new());
 
     let refused = move_branch(&repo, &request, [head, commits[0]], "t", &changes)
         .unwrap_err()
