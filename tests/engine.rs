@@ -2064,6 +2064,29 @@ fn steps_stdout_is_rendered_without_its_trailing_newline() {
     assert_eq!(env.read("used"), "[abc123]");
 }
 
+/// A tool that prints bytes that are not UTF-8 (a Latin-1 table name) on stdout and on
+/// stderr keeps running to its end: its output is read to the last byte, the bad bytes
+/// shown as U+FFFD. (Reading used to stop at the first such byte, closing the pipe, and
+/// the tool died of SIGPIPE midway: a migration cut in half.)
+#[test]
+fn output_that_is_not_utf8_is_read_to_the_end() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/latin1.yaml",
+        "steps:
+  - id: tool
+    run: [sh, -c, 'printf \"table caf\\351\\n\"; printf \"warn caf\\351\\n\" >&2; seq 1 20000; seq 1 20000 >&2; echo done > finished; echo last']
+  - id: use
+    run: [sh, -c, 'printf \"%s\" \"$1\" | head -n 1 > first; printf \"%s\" \"$1\" | tail -n 1 > last', sh, \"{{ steps.tool.stdout }}\"]
+",
+    );
+    env.release(&run_args("rb/latin1.yaml", C, &[]))
+        .assert_code(0);
+    assert_eq!(env.read("finished"), "done\n", "the tool ran to its end");
+    assert_eq!(env.read("first"), "table caf\u{fffd}\n");
+    assert_eq!(env.read("last"), "last");
+}
+
 #[test]
 fn audit_log_unknown_component_or_kind_is_invalid() {
     let env = logged();

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process_group};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::sync::{mpsc, watch};
 
 /// How long a process group has between SIGTERM and SIGKILL.
@@ -154,7 +154,8 @@ pub async fn run_process(
 }
 
 /// Streams the child's stdout (kept, up to [`MAX_CAPTURE`]) and stderr (its last lines
-/// kept) line by line.
+/// kept) line by line. Both pipes are drained to the end whatever the bytes: a reader that
+/// stopped early would close its pipe, and the step's tool would die of SIGPIPE midway.
 fn spawn_readers(
     child: &mut tokio::process::Child,
     lines: mpsc::UnboundedSender<Line>,
@@ -167,13 +168,10 @@ fn spawn_readers(
     let out_lines = lines.clone();
     let stdout_task = tokio::spawn(async move {
         let mut captured = String::new();
-        if let Some(reader) = stdout {
-            let mut reader = reader.lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if captured.len() < MAX_CAPTURE {
-                    captured.push_str(&line);
-                    captured.push('\n');
-                }
+        if let Some(mut reader) = stdout {
+            let mut buf = Vec::new();
+            while let Some(line) = next_line(&mut reader, &mut buf).await {
+                keep(&mut captured, &line);
                 let _ = out_lines.send(Line {
                     stderr: false,
                     text: line,
@@ -184,9 +182,9 @@ fn spawn_readers(
     });
     let stderr_task = tokio::spawn(async move {
         let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-        if let Some(reader) = stderr {
-            let mut reader = reader.lines();
-            while let Ok(Some(line)) = reader.next_line().await {
+        if let Some(mut reader) = stderr {
+            let mut buf = Vec::new();
+            while let Some(line) = next_line(&mut reader, &mut buf).await {
                 if tail.len() == STDERR_TAIL {
                     tail.pop_front();
                 }
@@ -200,6 +198,53 @@ fn spawn_readers(
         tail.into_iter().collect::<Vec<_>>()
     });
     (stdout_task, stderr_task)
+}
+
+/// The longest line passed on whole; a longer one comes in pieces of this size.
+const MAX_LINE: usize = 64 * 1024;
+
+/// The next line of a tool's output without its line ending, or `None` at the end (or on
+/// a read error). Bytes that are not UTF-8 (a Latin-1 table name, binary output) become
+/// U+FFFD instead of ending the reading.
+async fn next_line<R>(reader: &mut R, buf: &mut Vec<u8>) -> Option<String>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::AsyncReadExt as _;
+    buf.clear();
+    let read = reader
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', buf)
+        .await
+        .ok()?;
+    if read == 0 {
+        return None;
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    Some(String::from_utf8_lossy(buf).into_owned())
+}
+
+/// Appends a line to the captured stdout, never past [`MAX_CAPTURE`].
+fn keep(captured: &mut String, line: &str) {
+    let room = MAX_CAPTURE.saturating_sub(captured.len());
+    if room == 0 {
+        return;
+    }
+    if line.len() < room {
+        captured.push_str(line);
+        captured.push('\n');
+    } else {
+        let cut = (0..=room)
+            .rev()
+            .find(|&i| line.is_char_boundary(i))
+            .unwrap_or(0);
+        captured.push_str(&line[..cut]);
+    }
 }
 
 fn status_exit(status: std::process::ExitStatus) -> Exit {
@@ -287,6 +332,43 @@ pub fn why_not_runnable(program: &str, cwd: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn captured_output_never_grows_past_its_cap() {
+        let mut captured = String::new();
+        keep(&mut captured, "first");
+        assert_eq!(captured, "first\n");
+        // A line longer than the room left is cut to the room, at a character boundary.
+        let long = "é".repeat(MAX_CAPTURE);
+        keep(&mut captured, &long);
+        assert!(captured.len() <= MAX_CAPTURE, "{}", captured.len());
+        assert!(captured.len() >= MAX_CAPTURE - 1);
+        keep(&mut captured, "more");
+        assert!(!captured.ends_with("more\n"));
+    }
+
+    #[tokio::test]
+    async fn lines_are_read_lossily_and_long_ones_in_pieces() {
+        let mut input: Vec<u8> = b"caf\xe9\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
+        input.extend(b"\nend");
+        let mut reader = BufReader::new(&input[..]);
+        let mut buf = Vec::new();
+        assert_eq!(
+            next_line(&mut reader, &mut buf).await.unwrap(),
+            "caf\u{fffd}"
+        );
+        assert_eq!(
+            next_line(&mut reader, &mut buf).await.unwrap().len(),
+            MAX_LINE
+        );
+        assert_eq!(
+            next_line(&mut reader, &mut buf).await.unwrap(),
+            "x".repeat(10)
+        );
+        assert_eq!(next_line(&mut reader, &mut buf).await.unwrap(), "end");
+        assert_eq!(next_line(&mut reader, &mut buf).await, None);
+    }
 
     #[test]
     fn a_program_that_cannot_run_is_named_for_what_it_is() {
