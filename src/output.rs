@@ -25,12 +25,14 @@ impl Output {
     }
 
     /// Logs (tracing) on stderr: warnings by default, `-v` info, `-vv` debug, `-q` errors;
-    /// `RUST_LOG` wins when set.
+    /// `RUST_LOG` wins when set. Below `-vv`, only release's own: the libraries' (an
+    /// HTTP client's `ERROR failed with status 502` for a request release retries and
+    /// reports itself) would only repeat, without context, what the run says better.
     pub fn init_logging(&self, global: &GlobalArgs) {
         let level = match (global.quiet, global.verbose) {
-            (true, _) => "error",
-            (false, 0) => "warn",
-            (false, 1) => "info",
+            (true, _) => "release=error",
+            (false, 0) => "release=warn",
+            (false, 1) => "release=info",
             (false, _) => "debug",
         };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()

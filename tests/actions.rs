@@ -2,9 +2,10 @@
 //! servers on 127.0.0.1.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::harness::{Run, TestEnv};
 
@@ -26,13 +27,26 @@ struct Server {
 
 impl Server {
     fn start(answer: impl Fn(usize, &Seen) -> (u16, String) + Send + 'static) -> Self {
+        Self::start_raw(move |n, request, mut stream| {
+            let (status, text) = answer(n, request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        })
+    }
+
+    /// A server whose `respond(n, request, stream)` writes the answer itself (or holds the
+    /// connection open on a thread of its own).
+    fn start_raw(respond: impl Fn(usize, &Seen, TcpStream) + Send + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
+                let Ok(stream) = stream else { continue };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut line = String::new();
                 if reader.read_line(&mut line).is_err() || line.is_empty() {
@@ -70,12 +84,7 @@ impl Server {
                     log.push(request.clone());
                     log.len() - 1
                 };
-                let (status, text) = answer(n, &request);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
-                    text.len()
-                );
+                respond(n, &request, stream);
             }
         });
         Self { port, seen }
@@ -516,4 +525,211 @@ fn migration_examples_validate() {
         env.release(&["runbook", "validate", &format!("m/{tool}.yaml")])
             .assert_code(0);
     }
+}
+
+/// A raw `302`/`307` answer pointing at `to`.
+fn redirect(mut stream: TcpStream, status: u16, to: &str) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} Moved\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+}
+
+/// A redirect is answered, not followed: a webhook's POST turned into a GET delivers
+/// nothing, and the 200 at its end used to read as delivered; the secret URL (as Referer)
+/// and the purge's secret header went along to the other server.
+#[test]
+fn notifications_and_purges_do_not_follow_redirects() {
+    let env = TestEnv::initialized();
+    let elsewhere = Server::start(|_, _| (200, "ok".into()));
+    let landing = elsewhere.url("/landing");
+    let to = landing.clone();
+    let hook = Server::start_raw(move |_, _, stream| redirect(stream, 302, &to));
+    env.write(
+        "n.yaml",
+        "steps:\n  - id: tell\n    notify: { channel: ops, message: m }\n",
+    );
+    let secret = hook.url("/hooks/very-secret-path");
+    let run = release_with(
+        &env,
+        &[("OPS_WEBHOOK_URL", &secret)],
+        &run_args("n.yaml", &[]),
+    );
+    run.assert_code(1).assert_stdout_contains(&format!(
+        "answered 302, a redirect to http://127.0.0.1:{}/… (release does not follow redirects: use the URL it points to)",
+        elsewhere.port
+    ));
+    for text in [&run.stdout, &run.stderr, &audit(&env)] {
+        assert!(!text.contains("very-secret-path"), "{}", run.transcript());
+    }
+    assert_eq!(hook.seen().len(), 1, "a redirect is not a failure to retry");
+
+    let to = landing.clone();
+    let cdn = Server::start_raw(move |_, _, stream| redirect(stream, 307, &to));
+    env.write(
+        "p.yaml",
+        &format!(
+            "steps:\n  - id: purge\n    cache_clear: {{ http: {{ url: \"{}\", headers_env: {{ X-Purge-Token: PURGE_TOKEN }} }} }}\n",
+            cdn.url("/purge")
+        ),
+    );
+    let run = release_with(
+        &env,
+        &[("PURGE_TOKEN", "purge-token-value")],
+        &run_args("p.yaml", &[]),
+    );
+    run.assert_code(1)
+        .assert_stdout_contains(&format!("answered 307, a redirect to {landing}"));
+    assert_eq!(cdn.seen().len(), 1);
+    assert!(
+        elsewhere.seen().is_empty(),
+        "nothing reached the other server: {:?}",
+        elsewhere.seen()
+    );
+}
+
+/// A 200 whose body is cut off, or stops arriving before the timeout, is not healthy: half
+/// an answer proves nothing (it used to count as healthy, its body taken for empty).
+#[test]
+fn health_check_counts_a_body_cut_off_or_late_as_a_failed_attempt() {
+    let env = TestEnv::initialized();
+    let server = Server::start_raw(|n, _, mut stream| {
+        let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n";
+        match n {
+            0 => {
+                let _ = write!(stream, "{head}ok partial");
+            }
+            1 => {
+                std::thread::spawn(move || {
+                    let _ = write!(stream, "{head}ok");
+                    std::thread::sleep(Duration::from_secs(5));
+                });
+            }
+            _ => {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+            }
+        }
+    });
+    env.write(
+        "h.yaml",
+        &format!(
+            "steps:\n  - id: health\n    health_check: {{ url: \"{}\", expect_body: ok, attempts: 3, interval: 50ms, timeout: 1s }}\n",
+            server.url("/health")
+        ),
+    );
+    let run = release_with(&env, &[], &run_args("h.yaml", &[]));
+    run.assert_code(0)
+        .assert_stderr_contains("attempt 1/3: status 200, but its body was cut off")
+        .assert_stderr_contains(
+            "attempt 2/3: status 200, but its body did not arrive before the timeout",
+        )
+        .assert_stderr_contains("attempt 3/3: healthy (200)");
+}
+
+/// The step's `timeout` bounds a health check's whole polling and a notification with its
+/// retries (`timed_out`), and a notification that reached the server is not sent again
+/// when its answer is late (it may have been posted). Ctrl-C stops a request in flight
+/// at once.
+#[test]
+fn the_step_timeout_and_ctrl_c_bound_health_checks_and_notifications() {
+    let env = TestEnv::initialized();
+    let down = Server::start(|_, _| (503, "down".into()));
+    env.write(
+        "h.yaml",
+        &format!(
+            "steps:\n  - id: health\n    timeout: 1s\n    health_check: {{ url: \"{}\", attempts: 50, interval: 200ms, timeout: 1s }}\n",
+            down.url("/health")
+        ),
+    );
+    let started = Instant::now();
+    let run = release_with(&env, &[], &run_args("h.yaml", &[]));
+    run.assert_code(1).assert_stdout_contains(
+        "not healthy within the step's timeout (1.0s): status 503, expected 200",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(audit(&env).contains(r#""outcome":"timed_out""#));
+
+    let slow = Server::start_raw(|_, _, mut stream| {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+            );
+        });
+    });
+    env.write(
+        "n.yaml",
+        "steps:\n  - id: tell\n    timeout: 1s\n    notify: { channel: ops, message: m }\n",
+    );
+    let run = release_with(
+        &env,
+        &[("OPS_WEBHOOK_URL", &slow.url("/hook"))],
+        &run_args("n.yaml", &[]),
+    );
+    run.assert_code(1)
+        .assert_stdout_contains("no answer within the step's timeout (1.0s); it may have arrived");
+    assert_eq!(slow.seen().len(), 1, "posted once, not again");
+
+    let hanging = Server::start_raw(|_, _, stream| {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(30));
+            drop(stream);
+        });
+    });
+    env.write(
+        "hang.yaml",
+        &format!(
+            "steps:\n  - id: health\n    health_check: {{ url: \"{}\", attempts: 3, interval: 1s, timeout: 30s }}\n",
+            hanging.url("/health")
+        ),
+    );
+    let mut child = env
+        .command()
+        .args(run_args("hang.yaml", &[]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hanging.seen().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(hanging.seen().len(), 1, "the request is in flight");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    let interrupted = Instant::now();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(3),
+        "stopped at once, not after the request's 30s: {:?}",
+        interrupted.elapsed()
+    );
+}
+
+/// A request that cannot connect says why (here: TLS spoken to a plain HTTP server), in
+/// the step's own report, and no library log line repeats it on stderr.
+#[test]
+fn a_failed_connection_names_its_cause_without_library_log_lines() {
+    let env = TestEnv::initialized();
+    let plain = Server::start(|_, _| (200, "ok".into()));
+    env.write(
+        "h.yaml",
+        &format!(
+            "steps:\n  - id: health\n    health_check: {{ url: \"https://127.0.0.1:{}/health\", attempts: 1, timeout: 2s }}\n",
+            plain.port
+        ),
+    );
+    let run = release_with(&env, &[], &run_args("h.yaml", &["--dry-run"]));
+    run.assert_code(0)
+        .assert_stdout_contains("cannot connect: tls handshake eof");
+    assert!(!run.stderr.contains("ERROR"), "{}", run.transcript());
 }

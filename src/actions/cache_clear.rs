@@ -18,7 +18,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::watch;
 
 use super::http::{self, Answer};
-use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict};
+use super::{
+    Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Stop, Verdict, bounded,
+};
 use crate::engine::process::Line;
 use crate::project::runbook::{CacheClearAction, HttpPurge, RedisCache, RunAction};
 
@@ -84,36 +86,6 @@ fn failed(error: impl Into<String>) -> Execution {
         error: Some(error.into()),
         stdout: String::new(),
         interrupted: false,
-    }
-}
-
-/// Why a bounded piece of work did not finish.
-enum Stop {
-    TimedOut(Duration),
-    Interrupted,
-}
-
-/// Runs `work` under the step's timeout, until it ends or the run is interrupted.
-async fn bounded<T>(
-    work: impl Future<Output = T>,
-    timeout: Option<Duration>,
-    mut cancel: watch::Receiver<bool>,
-) -> Result<T, Stop> {
-    let deadline = async {
-        match timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        done = work => Ok(done),
-        () = deadline => Err(Stop::TimedOut(timeout.unwrap_or_default())),
-        // A closed channel means nobody can interrupt any more: keep working.
-        () = async {
-            if cancel.wait_for(|c| *c).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        } => Err(Stop::Interrupted),
     }
 }
 
@@ -512,13 +484,20 @@ impl PurgeRequest {
                     .headers(self.headers.clone())
             },
             &shown,
+            http::Resend::Always,
             cancel,
         )
         .await?;
         if (200..300).contains(&answer.status) {
             return Ok(answer);
         }
-        let mut error = format!("{shown} answered {}", answer.status);
+        let mut error = format!(
+            "{shown} {}",
+            answer.status_text(|to| match self.url.join(to) {
+                Ok(to) => self.scrub(&http::shown_url(to.as_str())),
+                Err(_) => "(not a URL)".into(),
+            })
+        );
         let body = self.scrub(answer.body.trim());
         if let Some(first) = body.lines().next().filter(|l| !l.trim().is_empty()) {
             let first: String = first.chars().take(BODY_IN_ERROR).collect();

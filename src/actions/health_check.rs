@@ -4,14 +4,20 @@
 
 use regex::Regex;
 
-use super::http::{self, redacted_url};
-use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict};
+use std::sync::Mutex;
+
+use super::http::{self, shown_url};
+use super::{
+    Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Stop, Verdict, bounded,
+};
 use crate::engine::process::Line;
 use crate::project::runbook::HealthCheckAction;
 
 /// The expectations, rendered.
 struct Check {
     url: String,
+    /// The URL as shown: without its user info, where a password may sit.
+    shown: String,
     status: u16,
     body: Option<String>,
     regex: Option<Regex>,
@@ -36,6 +42,7 @@ impl Check {
             })
             .transpose()?;
         Ok(Self {
+            shown: shown_url(&url),
             url,
             status: action.expect_status.value,
             body,
@@ -64,16 +71,18 @@ impl Check {
         None
     }
 
-    /// One GET: Ok((status, body)) or why it got no answer.
+    /// One GET: Ok((status, body)) or why it got no whole answer. A 3xx is an answer
+    /// (redirects are not followed), judged against `expect_status` like any other.
     async fn probe(&self, client: &reqwest::Client) -> Result<(u16, String), String> {
         match client.get(&self.url).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                Ok((status, response.text().await.unwrap_or_default()))
+                let body = http::read_body(response)
+                    .await
+                    .map_err(|e| format!("status {status}, but {e}"))?;
+                Ok((status, body))
             }
-            Err(e) if e.is_timeout() => Err("no answer before the timeout".into()),
-            Err(e) if e.is_connect() => Err("cannot connect".into()),
-            Err(_) => Err("request failed".into()),
+            Err(e) => Err(http::failure(&e)),
         }
     }
 }
@@ -98,7 +107,10 @@ impl StepAction for HealthCheckAction {
                 reason: "its inputs come from an earlier step's output, known only in a real run; nothing was sent".into(),
                 would: format!(
                     "GET {} up to {} times, {} apart, until it answers {}",
-                    self.url, self.attempts.value, self.interval, self.expect_status.value
+                    self.url, // the template as written: not rendered in a dry-run
+                    self.attempts.value,
+                    self.interval,
+                    self.expect_status.value
                 ),
                 output: None,
             };
@@ -117,7 +129,7 @@ impl StepAction for HealthCheckAction {
         };
         let would = format!(
             "GET {} up to {} times, {} apart, until it answers {}",
-            check.url, self.attempts.value, self.interval, check.status
+            check.shown, self.attempts.value, self.interval, check.status
         );
         let client = match http::client(self.timeout.0) {
             Ok(c) => c,
@@ -141,10 +153,7 @@ impl StepAction for HealthCheckAction {
             },
             Err(e) => (
                 Verdict::Warn,
-                format!(
-                    "one GET to {}: {e}; the real run polls it",
-                    redacted_url(&check.url)
-                ),
+                format!("one GET to {}: {e}; the real run polls it", check.shown),
             ),
         };
         Preflight {
@@ -166,46 +175,72 @@ impl StepAction for HealthCheckAction {
             Err(e) => return failed(e),
         };
         let attempts = self.attempts.value.max(1);
-        let mut cancel = ctx.cancel.clone();
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            let problem = match check.probe(&client).await {
-                Ok((status, body)) => match check.judge(status, &body) {
-                    None => {
-                        let _ = ctx.lines.send(Line {
-                            stderr: false,
-                            text: format!("attempt {attempt}/{attempts}: healthy ({status})"),
-                        });
-                        return Execution {
-                            outcome: Outcome::Succeeded,
-                            error: None,
-                            stdout: body,
-                            interrupted: false,
-                        };
-                    }
-                    Some(problem) => problem,
-                },
-                Err(e) => e,
-            };
-            let _ = ctx.lines.send(Line {
-                stderr: true,
-                text: format!("attempt {attempt}/{attempts}: {problem}"),
-            });
-            last = problem;
-            if attempt < attempts {
-                tokio::select! {
-                    () = tokio::time::sleep(self.interval.0) => {}
-                    _ = cancel.wait_for(|c| *c) => {
-                        return Execution { interrupted: true, ..failed("interrupted while polling".into()) };
-                    }
+        // The last problem seen, for the message when the step's timeout cuts the polling.
+        let last = Mutex::new(String::new());
+        let polling = async {
+            for attempt in 1..=attempts {
+                let problem = match check.probe(&client).await {
+                    Ok((status, body)) => match check.judge(status, &body) {
+                        None => {
+                            let _ = ctx.lines.send(Line {
+                                stderr: false,
+                                text: format!("attempt {attempt}/{attempts}: healthy ({status})"),
+                            });
+                            return Ok(body);
+                        }
+                        Some(problem) => problem,
+                    },
+                    Err(e) => e,
+                };
+                let _ = ctx.lines.send(Line {
+                    stderr: true,
+                    text: format!("attempt {attempt}/{attempts}: {problem}"),
+                });
+                *last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = problem;
+                if attempt < attempts {
+                    tokio::time::sleep(self.interval.0).await;
                 }
             }
+            Err(())
+        };
+        let result = bounded(polling, ctx.timeout, ctx.cancel.clone()).await;
+        let last = last
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match result {
+            Ok(Ok(body)) => Execution {
+                outcome: Outcome::Succeeded,
+                error: None,
+                stdout: body,
+                interrupted: false,
+            },
+            Ok(Err(())) => failed(format!(
+                "{} not healthy after {attempts} attempt{}: {last}",
+                check.shown,
+                if attempts == 1 { "" } else { "s" }
+            )),
+            Err(Stop::TimedOut(t)) => Execution {
+                outcome: Outcome::TimedOut,
+                error: Some(format!(
+                    "{} not healthy within the step's timeout ({}){}",
+                    check.shown,
+                    crate::engine::reporter::human_duration(t),
+                    if last.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {last}")
+                    }
+                )),
+                stdout: String::new(),
+                interrupted: false,
+            },
+            Err(Stop::Interrupted) => Execution {
+                interrupted: true,
+                ..failed("interrupted while polling".into())
+            },
         }
-        failed(format!(
-            "{} not healthy after {attempts} attempt{}: {last}",
-            check.url,
-            if attempts == 1 { "" } else { "s" }
-        ))
     }
 }
 
@@ -217,6 +252,7 @@ mod tests {
     fn judges_status_body_and_regex() {
         let check = Check {
             url: "http://x".into(),
+            shown: "http://x".into(),
             status: 200,
             body: Some("ok".into()),
             regex: Some(Regex::new(r#""version":\s*"2"#).unwrap()),

@@ -1,5 +1,6 @@
-//! HTTP for actions: one client configuration (rustls, timeouts), retries on 5xx and
-//! connection errors, and URLs shown without the parts that carry secrets.
+//! HTTP for actions: one client configuration (rustls, timeouts, no redirects), retries on
+//! 5xx and connection errors, bodies read whole or not at all, errors that name their
+//! cause, and URLs shown without the parts that carry secrets.
 
 use std::time::Duration;
 
@@ -9,6 +10,9 @@ use tokio::sync::watch;
 pub const ATTEMPTS: u32 = 3;
 /// The wait before the second attempt; doubled each time.
 const FIRST_DELAY: Duration = Duration::from_millis(300);
+/// The most of an answer's body kept (for `expect_body`, error messages, step output); the
+/// rest is not read.
+pub const MAX_BODY: usize = 1024 * 1024;
 
 pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
     // rustls needs its crypto provider chosen once per process; `run` does it at start-up,
@@ -18,6 +22,11 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("release/", env!("CARGO_PKG_VERSION")))
+        // A redirect is answered, not followed: following one turns a webhook's POST into
+        // a GET that delivers nothing while the 200 at its end reads as delivered, and
+        // hands the secret URL (as Referer) and the secret headers to another server.
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
@@ -54,14 +63,45 @@ pub struct Answer {
     pub status: u16,
     pub body: String,
     pub attempts: u32,
+    /// Where a 3xx answer points (its `Location`), never followed.
+    pub location: Option<String>,
 }
 
-/// Sends the request built by `build`, retrying 5xx answers and connection errors with
-/// backoff, until it gets a non-5xx answer, runs out of attempts, or is cancelled.
-/// Errors never contain the URL (it may hold a secret): `shown` names the target.
+impl Answer {
+    /// What a non-2xx answer means, for a message: `answered 302, a redirect to …` with
+    /// the fix, or `answered 404`.
+    pub fn status_text(&self, shown_location: impl Fn(&str) -> String) -> String {
+        match &self.location {
+            Some(to) if (300..400).contains(&self.status) => format!(
+                "answered {}, a redirect to {} (release does not follow redirects: \
+                 use the URL it points to)",
+                self.status,
+                shown_location(to)
+            ),
+            _ => format!("answered {}", self.status),
+        }
+    }
+}
+
+/// Whether a request that got no answer is sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resend {
+    /// Only when it never reached the server (a connection error): a POST that reached it
+    /// and timed out may have been acted on, and sending it again could do it twice (a
+    /// message posted twice).
+    WhenNotSent,
+    /// Also after a timeout: the request does the same however often it arrives (a purge).
+    Always,
+}
+
+/// Sends the request built by `build`, retrying 5xx answers and connection errors (and,
+/// with [`Resend::Always`], timeouts) with backoff, until it gets another answer, runs out
+/// of attempts, or is cancelled. Errors never contain the URL (it may hold a secret):
+/// `shown` names the target.
 pub async fn send(
     build: impl Fn() -> reqwest::RequestBuilder,
     shown: &str,
+    resend: Resend,
     mut cancel: watch::Receiver<bool>,
 ) -> Result<Answer, String> {
     let mut delay = FIRST_DELAY;
@@ -70,25 +110,36 @@ pub async fn send(
         match build().send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let body = response.text().await.unwrap_or_default();
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+                // The status is the answer here; a body cut off after it changes nothing.
+                let body = read_body(response).await.unwrap_or_default();
                 if status < 500 || attempt == ATTEMPTS {
                     return Ok(Answer {
                         status,
                         body,
                         attempts: attempt,
+                        location,
                     });
                 }
                 last_error = format!("{shown} answered {status}");
             }
             Err(e) => {
-                let kind = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "cannot connect"
-                } else {
-                    "request failed"
-                };
-                last_error = format!("{shown}: {kind}");
+                last_error = format!("{shown}: {}", failure(&e));
+                let sent = !e.is_connect();
+                if sent && resend == Resend::WhenNotSent {
+                    let tries = if attempt > 1 {
+                        format!(" (attempt {attempt})")
+                    } else {
+                        String::new()
+                    };
+                    return Err(format!(
+                        "{last_error}{tries}; it was sent, so it may have arrived: not sent \
+                         again, which could deliver it twice"
+                    ));
+                }
             }
         }
         if attempt < ATTEMPTS {
@@ -100,4 +151,57 @@ pub async fn send(
         }
     }
     Err(format!("{last_error} (after {ATTEMPTS} attempts)"))
+}
+
+/// Reads an answer's body, up to [`MAX_BODY`] (lossily decoded). A body that stops
+/// arriving before the timeout, or is cut off, is an error: half an answer proves nothing.
+pub async fn read_body(mut response: reqwest::Response) -> Result<String, String> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_BODY - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() == MAX_BODY {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => {
+                return Err("its body did not arrive before the timeout".into());
+            }
+            Err(e) => return Err(format!("its body was cut off ({})", failure(&e))),
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Why a request got no answer, in words, with the root cause where it tells more than
+/// "cannot connect" (a certificate that is not trusted, a refused connection). Never the
+/// URL: reqwest's own message holds it, and it may be a secret.
+pub fn failure(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "no answer before the timeout"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "the answer was cut off"
+    } else {
+        "request failed"
+    };
+    let mut root: &dyn std::error::Error = e;
+    while let Some(source) = root.source() {
+        root = source;
+    }
+    let cause = root.to_string();
+    // reqwest's own message (an error without a source) names the URL.
+    if cause.contains("://") || e.is_timeout() {
+        return kind.to_owned();
+    }
+    let cause = cause
+        .strip_prefix("invalid peer certificate: ")
+        .map_or(cause.clone(), |c| {
+            format!("the server's TLS certificate is not trusted ({c})")
+        });
+    format!("{kind}: {cause}")
 }

@@ -56,6 +56,36 @@ pub struct StepContext<'a> {
     pub run: &'a RunInfo,
 }
 
+/// Why a bounded piece of work did not finish.
+pub enum Stop {
+    TimedOut(Duration),
+    Interrupted,
+}
+
+/// Runs `work` under the step's timeout, until it ends or the run is interrupted.
+pub async fn bounded<T>(
+    work: impl Future<Output = T>,
+    timeout: Option<Duration>,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<T, Stop> {
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        done = work => Ok(done),
+        () = deadline => Err(Stop::TimedOut(timeout.unwrap_or_default())),
+        // A closed channel means nobody can interrupt any more: keep working.
+        () = async {
+            if cancel.wait_for(|c| *c).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        } => Err(Stop::Interrupted),
+    }
+}
+
 /// Reads the secret an `*_env` key names; the error names the variable, never a value.
 pub fn secret_from_env(variable: &str) -> Result<String, String> {
     match std::env::var(variable) {

@@ -8,14 +8,16 @@ use serde_json::json;
 
 use super::http::{self, redacted_url};
 use super::{
-    Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict, secret_from_env,
+    Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Stop, Verdict, bounded,
+    secret_from_env,
 };
 use crate::engine::process::Line;
 use crate::project::config::{Channel, ChannelKind};
 use crate::project::runbook::NotifyAction;
 
-/// A notification that has not answered by then has failed.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request waits for its answer; the step's `timeout` bounds the whole step,
+/// retries included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn failed(error: String) -> Execution {
     Execution {
@@ -168,13 +170,39 @@ impl StepAction for NotifyAction {
                 interrupted: false,
             };
         };
-        let client = match http::client(ctx.timeout.unwrap_or(DEFAULT_TIMEOUT)) {
+        let client = match http::client(REQUEST_TIMEOUT) {
             Ok(c) => c,
             Err(e) => return failed(e),
         };
         let body = payload(channel.kind, &message, ctx);
         let shown = format!("channel `{}` ({})", self.channel.value, redacted_url(&url));
-        match http::send(|| client.post(&url).json(&body), &shown, ctx.cancel.clone()).await {
+        let sent = http::send(
+            || client.post(&url).json(&body),
+            &shown,
+            http::Resend::WhenNotSent,
+            ctx.cancel.clone(),
+        );
+        let answer = match bounded(sent, ctx.timeout, ctx.cancel.clone()).await {
+            Ok(answer) => answer,
+            Err(Stop::TimedOut(t)) => {
+                return Execution {
+                    outcome: Outcome::TimedOut,
+                    error: Some(format!(
+                        "{shown}: no answer within the step's timeout ({}); it may have arrived",
+                        crate::engine::reporter::human_duration(t)
+                    )),
+                    stdout: String::new(),
+                    interrupted: false,
+                };
+            }
+            Err(Stop::Interrupted) => {
+                return Execution {
+                    interrupted: true,
+                    ..failed(format!("{shown}: interrupted"))
+                };
+            }
+        };
+        match answer {
             Ok(answer) if (200..300).contains(&answer.status) => {
                 let _ = ctx.lines.send(Line {
                     stderr: false,
@@ -188,12 +216,19 @@ impl StepAction for NotifyAction {
                 }
             }
             Ok(answer) => {
+                let status = answer.status_text(|to| {
+                    match reqwest::Url::parse(&url).and_then(|u| u.join(to)) {
+                        Ok(to) => redacted_url(to.as_str()),
+                        Err(_) => "(not a URL)".into(),
+                    }
+                });
                 let detail: String = answer.body.chars().take(200).collect();
-                failed(format!(
-                    "{shown} answered {}: {}",
-                    answer.status,
-                    detail.trim()
-                ))
+                let detail = detail.trim();
+                if detail.is_empty() || (300..400).contains(&answer.status) {
+                    failed(format!("{shown} {status}"))
+                } else {
+                    failed(format!("{shown} {status}: {detail}"))
+                }
             }
             Err(e) => Execution {
                 interrupted: e.ends_with("interrupted"),
