@@ -514,6 +514,61 @@ fn a_plan_that_cannot_start_is_blocked_and_not_called_planned() {
     assert_eq!(data["fidelity"], "checked", "{data}");
 }
 
+/// A plan that succeeds proves nothing of a rollback tool that is not installed: the
+/// dry-run checks the `run` executable too (it used to run the plan only, and a rehearsal
+/// that counts for `rollback_tested` passed).
+#[test]
+fn a_plan_does_not_excuse_a_missing_rollback_tool() {
+    let env = TestEnv::initialized();
+    env.write(
+        "m.yaml",
+        "steps:\n  - id: m\n    migration_rollback: { run: [alembic-not-installed, downgrade, \"-1\"], plan: [echo, SQL] }\n",
+    );
+    let run = release_with(&env, &[], &run_args("m.yaml", &["--dry-run"]));
+    run.assert_code(1)
+        .assert_stdout_contains("`alembic-not-installed` is not found on PATH");
+}
+
+/// A long plan shows its first 40 lines and says how many more there are; the audit log
+/// and `--json` keep its first 64 KiB, with a note. The step's `timeout` is the plan's
+/// limit (60 s without one), and a plan that overruns it says so.
+#[test]
+fn a_long_plan_is_cut_with_a_note_and_a_slow_one_names_its_limit() {
+    let env = TestEnv::initialized();
+    env.write(
+        "m.yaml",
+        "steps:\n  - id: m\n    migration_rollback: { run: [\"true\"], plan: [seq, 1, 20000] }\n",
+    );
+    let run = release_with(&env, &[], &run_args("m.yaml", &["--dry-run"]));
+    run.assert_code(0)
+        .assert_stdout_contains("| 40\n")
+        .assert_stdout_contains("more lines (--json and the audit log keep the first 64 KiB)")
+        .assert_stdout_contains(" more bytes not recorded]\n");
+    assert!(!run.stdout.contains("| 41\n"), "{}", run.stdout);
+    let data = &audit(&env)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["kind"] == "step.finished")
+        .unwrap()["data"];
+    let output = data["preflight"]["output"].as_str().unwrap();
+    assert!(output.len() < 66 * 1024, "{}", output.len());
+    assert!(output.starts_with("1\n2\n"), "{output:.40}");
+    assert!(
+        output.ends_with(" more bytes not recorded]\n"),
+        "{}",
+        &output[output.len() - 80..]
+    );
+
+    env.write(
+        "slow.yaml",
+        "steps:\n  - id: m\n    timeout: 1s\n    migration_rollback: { run: [\"true\"], plan: [sleep, \"30\"] }\n",
+    );
+    let run = release_with(&env, &[], &run_args("slow.yaml", &["--dry-run"]));
+    run.assert_code(1).assert_stdout_contains(
+        "plan `sleep 30` ran longer than 1.0s (the step's timeout) and was stopped",
+    );
+}
+
 #[test]
 fn migration_examples_validate() {
     let env = TestEnv::initialized();

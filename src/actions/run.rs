@@ -11,8 +11,13 @@ use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Ve
 use crate::engine::process::{Exit, resolve_program, run_process};
 use crate::project::runbook::{RunAction, RunSpec};
 
-/// A plan command that runs longer than this blocks the dry-run.
+/// A plan command that runs longer than this (or the step's `timeout`, when set) blocks
+/// the dry-run.
 const PLAN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most of a plan's output a dry-run keeps (shown with `--json`, recorded in the audit
+/// log); a note says how much more it printed.
+const MAX_PLAN_OUTPUT: usize = 64 * 1024;
 
 /// The command ready to run: argv, environment and folder.
 struct Prepared {
@@ -149,11 +154,12 @@ async fn preflight_plan(
         }
     };
     let (lines, _) = tokio::sync::mpsc::unbounded_channel();
+    let limit = ctx.timeout.unwrap_or(PLAN_TIMEOUT);
     let result = run_process(
         &plan,
         &prepared.env,
         &prepared.cwd,
-        Some(ctx.timeout.unwrap_or(PLAN_TIMEOUT).min(PLAN_TIMEOUT)),
+        Some(limit),
         ctx.cancel.clone(),
         lines,
     )
@@ -163,10 +169,25 @@ async fn preflight_plan(
         output.push_str(&result.stderr_tail.join("\n"));
         output.push('\n');
     }
+    let output = crate::engine::scheduler::cut_to(&output, MAX_PLAN_OUTPUT);
     let (verdict, reason) = if result.succeeded() {
         (
             Verdict::Ready,
             format!("plan `{}` succeeded", show_argv(&plan)),
+        )
+    } else if result.exit == Exit::TimedOut {
+        (
+            Verdict::Blocked,
+            format!(
+                "plan `{}` ran longer than {} ({}) and was stopped",
+                show_argv(&plan),
+                crate::engine::reporter::human_duration(limit),
+                if ctx.timeout.is_some() {
+                    "the step's timeout"
+                } else {
+                    "a plan's limit without a step timeout"
+                }
+            ),
         )
     } else {
         (
@@ -221,11 +242,14 @@ impl StepAction for RunAction {
                 Fidelity::Checked,
             );
         }
-        if let Some(plan) = &spec.plan {
+        let program = &prepared.argv[0];
+        let resolved = resolve_program(program, &prepared.cwd);
+        if let (Some(plan), Some(_)) = (&spec.plan, &resolved) {
+            // The real command must be there too: a plan that succeeds says nothing of a
+            // rollback tool that is not installed.
             return preflight_plan(plan, &prepared, would, ctx).await;
         }
-        let program = &prepared.argv[0];
-        match resolve_program(program, &prepared.cwd) {
+        match resolved {
             None => Preflight {
                 would,
                 ..blocked(

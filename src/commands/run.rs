@@ -10,6 +10,9 @@ use crate::engine::{self, Report, Request, RunOutcome, confirm, reporter, schedu
 use crate::error::Error;
 use crate::project::runbook::{Action, Runbook};
 use crate::project::yaml::suggest;
+
+/// The lines of a plan's output the dry-run's table shows.
+const SHOWN_PLAN_LINES: usize = 40;
 use crate::project::{Project, display_path};
 use crate::state::audit::{Actor, AuditLog, Entry};
 use crate::state::history::History;
@@ -556,6 +559,37 @@ fn template_context(
     context
 }
 
+/// A plan's output under its step in the dry-run's table: the first lines, how many more
+/// there are, and the note of an output cut to what is kept.
+fn plan_output(out: &mut String, width: usize, output: &str) {
+    let mut lines: Vec<&str> = output.lines().collect();
+    // The note of an output cut to what is kept stays in sight.
+    let note = lines
+        .last()
+        .filter(|l| engine::scheduler::is_cut_note(l))
+        .copied();
+    if note.is_some() {
+        lines.pop();
+    }
+    for line in lines.iter().take(SHOWN_PLAN_LINES) {
+        let _ = writeln!(out, "  {:width$}  {:7}  {:12}  | {line}", "", "", "");
+    }
+    let more = lines.len().saturating_sub(SHOWN_PLAN_LINES);
+    if more > 0 {
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:7}  {:12}  | … {more} more line{} (--json and the audit log keep the first 64 KiB)",
+            "",
+            "",
+            "",
+            if more == 1 { "" } else { "s" }
+        );
+    }
+    if let Some(note) = note {
+        let _ = writeln!(out, "  {:width$}  {:7}  {:12}  | {note}", "", "", "");
+    }
+}
+
 pub fn print_report(ctx: &Context<'_>, report: &Report, redactor: &Redactor) {
     if ctx.output.json {
         let mut value = serde_json::to_value(report).unwrap_or_default();
@@ -624,9 +658,7 @@ pub fn print_report(ctx: &Context<'_>, report: &Report, redactor: &Redactor) {
                 let _ = writeln!(out, "  {:width$}  {:7}  {:12}  {line}", "", "", "");
             }
             let _ = writeln!(out, "  {:width$}  {:7}  {:12}  {}", "", "", "", p.reason);
-            for line in p.output.as_deref().unwrap_or_default().lines().take(40) {
-                let _ = writeln!(out, "  {:width$}  {:7}  {:12}  | {line}", "", "", "");
-            }
+            plan_output(&mut out, width, p.output.as_deref().unwrap_or_default());
         }
     } else {
         let _ = writeln!(

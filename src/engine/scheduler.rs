@@ -814,18 +814,29 @@ fn recorded_stdout(stdout: &str) -> Option<String> {
     if stdout.trim().is_empty() {
         return None;
     }
-    if stdout.len() <= MAX_RECORDED {
-        return Some(stdout.to_owned());
+    Some(cut_to(stdout, MAX_RECORDED))
+}
+
+/// Whether a line is the note [`cut_to`] ends a cut text with.
+pub fn is_cut_note(line: &str) -> bool {
+    line.starts_with("[… ") && format!("{line}\n").ends_with(NOT_RECORDED)
+}
+
+/// `text` whole when it holds at most `max` bytes, else its first `max` bytes (cut on a
+/// character boundary) and a note saying how much was left out.
+pub fn cut_to(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
     }
-    let mut cut = MAX_RECORDED;
-    while !stdout.is_char_boundary(cut) {
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    Some(format!(
+    format!(
         "{}\n[… {}{NOT_RECORDED}",
-        stdout[..cut].trim_end_matches('\n'),
-        stdout.len() - cut
-    ))
+        text[..cut].trim_end_matches('\n'),
+        text.len() - cut
+    )
 }
 
 /// The most of a step's stdout its `step.finished` record keeps.
