@@ -33,6 +33,8 @@ struct RedisServer {
     child: Child,
     port: u16,
     password: Option<&'static str>,
+    /// Its working folder (a replica's primary writes its snapshot there).
+    _dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -46,13 +48,22 @@ impl RedisServer {
     }
 
     fn start_with(password: Option<&'static str>) -> Self {
+        Self::start_args(password, &[])
+    }
+
+    /// A server started with more arguments (`--replicaof …`).
+    fn start_args(password: Option<&'static str>, extra: &[String]) -> Self {
         // Another process may take the free port between the probe and the start: retry.
         for _ in 0..5 {
             let port = free_port();
+            let dir = tempfile::tempdir().expect("temp dir");
             let mut command = Command::new("redis-server");
             command
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
@@ -64,6 +75,7 @@ impl RedisServer {
                 child,
                 port,
                 password,
+                _dir: dir,
             };
             if server.wait_ready() {
                 return server;
@@ -537,6 +549,102 @@ fn dry_run_counts_the_keys_deletes_nothing_and_hides_the_password() {
     );
     assert_hidden(&env, &run, PASSWORD);
     assert!(!env.join("deleted.txt").exists());
+}
+
+/// The dry-run asks, without deleting anything, whether the real run could delete: a
+/// read-only replica, or a user whose ACL lacks UNLINK, blocks it (both used to read
+/// `ready` and fail on the day). A user who may not ask (no ACL DRYRUN) is told so.
+#[test]
+fn dry_run_blocks_where_the_real_run_could_not_delete() {
+    let primary = RedisServer::start();
+    primary.fill_standard();
+    let replica = RedisServer::start_args(
+        None,
+        &[
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary.port.to_string(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while replica.dbsize() < 1_250 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let env = project(REDIS_RUNBOOK);
+    let run = release_with_env(
+        &env,
+        &run_args(&["--dry-run"]),
+        &[("REDIS_URL", &replica.url())],
+    );
+    run.assert_code(1).assert_stdout_contains(
+        "the Redis in REDIS_URL is a read-only replica (ROLE `slave`): the real run's UNLINK would be refused; point REDIS_URL at the primary",
+    );
+
+    let mut admin = primary.connection();
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "reader",
+            "on",
+            ">reader-password",
+            "~*",
+            "+@read",
+            "+ping",
+            "+acl|whoami",
+            "+acl|dryrun",
+        ])
+        .query::<()>(&mut admin)
+        .unwrap();
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "plain",
+            "on",
+            ">plain-password",
+            "~*",
+            "+@read",
+            "+ping",
+            "+unlink",
+        ])
+        .query::<()>(&mut admin)
+        .unwrap();
+    let url = |user: &str| format!("redis://{user}:{user}-password@127.0.0.1:{}", primary.port);
+    let run = release_with_env(
+        &env,
+        &run_args(&["--dry-run"]),
+        &[("REDIS_URL", &url("reader"))],
+    );
+    run.assert_code(1)
+        .assert_stdout_contains("the URL's user may not delete these keys (")
+        .assert_stdout_contains("unlink");
+    assert_hidden(&env, &run, "reader-password");
+    let run = release_with_env(
+        &env,
+        &run_args(&["--dry-run"]),
+        &[("REDIS_URL", &url("plain"))],
+    );
+    run.assert_code(0).assert_stdout_contains(
+        "not checked: whether it is a read-only replica (ROLE is refused here); the permission to UNLINK (ACL DRYRUN is refused here)",
+    );
+    assert_eq!(primary.dbsize(), 1_250, "nothing was deleted");
+}
+
+/// A pattern that renders to nothing would match only a key named "": refused, dry and
+/// real, naming the template (the dry-run used to say it matched every key).
+#[test]
+fn a_pattern_that_renders_to_nothing_is_refused() {
+    let redis = RedisServer::start();
+    redis.fill_standard();
+    let env = project(
+        "params:\n  pattern: { default: \"\" }\nsteps:\n  - id: caches\n    cache_clear: { redis: { url_env: REDIS_URL, pattern: \"{{ params.pattern }}\" } }\n",
+    );
+    for extra in [&["--dry-run"][..], &["--reason", "r"][..]] {
+        let run = release_with_env(&env, &run_args(extra), &[("REDIS_URL", &redis.url())]);
+        run.assert_code(1).assert_stdout_contains(
+            "the pattern `{{ params.pattern }}` renders to nothing; give it a value (e.g. `px:*`)",
+        );
+    }
+    assert_eq!(redis.dbsize(), 1_250);
 }
 
 #[test]

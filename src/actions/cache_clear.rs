@@ -207,12 +207,82 @@ impl Redis<'_> {
     /// How many distinct keys match (SCAN can return a key twice while the server resizes
     /// its table).
     async fn count(&self, pattern: &str) -> Result<u64, String> {
+        Ok(self.count_keys(pattern).await?.0)
+    }
+
+    /// [`Self::count`], and one of the keys (to check the permission to delete it).
+    async fn count_keys(&self, pattern: &str) -> Result<(u64, Option<Vec<u8>>), String> {
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
-        self.scan(pattern, |_, keys| {
-            let new = keys.into_iter().filter(|k| seen.insert(k.clone())).count();
-            std::future::ready(Ok(new as u64))
-        })
-        .await
+        let mut sample = None;
+        let n = self
+            .scan(pattern, |_, keys| {
+                if sample.is_none() {
+                    sample = keys.first().cloned();
+                }
+                let new = keys.into_iter().filter(|k| seen.insert(k.clone())).count();
+                std::future::ready(Ok(new as u64))
+            })
+            .await?;
+        Ok((n, sample))
+    }
+
+    /// Whether the real run could delete `key` here, asked without deleting anything: a
+    /// read-only replica (`ROLE`) refuses every UNLINK, and a user's ACL may lack it
+    /// (`ACL DRYRUN`, Redis 7). `Ok(None)`: it could; `Ok(Some(note))`: what could not be
+    /// asked (a user without the admin commands); `Err`: it could not.
+    async fn can_delete(&self, key: &[u8]) -> Result<Option<String>, String> {
+        let mut connection = self.connect().await?;
+        // ROLE is an admin command: a user without it leaves the question open.
+        let role: Option<redis::Value> = redis::cmd("ROLE").query_async(&mut connection).await.ok();
+        if let Some(redis::Value::Array(parts)) = &role
+            && let Some(redis::Value::BulkString(kind)) = parts.first()
+            && kind.as_slice() != b"master"
+        {
+            return Err(format!(
+                "{} is a read-only replica (ROLE `{}`): the real run's UNLINK would be refused; \
+                 point {} at the primary",
+                self.name(),
+                String::from_utf8_lossy(kind),
+                self.url_env
+            ));
+        }
+        let user: Result<String, _> = redis::cmd("ACL")
+            .arg("WHOAMI")
+            .query_async(&mut connection)
+            .await;
+        let answer: Result<String, _> = match user {
+            Ok(user) => {
+                redis::cmd("ACL")
+                    .arg("DRYRUN")
+                    .arg(&user)
+                    .arg("UNLINK")
+                    .arg(key)
+                    .query_async(&mut connection)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let unlink_known = match answer {
+            Ok(ok) if ok == "OK" => true,
+            Ok(denied) => {
+                return Err(format!(
+                    "{}: the URL's user may not delete these keys ({}): the real run's \
+                     UNLINK would be refused",
+                    self.name(),
+                    self.scrub(denied.trim())
+                ));
+            }
+            // ACL itself not permitted to this user, or a Redis before 7.
+            Err(_) => false,
+        };
+        let unchecked: Vec<&str> = [
+            (role.is_none()).then_some("whether it is a read-only replica (ROLE is refused here)"),
+            (!unlink_known).then_some("the permission to UNLINK (ACL DRYRUN is refused here)"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        Ok((!unchecked.is_empty()).then(|| format!("not checked: {}", unchecked.join("; "))))
     }
 
     /// Deletes the matching keys batch by batch (UNLINK: the memory is freed in the
@@ -266,6 +336,21 @@ pub async fn clear_redis(
     }
 }
 
+/// Said of a count cut short: the UNLINK under way when the step stopped may have run on
+/// the server all the same.
+const IN_FLIGHT: &str = ", and perhaps the batch under way";
+
+/// A pattern that rendered to nothing matches only a key named "" (SCAN's MATCH), which
+/// is never what was meant: refused, naming the template.
+fn non_empty(pattern: &str, template: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err(format!(
+            "the pattern `{template}` renders to nothing; give it a value (e.g. `px:*`)"
+        ));
+    }
+    Ok(())
+}
+
 fn count_keys(n: u64) -> String {
     if n == 1 {
         "1 key".into()
@@ -292,15 +377,30 @@ async fn preflight_redis(spec: &RedisCache, ctx: &StepContext<'_>) -> Preflight 
     if ctx.reads_step_output {
         return unverifiable(format!("delete the keys matching {pattern}"));
     }
+    if let Err(e) = non_empty(&pattern, &spec.pattern) {
+        return blocked(e, String::new());
+    }
     let redis = Redis { url: &url, url_env };
     let would = format!("delete the keys matching {pattern}");
-    match bounded(redis.count(&pattern), ctx.timeout, ctx.cancel.clone()).await {
-        Ok(Ok(n)) => {
+    let counted = async {
+        let (n, sample) = redis.count_keys(&pattern).await?;
+        let note = match sample {
+            Some(key) => redis.can_delete(&key).await?,
+            None => None,
+        };
+        Ok::<_, String>((n, note))
+    };
+    match bounded(counted, ctx.timeout, ctx.cancel.clone()).await {
+        Ok(Ok((n, note))) => {
             let mut reason = format!(
-                "{} match {pattern} in {} now (counted with SCAN; nothing deleted)",
+                "{} {} {pattern} in {} now (counted with SCAN; nothing deleted)",
                 count_keys(n),
+                if n == 1 { "matches" } else { "match" },
                 redis.name()
             );
+            if let Some(note) = note {
+                let _ = write!(reason, "; {note}");
+            }
             // Allowed (a cache of its own), but worth a second look before the day.
             let everything = pattern.chars().all(|c| c == '*');
             if everything {
@@ -341,6 +441,9 @@ async fn execute_redis(spec: &RedisCache, ctx: &StepContext<'_>) -> Execution {
         Ok(p) => p,
         Err(e) => return failed(format!("cannot render the pattern: {e}")),
     };
+    if let Err(e) = non_empty(&pattern, &spec.pattern) {
+        return failed(e);
+    }
     let redis = Redis { url: &url, url_env };
     let deleted = AtomicU64::new(0);
     let progress = |n: u64| send_line(ctx, format!("deleted {} so far", count_keys(n)));
@@ -368,7 +471,7 @@ async fn execute_redis(spec: &RedisCache, ctx: &StepContext<'_>) -> Execution {
         Err(Stop::TimedOut(t)) => Execution {
             outcome: Outcome::TimedOut,
             error: Some(format!(
-                "timed out after {} ({} matching {pattern} deleted by then)",
+                "timed out after {} ({} matching {pattern} deleted by then{IN_FLIGHT})",
                 crate::engine::reporter::human_duration(t),
                 count_keys(so_far)
             )),
@@ -378,7 +481,7 @@ async fn execute_redis(spec: &RedisCache, ctx: &StepContext<'_>) -> Execution {
         Err(Stop::Interrupted) => Execution {
             outcome: Outcome::Failed,
             error: Some(format!(
-                "interrupted ({} matching {pattern} deleted by then)",
+                "interrupted ({} matching {pattern} deleted by then{IN_FLIGHT})",
                 count_keys(so_far)
             )),
             stdout: so_far.to_string(),

@@ -29,8 +29,8 @@ impl Redactor {
         {
             let path = url.path();
             if path.len() > 1 {
-                self.add_one(path);
-                self.add_one(&path[1..]);
+                self.add_url_part(path);
+                self.add_url_part(&path[1..]);
             }
             if let Some(query) = url.query() {
                 self.add_one(query);
@@ -39,18 +39,31 @@ impl Redactor {
                     .filter_map(|pair| pair.split_once('='))
                     .map(|(_, v)| v)
                 {
-                    self.add_one(value);
+                    self.add_url_part(value);
                 }
             }
             if let Some(password) = url.password() {
-                self.add_one(password);
+                self.add_url_part(password);
             } else {
                 // `https://TOKEN@host/…`: a long user name is a token; a short one
                 // (`git`, `deploy`) is a name, and hiding it everywhere would garble output.
                 if url.username().len() >= 12 {
-                    self.add_one(url.username());
+                    self.add_url_part(url.username());
                 }
             }
+        }
+    }
+
+    /// Adds a part of a URL as written (percent-encoded) and as programs read it: a tool
+    /// that prints its password prints `p@ss`, not `p%40ss`.
+    fn add_url_part(&mut self, part: &str) {
+        self.add_one(part);
+        if part.contains('%') {
+            self.add_one(&percent_decoded(part));
+        }
+        if part.contains('+') {
+            // A query value as a form decoder reads it.
+            self.add_one(&percent_decoded(&part.replace('+', " ")));
         }
     }
 
@@ -101,6 +114,29 @@ impl Redactor {
     }
 }
 
+/// `%XX` sequences decoded (`+` kept, as in a URL's user info and path).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +159,15 @@ mod tests {
         ] {
             assert!(!out.contains(secret), "{secret} in {out}");
         }
+        // As programs print them, decoded: `p%40ss%2Fw%3Ard` is the password `p@ss/w:rd`.
+        let mut r = Redactor::default();
+        r.add("redis://op%40user:p%40ss%2Fw%3Ard@127.0.0.1:6379/6");
+        r.add("https://hooks.example.com/x?token=a%2Bb%20c+d");
+        let out = r.redact("decoded pw: p@ss/w:rd; raw p%40ss%2Fw%3Ard; token a+b c d");
+        assert_eq!(
+            out,
+            format!("decoded pw: {REDACTED}; raw {REDACTED}; token {REDACTED}")
+        );
         // Short parts (`/0`, a user named `git`) are not secrets.
         let mut r = Redactor::default();
         r.add("ssh://deploy@host.example.com/0");
