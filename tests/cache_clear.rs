@@ -4,6 +4,7 @@
 //! runs) with the Redis URL and header secrets in its environment.
 
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -645,6 +646,111 @@ fn a_pattern_that_renders_to_nothing_is_refused() {
         );
     }
     assert_eq!(redis.dbsize(), 1_250);
+}
+
+/// `openssl ARGS` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+/// Managed Redis often speaks only TLS (`rediss://`): the server's certificate is checked
+/// against the system's CAs (or `SSL_CERT_FILE`), and one that is not trusted is said so
+/// with the fix. (`rediss://` used to be "not a usable Redis URL".)
+#[test]
+fn redis_over_tls_is_counted_and_cleared_and_an_untrusted_certificate_named() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=release test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    let tls_port = free_port();
+    let server = RedisServer::start_args(
+        None,
+        &[
+            "--tls-port".into(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            dir.join("srv.pem").display().to_string(),
+            "--tls-key-file".into(),
+            dir.join("srv.key").display().to_string(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ],
+    );
+    server.fill_standard();
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let ca = dir.join("ca.pem").display().to_string();
+    let env = project(REDIS_RUNBOOK);
+    let trusted = [("REDIS_URL", url.as_str()), ("SSL_CERT_FILE", ca.as_str())];
+    release_with_env(&env, &run_args(&["--dry-run"]), &trusted)
+        .assert_code(0)
+        .assert_stdout_contains("delete 1200 keys matching px:*");
+    release_with_env(&env, &run_args(&["--reason", "tls"]), &trusted).assert_code(0);
+    assert_eq!(server.count("px:*"), 0);
+    assert_eq!(server.dbsize(), 50);
+
+    let run = release_with_env(&env, &run_args(&["--dry-run"]), &[("REDIS_URL", &url)]);
+    run.assert_code(1).assert_stdout_contains(
+        "cannot connect to the Redis in REDIS_URL: the server's TLS certificate is not trusted (UnknownIssuer): add the CA that signed it to the system's trust store, or name its PEM file in SSL_CERT_FILE",
+    );
 }
 
 #[test]

@@ -134,10 +134,13 @@ impl Redis<'_> {
             (_, Some("NOAUTH")) => format!(
                 "{name} needs a password and the URL has none (redis://:PASSWORD@HOST:PORT)"
             ),
-            (redis::ErrorKind::Io, _) => format!(
-                "cannot connect to {name}: {}",
-                self.scrub(&error.to_string())
-            ),
+            (redis::ErrorKind::Io, _) => {
+                let why = self.scrub(&error.to_string());
+                format!(
+                    "cannot connect to {name}: {}",
+                    http::certificate_hint(&why).unwrap_or(why)
+                )
+            }
             _ => format!("{name}: {}", self.scrub(&error.to_string())),
         }
     }
@@ -148,7 +151,7 @@ impl Redis<'_> {
                 .detail()
                 .map_or_else(|| e.category().to_owned(), |d| self.scrub(d));
             format!(
-                "the value of {} is not a usable Redis URL ({why}); expected redis://[:PASSWORD@]HOST[:PORT][/DB]",
+                "the value of {} is not a usable Redis URL ({why}); expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or rediss://… for TLS",
                 self.url_env
             )
         })?;
@@ -160,11 +163,14 @@ impl Redis<'_> {
             .await
             .map_err(|e| match (e.kind(), e.code()) {
                 (redis::ErrorKind::AuthenticationFailed, _) | (_, Some(_)) => self.describe(&e),
-                _ => format!(
-                    "cannot connect to {}: {}",
-                    self.name(),
-                    self.scrub(&e.to_string())
-                ),
+                _ => {
+                    let why = self.scrub(&e.to_string());
+                    format!(
+                        "cannot connect to {}: {}",
+                        self.name(),
+                        http::certificate_hint(&why).unwrap_or(why)
+                    )
+                }
             })
     }
 

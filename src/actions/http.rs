@@ -198,10 +198,15 @@ pub fn failure(e: &reqwest::Error) -> String {
     if cause.contains("://") || e.is_timeout() {
         return kind.to_owned();
     }
-    let cause = cause
-        .strip_prefix("invalid peer certificate: ")
-        .map_or(cause.clone(), |c| {
-            format!("the server's TLS certificate is not trusted ({c})")
-        });
-    format!("{kind}: {cause}")
+    format!("{kind}: {}", certificate_hint(&cause).unwrap_or(cause))
+}
+
+/// rustls's `invalid peer certificate: UnknownIssuer`, said for people with the fix;
+/// `None` for any other message.
+pub fn certificate_hint(message: &str) -> Option<String> {
+    let (_, why) = message.split_once("invalid peer certificate: ")?;
+    Some(format!(
+        "the server's TLS certificate is not trusted ({why}): add the CA that signed it to \
+         the system's trust store, or name its PEM file in SSL_CERT_FILE"
+    ))
 }
