@@ -115,7 +115,7 @@ fn is_unknown_callable(error: &minijinja::Error) -> bool {
 }
 
 /// A context where every dotted path in `vars` holds a placeholder string.
-fn placeholder_context(vars: &BTreeSet<String>) -> minijinja::Value {
+pub fn placeholder_context(vars: &BTreeSet<String>) -> minijinja::Value {
     let mut context = serde_json::Map::new();
     for path in vars {
         let mut map = &mut context;

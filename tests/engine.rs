@@ -884,6 +884,63 @@ steps:
     );
 }
 
+/// Ordinary shell syntax around a value: an apostrophe in a comment, quotes nested in
+/// `$( )`, a here-document, a control block and the `{% raw %}` of docker's `-f` idiom.
+/// The value reaches each command whole (it used to be dropped, split or globbed, and the
+/// blocks went to `sh` unrendered); the places that cannot hold a value are found by
+/// `runbook validate`.
+#[test]
+fn script_values_survive_comments_nesting_here_documents_and_blocks() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/script.yaml",
+        "params:
+  msg: { default: \"\" }
+steps:
+  - id: shapes
+    run:
+      shell: true
+      script: |
+        # it's the comment that used to open a quote
+        printf '%s' {{ params.msg }} > plain
+        echo \"$(printf '[%s]' \"{{ params.msg }}\")\" > nested
+        cat > doc <<EOF
+        it's {{ params.msg }}
+        EOF
+        {% if run.dry_run %}echo dry > mode{% else %}echo real > mode{% endif %}
+        echo '{% raw %}{{.State.Status}}{% endraw %}' > raw
+",
+    );
+    env.release(&run_args(
+        "rb/script.yaml",
+        C,
+        &["--set", &format!("msg={NASTY}")],
+    ))
+    .assert_code(0);
+    assert_eq!(env.read("plain"), NASTY);
+    assert_eq!(env.read("nested"), format!("[{NASTY}]\n"));
+    assert_eq!(env.read("doc"), format!("it's {NASTY}\n"));
+    assert_eq!(env.read("mode"), "real\n");
+    assert_eq!(env.read("raw"), "{{.State.Status}}\n");
+    for f in ["pwned1", "pwned2", "pwned3"] {
+        assert!(!env.join(f).exists(), "{f}: the value ran");
+    }
+
+    env.write(
+        "rb/sum.yaml",
+        "params:
+  n: { default: \"1\" }
+steps:
+  - id: sum
+    run: { script: 'echo $(( {{ params.n }} + 1 ))', shell: true }
+",
+    );
+    env.release(&["runbook", "validate", "rb/sum.yaml"])
+        .assert_code(2)
+        .assert_stderr_contains("step `sum`: `script` cannot hold a value where it stands")
+        .assert_stderr_contains("would be evaluated by the shell as arithmetic");
+}
+
 // ---------------------------------------------------------------------------------------
 // Confirmations
 // ---------------------------------------------------------------------------------------

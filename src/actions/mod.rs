@@ -10,6 +10,7 @@ pub mod incident_issue;
 pub mod migration_rollback;
 pub mod notify;
 pub mod run;
+pub mod script;
 pub mod verify;
 
 use std::path::Path;

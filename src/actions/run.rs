@@ -1,9 +1,8 @@
 //! `run`: a process from argv, or `sh -c` for a `script` with `shell: true` where every
-//! `{{ … }}` becomes a quoted positional reference (`"$1"`, `"$2"`…) and its value is
-//! passed as that argument: a value never becomes shell text.
+//! `{{ … }}` becomes a quoted positional reference (`"${1}"`, `"${2}"`…) and its value is
+//! passed as that argument: a value never becomes shell text (see [`super::script`]).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,55 +25,6 @@ struct Prepared {
     cwd: PathBuf,
 }
 
-/// Splits a script into shell text with a positional reference in place of each `{{ … }}`,
-/// and the expressions' templates in order. The reference fits where it stands, so the
-/// value is always exactly one word and never shell text: `"${N}"` outside quotes, `${N}`
-/// inside double quotes, and `'"${N}"'` (leave, insert quoted, re-enter) inside single
-/// quotes. Braces keep `${10}` from reading as `$1` followed by `0`.
-pub fn positional_script(script: &str) -> (String, Vec<String>) {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Quote {
-        None,
-        Single,
-        Double,
-    }
-    let mut text = String::with_capacity(script.len() + 16);
-    let mut templates = Vec::new();
-    let mut quote = Quote::None;
-    let mut rest = script;
-    while let Some(ch) = rest.chars().next() {
-        if rest.starts_with("{{")
-            && let Some(len) = rest.find("}}")
-        {
-            templates.push(rest[..len + 2].to_owned());
-            let n = templates.len();
-            let _ = match quote {
-                Quote::None => write!(text, "\"${{{n}}}\""),
-                Quote::Double => write!(text, "${{{n}}}"),
-                Quote::Single => write!(text, "'\"${{{n}}}\"'"),
-            };
-            rest = &rest[len + 2..];
-            continue;
-        }
-        match (quote, ch) {
-            (Quote::None, '\'') => quote = Quote::Single,
-            (Quote::Single, '\'') | (Quote::Double, '"') => quote = Quote::None,
-            (Quote::None, '"') => quote = Quote::Double,
-            (Quote::None | Quote::Double, '\\') => {
-                // An escaped character is copied as it is, quotes included.
-                let escaped = rest[1..].chars().next().map_or(0, char::len_utf8);
-                text.push_str(&rest[..=escaped]);
-                rest = &rest[1 + escaped..];
-                continue;
-            }
-            _ => {}
-        }
-        text.push(ch);
-        rest = &rest[ch.len_utf8()..];
-    }
-    (text, templates)
-}
-
 fn prepare(
     spec: &RunSpec,
     argv: Option<&[String]>,
@@ -87,16 +37,14 @@ fn prepare(
             .map(|a| t.render(a))
             .collect::<Result<Vec<_>, _>>()?,
         (None, Some(script)) => {
-            let (text, templates) = positional_script(script);
+            let (text, values) = super::script::render(t, script)?;
             let mut argv = vec![
                 "sh".to_owned(),
                 "-c".to_owned(),
                 text,
                 format!("release:{}", ctx.step_id),
             ];
-            for template in &templates {
-                argv.push(t.render(template)?);
-            }
+            argv.extend(values);
             argv
         }
         (None, None) => return Err("`run` has neither argv nor script".into()),
@@ -317,49 +265,6 @@ impl StepAction for RunAction {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn script_templates_become_positional_arguments() {
-        let (text, templates) =
-            positional_script(r#"echo {{ a }} && rm -rf "{{ b }}"/x '{{ c }}' \"{{ d }}"#);
-        assert_eq!(
-            text,
-            r#"echo "${1}" && rm -rf "${2}"/x ''"${3}"'' \""${4}""#
-        );
-        assert_eq!(templates, vec!["{{ a }}", "{{ b }}", "{{ c }}", "{{ d }}"]);
-        let (text, templates) = positional_script("plain");
-        assert_eq!((text.as_str(), templates.len()), ("plain", 0));
-    }
-
-    /// Whatever the value and wherever the template stands, `sh` sees exactly one word.
-    #[test]
-    fn values_stay_one_word_in_every_quoting() {
-        let value = "a b;$(touch pwned)`x`'\"*";
-        for script in [
-            "printf '[%s]' {{ v }}",
-            r#"printf '[%s]' "{{ v }}""#,
-            r#"printf '[%s]' "<{{ v }}>""#,
-            "printf '[%s]' '<{{ v }}>'",
-            "printf '[%s]' x{{ v }}y",
-        ] {
-            let (text, templates) = positional_script(script);
-            assert_eq!(templates.len(), 1);
-            let dir = tempfile::tempdir().unwrap();
-            let out = std::process::Command::new("sh")
-                .args(["-c", &text, "sh", value])
-                .current_dir(dir.path())
-                .output()
-                .unwrap();
-            let printed = String::from_utf8(out.stdout).unwrap();
-            assert_eq!(
-                printed.matches('[').count(),
-                1,
-                "{script} -> {text}: {printed}"
-            );
-            assert!(printed.contains(value), "{script} -> {printed}");
-            assert!(!dir.path().join("pwned").exists());
-        }
-    }
 
     #[test]
     fn argv_is_shown_quoted() {

@@ -69,6 +69,25 @@ impl Templater {
         })
     }
 
+    /// Renders `text` with each value it prints replaced by what `mark` makes of it (the
+    /// value is `mark`'s to keep): scripts keep their values out of the shell's text.
+    pub fn render_with(
+        &self,
+        text: &str,
+        mark: impl Fn(String) -> String + Send + Sync + 'static,
+    ) -> Result<String, String> {
+        let mut env = self.env.clone();
+        env.set_formatter(move |out, _, value| {
+            std::fmt::Write::write_str(out, &mark(value.to_string())).map_err(|_| {
+                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write")
+            })
+        });
+        env.render_str(text, &self.context).map_err(|e| {
+            let used = template::template_variables(&self.env, text).unwrap_or_default();
+            self.describe_with(&e, &used)
+        })
+    }
+
     /// Evaluates an `if:` expression (with or without `{{ }}` around it).
     pub fn condition(&self, expr: &str) -> Result<bool, String> {
         let expr = expr.trim().trim_start_matches("{{").trim_end_matches("}}");

@@ -1453,7 +1453,16 @@ fn check_run_action(c: &mut Checker<'_>, run: &RunAction, label: &str, action_no
                 );
             }
         }
-        (None, Some(_)) => {
+        (None, Some(script)) => {
+            if s.shell
+                && let Some(problem) = crate::actions::script::shape_problem(script)
+            {
+                c.hint(
+                    action_node.span,
+                    format!("{label}: `script` cannot hold a value where it stands"),
+                    problem,
+                );
+            }
             if !s.shell {
                 c.hint(
                     action_node.span,
