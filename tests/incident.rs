@@ -909,6 +909,14 @@ impl Step {
         }
     }
 
+    /// The context of a step whose templates read an earlier step's output.
+    fn ctx_reading_output(&self) -> StepContext<'_> {
+        StepContext {
+            reads_step_output: true,
+            ..self.ctx()
+        }
+    }
+
     fn progress(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
         while let Ok(line) = self.received.try_recv() {
@@ -1041,6 +1049,59 @@ async fn action_with_a_broken_template_is_blocked() {
     assert_eq!(preflight.verdict, Verdict::Blocked);
     assert!(
         preflight.reason.starts_with("cannot render the title"),
+        "{preflight:?}"
+    );
+}
+
+#[tokio::test]
+async fn action_reading_step_output_still_checks_the_tracker() {
+    // Writable folder: the tracker is checked, the text it cannot know only warns.
+    let env = TestEnv::new();
+    env.write("release.yaml", LOCAL_CONFIG);
+    let step = Step::new(&env, "r-1", true);
+    let preflight = action().preflight(&step.ctx_reading_output()).await;
+    assert_eq!(
+        (preflight.verdict, preflight.fidelity),
+        (Verdict::Warn, Fidelity::Unverifiable),
+        "{preflight:?}"
+    );
+    assert!(
+        preflight
+            .reason
+            .starts_with("folder .release/incidents can be created")
+            && preflight.reason.contains("earlier step's output"),
+        "{preflight:?}"
+    );
+    assert!(
+        !env.join(".release").exists(),
+        "a preflight creates nothing"
+    );
+
+    // A folder that cannot be created blocks.
+    let env = TestEnv::new();
+    env.write("release.yaml", LOCAL_CONFIG)
+        .write(".release", "a file, not a folder");
+    let step = Step::new(&env, "r-1", true);
+    let preflight = action().preflight(&step.ctx_reading_output()).await;
+    assert_eq!(preflight.verdict, Verdict::Blocked, "{preflight:?}");
+    assert!(
+        preflight.reason.contains("is not a folder"),
+        "{preflight:?}"
+    );
+
+    // So does a token that is not set.
+    let env = TestEnv::new();
+    env.write(
+        "release.yaml",
+        "version: 1\nincidents: github\ngithub: { repo: octo/shop, api_url: \"http://127.0.0.1:9\", token_env: RELEASE_TEST_TOKEN_NEVER_SET }\ncomponents:\n  api: {}\n",
+    );
+    let step = Step::new(&env, "r-1", true);
+    let preflight = action().preflight(&step.ctx_reading_output()).await;
+    assert_eq!(preflight.verdict, Verdict::Blocked, "{preflight:?}");
+    assert!(
+        preflight
+            .reason
+            .contains("RELEASE_TEST_TOKEN_NEVER_SET is not set"),
         "{preflight:?}"
     );
 }
@@ -1249,6 +1310,48 @@ async fn real_run_github_opens_one_issue_without_showing_the_token() {
     assert!(body.contains("<!-- release:run="), "{body}");
     run.assert_stderr_contains(
         "opened issue #1 in octo/shop: https://github.example.com/octo/shop/issues/1",
+    );
+    assert_no_token(&env, &run);
+}
+
+/// An incident whose body reads the output of the step before it.
+const RUNBOOK_READING_OUTPUT: &str = r#"name: incident
+steps:
+  - id: prev
+    run: [echo, hello]
+  - id: incident
+    incident_issue:
+      title: "Rollback: {{ component }}"
+      labels: [incident]
+      body: "prev said: {{ steps.prev.stdout }}"
+"#;
+
+#[tokio::test]
+async fn dry_run_reading_step_output_still_checks_the_token_and_the_repository() {
+    let github = Github::start().await;
+    let env = TestEnv::new();
+    env.write("release.yaml", &github_config(&github.api_url()))
+        .write("rb.yaml", RUNBOOK_READING_OUTPUT);
+    let run = release_with_env(&env, DRY_RUN, &[]).await;
+    run.assert_code(1)
+        .assert_stdout_contains("GITHUB_TOKEN is not set");
+    assert!(github.all_requests().await.is_empty());
+
+    let run = release_with_env(&env, DRY_RUN, &[("GITHUB_TOKEN", TOKEN)]).await;
+    run.assert_code(0)
+        .assert_stdout_contains("repository octo/shop is readable")
+        .assert_stdout_contains("earlier step's output");
+    let requests = github.all_requests().await;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].url.path()),
+        ("GET", "/repos/octo/shop")
+    );
+    assert!(github.issues().is_empty());
+    let log = audit_log(&env);
+    assert!(
+        log.contains("\"verdict\":\"warn\"") && log.contains("\"fidelity\":\"unverifiable\""),
+        "{log}"
     );
     assert_no_token(&env, &run);
 }
