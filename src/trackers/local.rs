@@ -16,8 +16,9 @@
 //! <!-- release:run=20250101T120000Z-3f2a step=incident -->
 //! ```
 //!
-//! Values are written as JSON strings, which YAML reads as they are (a run id is never
-//! taken for a number or a date); files people edit by hand are read with a YAML parser.
+//! Values are written as YAML double-quoted strings (a run id is never taken for a number or
+//! a date), with `\uXXXX` for every character YAML refuses raw, so that every file written
+//! reads back; files people edit by hand are read with the same YAML parser.
 //! Every write goes to a temporary file first, then is renamed into place, so a reader
 //! never sees half a file; new numbers are taken under a lock (`.lock` in the folder), so
 //! two runs opening issues at once never share one.
@@ -80,7 +81,6 @@ impl Record {
     }
 
     fn render(&self) -> String {
-        let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
         let labels: Vec<String> = self.front.labels.iter().map(|l| quote(l)).collect();
         let mut text = String::from("---\n");
         let _ = writeln!(text, "title: {}", quote(&self.front.title));
@@ -100,6 +100,36 @@ impl Record {
         text.push_str(&self.stored_body);
         text
     }
+}
+
+/// `value` as a YAML double-quoted scalar on one line. Every character YAML does not allow
+/// unescaped (controls, DEL, C1 controls, U+FFFE/U+FFFF) and every line break YAML 1.1
+/// knows (NEL, U+2028/U+2029) is written `\uXXXX`, and the byte order mark too: whatever a
+/// title or label holds, the file reads back.
+fn quote(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\t' => quoted.push_str("\\t"),
+            '\r' => quoted.push_str("\\r"),
+            '\0'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{feff}'
+            | '\u{fffe}'
+            | '\u{ffff}' => {
+                let _ = write!(quoted, "\\u{:04X}", u32::from(c));
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 fn now() -> String {
@@ -680,6 +710,83 @@ mod tests {
         std::fs::write(file.path().join(".release"), "a file").unwrap();
         let error = LocalTracker::in_project(file.path()).check().unwrap_err();
         assert!(error.contains("is not a folder"), "{error}");
+    }
+
+    #[test]
+    fn titles_and_labels_with_characters_yaml_refuses_raw_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracker = LocalTracker::in_project(dir.path());
+        let title = "db\u{7f}down \u{85}\u{9f}\u{fffe}\u{ffff}\u{feff}\u{2028}\"q\" \\ \t\r\n\0 é";
+        let issue = tracker
+            .open(&new_issue(title, &["critical", "odd\u{80}label"], "r-1"))
+            .unwrap();
+        let text = std::fs::read_to_string(&issue.location).unwrap();
+        assert!(
+            text.contains("title: \"db\\u007Fdown \\u0085\\u009F\\uFFFE\\uFFFF\\uFEFF\\u2028\\\"q\\\" \\\\ \\t\\r\\n\\u0000 é\"\n"),
+            "{text}"
+        );
+        let open = tracker
+            .list_open_with_labels(&labels(&["critical"]))
+            .unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].title, title);
+        assert_eq!(open[0].labels, ["critical", "odd\u{80}label"]);
+        assert_eq!(
+            tracker
+                .find_open_with_marker(&run_marker("r-1", "incident"))
+                .unwrap()
+                .map(|i| i.number),
+            Some(1)
+        );
+        // Closing rewrites the file: it still reads back.
+        tracker.close(&issue).unwrap();
+        assert!(tracker.list_open_with_labels(&[]).unwrap().is_empty());
+    }
+
+    /// Any characters, control characters included (`any::<String>()` leaves them out).
+    fn any_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy as _;
+        proptest::collection::vec(proptest::prelude::any::<char>(), 0..24)
+            .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256),
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Whatever a title, a label or a run id holds, the front matter written reads back.
+        #[test]
+        fn any_front_matter_round_trips(
+            title in any_text(),
+            labels in proptest::collection::vec(any_text(), 0..4),
+            run in any_text(),
+        ) {
+            let record = Record {
+                path: PathBuf::new(),
+                number: 1,
+                front: FrontMatter {
+                    title: title.clone(),
+                    labels: labels.clone(),
+                    state: IssueState::Open,
+                    run: Some(run.clone()),
+                    created: Some(now()),
+                    updated: None,
+                    closed: None,
+                },
+                stored_body: "text\n".into(),
+            };
+            let text = record.render();
+            let (front, body) = parse(&text).map_err(|e| {
+                proptest::test_runner::TestCaseError::fail(format!("{e}\n{text}"))
+            })?;
+            proptest::prop_assert_eq!(front.title, title);
+            proptest::prop_assert_eq!(front.labels, labels);
+            proptest::prop_assert_eq!(front.run, Some(run));
+            proptest::prop_assert_eq!(body, "text\n");
+        }
     }
 
     #[test]
