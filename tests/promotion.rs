@@ -1683,6 +1683,44 @@ fn file_blockers_opens_one_issue_updates_it_and_closes_it_when_the_gates_pass() 
     assert_eq!(incidents(&env).len(), 2);
 }
 
+const DOCS_FOR_STAGING: &str =
+    "  staging:\n    - { id: docs, file_exists: [\"src/{{ component }}/README.md\"] }\n";
+
+#[test]
+fn file_blockers_leaves_alone_an_incident_quoting_the_blocker_marker() {
+    let env = project(DOCS_FOR_STAGING);
+    env.write(
+        "rb.yaml",
+        "name: incident\nsteps:\n  - id: incident\n    incident_issue:\n      title: \"Rollback: {{ component }}\"\n      labels: [incident]\n      body: \"{{ run.reason }}\"\n",
+    );
+    let reason = "the gates said:\n<!-- release:blocker=api/staging -->";
+    env.release(&[
+        "run",
+        "rb.yaml",
+        "--component",
+        "api",
+        "--stage",
+        "staging",
+        "--yes",
+        "--reason",
+        reason,
+    ])
+    .assert_code(0);
+    let incident = incidents(&env)[0].clone();
+    let before = std::fs::read_to_string(&incident).unwrap();
+    assert!(before.contains(reason), "{before}");
+
+    env.release(&["gates", "api", "--stage", "staging", "--file-blockers"])
+        .assert_code(1)
+        .assert_stdout_contains("blocker issue: opened #2 ");
+    assert_eq!(std::fs::read_to_string(&incident).unwrap(), before);
+    env.write("src/api/README.md", "# api\n");
+    env.release(&["gates", "api", "--stage", "staging", "--file-blockers"])
+        .assert_code(0)
+        .assert_stdout_contains("blocker issue: closed #2 ");
+    assert_eq!(std::fs::read_to_string(&incident).unwrap(), before);
+}
+
 // ---------------------------------------------------------------------------------------
 // `release promote`
 

@@ -328,15 +328,19 @@ impl LocalTracker {
             .ok_or_else(|| format!("issue #{number} is not in {}", self.dir.display()))
     }
 
+    /// The open issue whose marker (the last marker line of its body, as GitHub's are read)
+    /// is `marker`: a body that only quotes a marker, e.g. an incident whose reason cites a
+    /// blocker's, is not taken for that issue.
     pub fn find_open_with_marker(&self, marker: &str) -> Result<Option<Issue>, String> {
+        let carries = |stored: &str| split_body(stored).1.as_deref() == Some(marker);
         for (record, text, path) in self.records(false)? {
             match record {
-                Some(r) if r.front.state == IssueState::Open && r.stored_body.contains(marker) => {
+                Some(r) if r.front.state == IssueState::Open && carries(&r.stored_body) => {
                     return Ok(Some(r.to_issue()));
                 }
-                None if text.contains(marker) => {
+                None if carries(&text) => {
                     return Err(format!(
-                        "{} carries this run's marker but cannot be read: fix or remove it",
+                        "{} carries the marker looked for ({marker}) but cannot be read: fix or remove it",
                         path.display()
                     ));
                 }
@@ -653,6 +657,49 @@ mod tests {
         );
         let text = std::fs::read_to_string(&issue.location).unwrap();
         assert!(text.contains("\nupdated: \""), "{text}");
+    }
+
+    #[test]
+    fn a_body_quoting_a_marker_is_not_taken_for_its_issue() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracker = LocalTracker::in_project(dir.path());
+        let blocker = crate::trackers::blocker_marker("api", "production");
+        for (i, body) in [
+            format!("Reason: see {blocker} for the gates"),
+            format!("Reason:\n{blocker}"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            tracker
+                .open(&NewIssue {
+                    body,
+                    ..new_issue("Rollback", &["incident"], &format!("r-{i}"))
+                })
+                .unwrap();
+        }
+        assert_eq!(tracker.find_open_with_marker(&blocker).unwrap(), None);
+        assert_eq!(
+            tracker
+                .find_open_with_marker(&run_marker("r-1", "incident"))
+                .unwrap()
+                .map(|i| i.number),
+            Some(2)
+        );
+        // A broken file that only quotes it is no error either; one that carries it is.
+        std::fs::write(
+            tracker.dir().join("0003-broken.md"),
+            format!("no front matter\n{blocker}\n\n{}\n", run_marker("r-9", "s")),
+        )
+        .unwrap();
+        assert_eq!(tracker.find_open_with_marker(&blocker).unwrap(), None);
+        let error = tracker
+            .find_open_with_marker(&run_marker("r-9", "s"))
+            .unwrap_err();
+        assert!(
+            error.contains("0003-broken.md") && error.contains("fix or remove it"),
+            "{error}"
+        );
     }
 
     #[test]

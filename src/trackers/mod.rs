@@ -6,11 +6,12 @@
 //! Enterprise issues through octocrab).
 //!
 //! Issues that `release` opens carry a hidden marker, an HTML comment such as
-//! `<!-- release:run=<run id> step=<step id> -->` at the end of the body: whoever opens an
-//! issue looks for an open one carrying its marker first, so a resumed run (or a gate
-//! evaluated again) reuses its issue instead of opening a second one. Markers are found by
-//! listing open issues (by label on GitHub) and scanning their bodies, never with the search
-//! API, whose index lags behind by minutes.
+//! `<!-- release:run=<run id> step=<step id> -->` on the last line of the body: whoever
+//! opens an issue looks for an open one carrying its marker first, so a resumed run (or a
+//! gate evaluated again) reuses its issue instead of opening a second one. Markers are found
+//! by listing open issues (by label on GitHub) and comparing the marker line of each body
+//! exactly (a body that quotes another marker is not that issue), never with the search API,
+//! whose index lags behind by minutes.
 
 pub mod github;
 pub mod local;
