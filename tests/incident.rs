@@ -41,6 +41,11 @@ struct State {
     has_issues: bool,
     /// Simulates a token that may open issues but not label them (GitHub drops labels).
     drop_labels: bool,
+    /// Comments posted: (issue number, body).
+    comments: Vec<(usize, String)>,
+    /// Answers listings this late (read at once, sent later: a slow GitHub, so that
+    /// processes racing each other all list before any of them opens).
+    list_delay: Option<std::time::Duration>,
 }
 
 /// Routes every request like GitHub's REST API for one repository.
@@ -200,6 +205,24 @@ impl FakeGithub {
         ResponseTemplate::new(201).set_body_json(issue)
     }
 
+    fn comment(state: &mut State, number: usize, request: &Request) -> ResponseTemplate {
+        if !state.issues.iter().any(|i| i["number"] == number) {
+            return ResponseTemplate::new(404).set_body_json(json!({ "message": "Not Found" }));
+        }
+        let body: Value = request.body_json().unwrap();
+        let text = body["body"].as_str().unwrap_or_default().to_owned();
+        state.comments.push((number, text.clone()));
+        let id = state.comments.len();
+        let url = format!("{}/repos/{REPO}/issues/comments/{id}", state.base);
+        ResponseTemplate::new(201).set_body_json(json!({
+            "id": id, "node_id": format!("IC_{id}"), "url": url,
+            "html_url": format!("https://github.example.com/{REPO}/issues/{number}#issuecomment-{id}"),
+            "issue_url": format!("{}/repos/{REPO}/issues/{number}", state.base),
+            "body": text, "user": user(&state.base), "author_association": "OWNER",
+            "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z"
+        }))
+    }
+
     fn edit(state: &mut State, number: usize, request: &Request) -> ResponseTemplate {
         let Some(issue) = state
             .issues
@@ -253,8 +276,20 @@ impl Respond for FakeGithub {
             ("GET", "") => {
                 ResponseTemplate::new(200).set_body_json(repository(&state.base, state.has_issues))
             }
-            ("GET", "/issues") => Self::list(&state, request),
+            ("GET", "/issues") => {
+                let answer = Self::list(&state, request);
+                match state.list_delay {
+                    Some(delay) => answer.set_delay(delay),
+                    None => answer,
+                }
+            }
             ("POST", "/issues") => Self::create(&mut state, request),
+            ("POST", rest) if rest.starts_with("/issues/") && rest.ends_with("/comments") => {
+                match rest["/issues/".len()..rest.len() - "/comments".len()].parse() {
+                    Ok(number) => Self::comment(&mut state, number, request),
+                    Err(_) => not_found(),
+                }
+            }
             ("PATCH", rest) if rest.starts_with("/issues/") => {
                 match rest["/issues/".len()..].parse() {
                     Ok(number) => Self::edit(&mut state, number, request),
@@ -1354,4 +1389,103 @@ async fn dry_run_reading_step_output_still_checks_the_token_and_the_repository()
         "{log}"
     );
     assert_no_token(&env, &run);
+}
+
+/// A project whose `api` fails a gate for staging (no README.md), with GitHub issues.
+fn github_gates_config(api_url: &str) -> String {
+    format!(
+        "{}gates:\n  staging:\n    - {{ id: docs, file_exists: [README.md] }}\n",
+        github_config(api_url)
+    )
+}
+
+const FILE_BLOCKERS: &[&str] = &["gates", "api", "--stage", "staging", "--file-blockers"];
+
+/// The open issues of the fake carrying the blocker marker of api for staging.
+fn open_blockers(github: &Github) -> Vec<u64> {
+    github
+        .issues()
+        .iter()
+        .filter(|i| i["state"] == "open")
+        .filter(|i| {
+            i["body"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("<!-- release:blocker=api/staging -->\n")
+        })
+        .map(|i| i["number"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn blockers_filed_at_once_on_github_leave_one_issue_open() {
+    let github = Github::start().await;
+    // Slow listings: the three processes all look before any of them opens.
+    github.state.lock().unwrap().list_delay = Some(std::time::Duration::from_millis(400));
+    let env = TestEnv::new();
+    env.write("release.yaml", &github_gates_config(&github.api_url()));
+    let vars = [("GITHUB_TOKEN", TOKEN)];
+    let (a, b, c) = tokio::join!(
+        release_with_env(&env, FILE_BLOCKERS, &vars),
+        release_with_env(&env, FILE_BLOCKERS, &vars),
+        release_with_env(&env, FILE_BLOCKERS, &vars),
+    );
+    for run in [&a, &b, &c] {
+        run.assert_code(1);
+        assert!(
+            run.stdout.contains("blocker issue: opened #1 ")
+                || run.stdout.contains("blocker issue: updated #1 "),
+            "{}",
+            run.transcript()
+        );
+        assert_no_token(&env, run);
+    }
+    assert_eq!(open_blockers(&github), [1], "{:#?}", github.issues());
+    // The duplicates (if the race opened any) are closed, saying which issue they duplicate.
+    let state = github.state.lock().unwrap();
+    for issue in state.issues.iter().filter(|i| i["state"] == "closed") {
+        let number = usize::try_from(issue["number"].as_u64().unwrap()).unwrap();
+        assert!(
+            state
+                .comments
+                .iter()
+                .any(|(n, text)| *n == number && text == "Duplicate of #1"),
+            "{:?}",
+            state.comments
+        );
+    }
+}
+
+#[tokio::test]
+async fn passing_gates_close_every_blocker_carrying_the_marker_on_github() {
+    let github = Github::start().await;
+    {
+        // Two blockers for the same component and stage, filed at once by an older version.
+        let mut state = github.state.lock().unwrap();
+        let labels = strings(&[
+            "component:api",
+            "target:staging",
+            "blocker",
+            "quality-gate-failure",
+        ]);
+        for n in 1..=2 {
+            let issue = FakeGithub::issue(
+                &state.base,
+                n,
+                "Quality gates block api → staging",
+                "Failing\n\n<!-- release:blocker=api/staging -->\n",
+                &labels,
+            );
+            state.issues.push(issue);
+        }
+    }
+    let env = TestEnv::new();
+    env.write("release.yaml", &github_gates_config(&github.api_url()))
+        .write("README.md", "# api\n");
+    let run = release_with_env(&env, FILE_BLOCKERS, &[("GITHUB_TOKEN", TOKEN)]).await;
+    run.assert_code(0).assert_stdout_contains(
+        "blocker issue: closed #1 https://github.example.com/octo/shop/issues/1, \
+         #2 https://github.example.com/octo/shop/issues/2 (the gates pass now)",
+    );
+    assert!(open_blockers(&github).is_empty(), "{:#?}", github.issues());
 }

@@ -20,8 +20,9 @@
 //! a date), with `\uXXXX` for every character YAML refuses raw, so that every file written
 //! reads back; files people edit by hand are read with the same YAML parser.
 //! Every write goes to a temporary file first, then is renamed into place, so a reader
-//! never sees half a file; new numbers are taken under a lock (`.lock` in the folder), so
-//! two runs opening issues at once never share one.
+//! never sees half a file; every write is made under a lock (`.lock` in the folder), so two
+//! runs opening issues at once never share a number, and looking for an issue's marker then
+//! opening it is one step (two runs filing the same blocker at once open one issue).
 
 use std::fmt::Write as _;
 use std::io::ErrorKind;
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Checked, Issue, IssueState, NewIssue, compose_body, split_body};
+use super::{Checked, Issue, IssueState, NewIssue, Opened, compose_body, split_body};
 
 /// The folder of the local tracker, relative to the project root.
 pub const FOLDER: &str = ".release/incidents";
@@ -328,15 +329,16 @@ impl LocalTracker {
             .ok_or_else(|| format!("issue #{number} is not in {}", self.dir.display()))
     }
 
-    /// The open issue whose marker (the last marker line of its body, as GitHub's are read)
-    /// is `marker`: a body that only quotes a marker, e.g. an incident whose reason cites a
-    /// blocker's, is not taken for that issue.
-    pub fn find_open_with_marker(&self, marker: &str) -> Result<Option<Issue>, String> {
+    /// The open issues whose marker (the last marker line of their body, as GitHub's are
+    /// read) is `marker`, oldest first: a body that only quotes a marker, e.g. an incident
+    /// whose reason cites a blocker's, is not taken for that issue.
+    pub fn find_all_open_with_marker(&self, marker: &str) -> Result<Vec<Issue>, String> {
         let carries = |stored: &str| split_body(stored).1.as_deref() == Some(marker);
+        let mut found = Vec::new();
         for (record, text, path) in self.records(false)? {
             match record {
                 Some(r) if r.front.state == IssueState::Open && carries(&r.stored_body) => {
-                    return Ok(Some(r.to_issue()));
+                    found.push(r.to_issue());
                 }
                 None if carries(&text) => {
                     return Err(format!(
@@ -347,7 +349,12 @@ impl LocalTracker {
                 _ => {}
             }
         }
-        Ok(None)
+        Ok(found)
+    }
+
+    /// The oldest open issue carrying `marker` (see [`Self::find_all_open_with_marker`]).
+    pub fn find_open_with_marker(&self, marker: &str) -> Result<Option<Issue>, String> {
+        Ok(self.find_all_open_with_marker(marker)?.into_iter().next())
     }
 
     pub fn list_open_with_labels(&self, labels: &[String]) -> Result<Vec<Issue>, String> {
@@ -379,9 +386,40 @@ impl LocalTracker {
         Ok(temporary)
     }
 
-    pub fn open(&self, new: &NewIssue) -> Result<Issue, String> {
+    /// Runs `work` holding the folder's lock (`.lock`), which every write takes: two runs
+    /// opening issues at once never share a number, and a lookup followed by an open is
+    /// one step, so two runs filing the same blocker at once open one issue.
+    fn locked<T>(&self, work: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| format!("cannot create folder {}: {e}", self.dir.display()))?;
+        let lock_path = self.dir.join(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|file| file.lock().map(|()| file))
+            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        let result = work();
+        drop(lock);
+        result
+    }
+
+    pub fn open(&self, new: &NewIssue) -> Result<Issue, String> {
+        self.locked(|| self.open_locked(new))
+    }
+
+    /// The open issue carrying the new issue's marker if there is one, else a new issue:
+    /// both under the folder's lock, so that processes doing this at once open one issue.
+    pub fn open_or_reuse(&self, new: &NewIssue) -> Result<(Issue, Opened), String> {
+        self.locked(|| match self.find_open_with_marker(&new.marker)? {
+            Some(found) => Ok((found, Opened::Reused)),
+            None => self.open_locked(new).map(|issue| (issue, Opened::New)),
+        })
+    }
+
+    /// Opens an issue; the caller holds the lock.
+    fn open_locked(&self, new: &NewIssue) -> Result<Issue, String> {
         let mut record = Record {
             path: PathBuf::new(),
             number: 0,
@@ -396,16 +434,6 @@ impl LocalTracker {
             },
             stored_body: compose_body(&new.body, (!new.marker.is_empty()).then_some(&*new.marker)),
         };
-        // Numbers are taken under a lock, so that two runs opening issues at once never
-        // share one, whatever their titles.
-        let lock_path = self.dir.join(".lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .and_then(|file| file.lock().map(|()| file))
-            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
         let temporary = self.write_temporary(&record.render())?;
         let result = self.records(false).and_then(|records| {
             let mut number = records
@@ -428,7 +456,6 @@ impl LocalTracker {
                 .map(|()| (path.clone(), number))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         });
-        drop(lock);
         let _ = std::fs::remove_file(&temporary);
         let (path, number) = result?;
         record.path = path;
@@ -446,23 +473,27 @@ impl LocalTracker {
     }
 
     pub fn update(&self, issue: &Issue, body: &str) -> Result<Issue, String> {
-        let mut record = self.record(issue.number)?;
-        let (_, marker) = split_body(&record.stored_body);
-        record.stored_body = compose_body(body, marker.as_deref());
-        record.front.updated = Some(now());
-        self.rewrite(&record)?;
-        Ok(record.to_issue())
+        self.locked(|| {
+            let mut record = self.record(issue.number)?;
+            let (_, marker) = split_body(&record.stored_body);
+            record.stored_body = compose_body(body, marker.as_deref());
+            record.front.updated = Some(now());
+            self.rewrite(&record)?;
+            Ok(record.to_issue())
+        })
     }
 
     pub fn close(&self, issue: &Issue) -> Result<Issue, String> {
-        let mut record = self.record(issue.number)?;
-        if record.front.state == IssueState::Closed {
-            return Ok(record.to_issue());
-        }
-        record.front.state = IssueState::Closed;
-        record.front.closed = Some(now());
-        self.rewrite(&record)?;
-        Ok(record.to_issue())
+        self.locked(|| {
+            let mut record = self.record(issue.number)?;
+            if record.front.state == IssueState::Closed {
+                return Ok(record.to_issue());
+            }
+            record.front.state = IssueState::Closed;
+            record.front.closed = Some(now());
+            self.rewrite(&record)?;
+            Ok(record.to_issue())
+        })
     }
 }
 
@@ -636,6 +667,35 @@ mod tests {
         let mut numbers: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         numbers.sort_unstable();
         assert_eq!(numbers, (1..=8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn runs_filing_the_same_issue_at_once_open_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracker = LocalTracker::in_project(dir.path());
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (tracker, start) = (tracker.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    tracker
+                        .open_or_reuse(&new_issue("Blocker", &["blocker"], "same"))
+                        .unwrap()
+                })
+            })
+            .collect();
+        let results: Vec<(Issue, Opened)> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(
+            results
+                .iter()
+                .filter(|(_, how)| *how == Opened::New)
+                .count(),
+            1
+        );
+        assert!(results.iter().all(|(issue, _)| issue.number == 1));
+        assert_eq!(tracker.list_open_with_labels(&[]).unwrap().len(), 1);
     }
 
     #[test]
