@@ -646,6 +646,41 @@ async fn github_listing_follows_every_page() {
 }
 
 #[tokio::test]
+async fn github_marker_is_found_beyond_the_newest_hundred_when_labels_were_changed() {
+    let github = Github::start().await;
+    let marker = run_marker("r-1", "incident");
+    {
+        // Issue 60 carries the marker, but its labels were taken off by hand; 150 issues
+        // were opened since.
+        let mut state = github.state.lock().unwrap();
+        for n in 1..=210 {
+            let body = if n == 60 {
+                format!("text\n\n{marker}\n")
+            } else {
+                String::new()
+            };
+            let issue = FakeGithub::issue(&state.base, n, &format!("issue {n}"), &body, &[]);
+            state.issues.push(issue);
+        }
+    }
+    let tracker = github.tracker();
+    let found = tracker
+        .find_open_with_marker(&strings(&["incident"]), &marker)
+        .await
+        .unwrap();
+    assert_eq!(found.map(|i| i.number), Some(60));
+    // One listing by label, then the newest issues page by page until the marker shows
+    // (on the second page: the third is not read).
+    assert_eq!(github.requests("GET", "/issues").await.len(), 3);
+    let (again, how) = tracker
+        .open_or_reuse(&new_issue("A", &["incident"], "r-1"))
+        .await
+        .unwrap();
+    assert_eq!((again.number, how), (60, Opened::Reused));
+    assert_eq!(github.issues().len(), 210, "no second issue");
+}
+
+#[tokio::test]
 async fn github_enterprise_api_under_a_path() {
     let github = Github::start_at("/api/v3").await;
     let tracker = github.tracker();

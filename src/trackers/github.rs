@@ -30,6 +30,9 @@ use crate::state::redact::REDACTED;
 const PER_PAGE: u32 = 100;
 /// At most this many pages are read when listing (10 000 issues).
 const MAX_PAGES: usize = 100;
+/// At most this many pages of the newest open issues are read when a marker is not found
+/// among the issues with its labels (1 000 issues): someone changed the labels by hand.
+const UNLABELLED_PAGES: usize = 10;
 /// Attempts for a GET or PATCH that meets a 5xx answer or a dropped connection.
 const ATTEMPTS: u32 = 3;
 const FIRST_DELAY: Duration = Duration::from_millis(300);
@@ -377,8 +380,14 @@ impl GithubTracker {
     }
 
     /// Open issues (not pull requests) with all of `labels`, every page, or only the first
-    /// `max_pages`, newest first.
-    async fn list_open(&self, labels: &[String], max_pages: usize) -> Result<Vec<Issue>, String> {
+    /// `max_pages`, newest first; with `until`, no page after the first that holds an issue
+    /// carrying that marker.
+    async fn list_open(
+        &self,
+        labels: &[String],
+        max_pages: usize,
+        until: Option<&str>,
+    ) -> Result<Vec<Issue>, String> {
         let doing = "list issues";
         let mut query = vec![
             ("state", "open".to_owned()),
@@ -397,13 +406,19 @@ impl GithubTracker {
             .map_err(|e| self.explain(&e, doing, Subject::Repository))?;
         let mut issues = Vec::new();
         for pages in 1.. {
+            let before = issues.len();
             issues.extend(
                 page.take_items()
                     .into_iter()
                     .filter(|i| i.pull_request.is_none())
                     .map(ApiIssue::into_issue),
             );
-            if pages >= max_pages {
+            let found = until.is_some_and(|marker| {
+                issues[before..]
+                    .iter()
+                    .any(|i| i.marker.as_deref() == Some(marker))
+            });
+            if found || pages >= max_pages {
                 break;
             }
             let next = page.next.clone();
@@ -422,12 +437,12 @@ impl GithubTracker {
     }
 
     pub async fn list_open_with_labels(&self, labels: &[String]) -> Result<Vec<Issue>, String> {
-        self.list_open(labels, MAX_PAGES).await
+        self.list_open(labels, MAX_PAGES, None).await
     }
 
     /// The open issues whose body carries `marker`, oldest first: among the issues labelled
-    /// `labels`, then, since GitHub drops the labels of a token that may not set them, among
-    /// the newest open issues.
+    /// `labels`, then, since GitHub drops the labels of a token that may not set them (and
+    /// people change labels by hand), among the 1 000 newest open issues.
     pub async fn find_all_open_with_marker(
         &self,
         labels: &[String],
@@ -435,14 +450,14 @@ impl GithubTracker {
     ) -> Result<Vec<Issue>, String> {
         let carries = |issue: &Issue| issue.marker.as_deref() == Some(marker);
         let mut found: Vec<Issue> = self
-            .list_open(labels, MAX_PAGES)
+            .list_open(labels, MAX_PAGES, None)
             .await?
             .into_iter()
             .filter(carries)
             .collect();
         if found.is_empty() && !labels.is_empty() {
             found = self
-                .list_open(&[], 1)
+                .list_open(&[], UNLABELLED_PAGES, Some(marker))
                 .await?
                 .into_iter()
                 .filter(carries)
