@@ -41,6 +41,11 @@ struct State {
     has_issues: bool,
     /// Simulates a token that may open issues but not label them (GitHub drops labels).
     drop_labels: bool,
+    /// Comments posted: (issue number, body).
+    comments: Vec<(usize, String)>,
+    /// Answers listings this late (read at once, sent later: a slow GitHub, so that
+    /// processes racing each other all list before any of them opens).
+    list_delay: Option<std::time::Duration>,
 }
 
 /// Routes every request like GitHub's REST API for one repository.
@@ -200,6 +205,24 @@ impl FakeGithub {
         ResponseTemplate::new(201).set_body_json(issue)
     }
 
+    fn comment(state: &mut State, number: usize, request: &Request) -> ResponseTemplate {
+        if !state.issues.iter().any(|i| i["number"] == number) {
+            return ResponseTemplate::new(404).set_body_json(json!({ "message": "Not Found" }));
+        }
+        let body: Value = request.body_json().unwrap();
+        let text = body["body"].as_str().unwrap_or_default().to_owned();
+        state.comments.push((number, text.clone()));
+        let id = state.comments.len();
+        let url = format!("{}/repos/{REPO}/issues/comments/{id}", state.base);
+        ResponseTemplate::new(201).set_body_json(json!({
+            "id": id, "node_id": format!("IC_{id}"), "url": url,
+            "html_url": format!("https://github.example.com/{REPO}/issues/{number}#issuecomment-{id}"),
+            "issue_url": format!("{}/repos/{REPO}/issues/{number}", state.base),
+            "body": text, "user": user(&state.base), "author_association": "OWNER",
+            "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z"
+        }))
+    }
+
     fn edit(state: &mut State, number: usize, request: &Request) -> ResponseTemplate {
         let Some(issue) = state
             .issues
@@ -253,8 +276,20 @@ impl Respond for FakeGithub {
             ("GET", "") => {
                 ResponseTemplate::new(200).set_body_json(repository(&state.base, state.has_issues))
             }
-            ("GET", "/issues") => Self::list(&state, request),
+            ("GET", "/issues") => {
+                let answer = Self::list(&state, request);
+                match state.list_delay {
+                    Some(delay) => answer.set_delay(delay),
+                    None => answer,
+                }
+            }
             ("POST", "/issues") => Self::create(&mut state, request),
+            ("POST", rest) if rest.starts_with("/issues/") && rest.ends_with("/comments") => {
+                match rest["/issues/".len()..rest.len() - "/comments".len()].parse() {
+                    Ok(number) => Self::comment(&mut state, number, request),
+                    Err(_) => not_found(),
+                }
+            }
             ("PATCH", rest) if rest.starts_with("/issues/") => {
                 match rest["/issues/".len()..].parse() {
                     Ok(number) => Self::edit(&mut state, number, request),
@@ -611,6 +646,41 @@ async fn github_listing_follows_every_page() {
 }
 
 #[tokio::test]
+async fn github_marker_is_found_beyond_the_newest_hundred_when_labels_were_changed() {
+    let github = Github::start().await;
+    let marker = run_marker("r-1", "incident");
+    {
+        // Issue 60 carries the marker, but its labels were taken off by hand; 150 issues
+        // were opened since.
+        let mut state = github.state.lock().unwrap();
+        for n in 1..=210 {
+            let body = if n == 60 {
+                format!("text\n\n{marker}\n")
+            } else {
+                String::new()
+            };
+            let issue = FakeGithub::issue(&state.base, n, &format!("issue {n}"), &body, &[]);
+            state.issues.push(issue);
+        }
+    }
+    let tracker = github.tracker();
+    let found = tracker
+        .find_open_with_marker(&strings(&["incident"]), &marker)
+        .await
+        .unwrap();
+    assert_eq!(found.map(|i| i.number), Some(60));
+    // One listing by label, then the newest issues page by page until the marker shows
+    // (on the second page: the third is not read).
+    assert_eq!(github.requests("GET", "/issues").await.len(), 3);
+    let (again, how) = tracker
+        .open_or_reuse(&new_issue("A", &["incident"], "r-1"))
+        .await
+        .unwrap();
+    assert_eq!((again.number, how), (60, Opened::Reused));
+    assert_eq!(github.issues().len(), 210, "no second issue");
+}
+
+#[tokio::test]
 async fn github_enterprise_api_under_a_path() {
     let github = Github::start_at("/api/v3").await;
     let tracker = github.tracker();
@@ -909,6 +979,14 @@ impl Step {
         }
     }
 
+    /// The context of a step whose templates read an earlier step's output.
+    fn ctx_reading_output(&self) -> StepContext<'_> {
+        StepContext {
+            reads_step_output: true,
+            ..self.ctx()
+        }
+    }
+
     fn progress(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
         while let Ok(line) = self.received.try_recv() {
@@ -1041,6 +1119,59 @@ async fn action_with_a_broken_template_is_blocked() {
     assert_eq!(preflight.verdict, Verdict::Blocked);
     assert!(
         preflight.reason.starts_with("cannot render the title"),
+        "{preflight:?}"
+    );
+}
+
+#[tokio::test]
+async fn action_reading_step_output_still_checks_the_tracker() {
+    // Writable folder: the tracker is checked, the text it cannot know only warns.
+    let env = TestEnv::new();
+    env.write("release.yaml", LOCAL_CONFIG);
+    let step = Step::new(&env, "r-1", true);
+    let preflight = action().preflight(&step.ctx_reading_output()).await;
+    assert_eq!(
+        (preflight.verdict, preflight.fidelity),
+        (Verdict::Warn, Fidelity::Unverifiable),
+        "{preflight:?}"
+    );
+    assert!(
+        preflight
+            .reason
+            .starts_with("folder .release/incidents can be created")
+            && preflight.reason.contains("earlier step's output"),
+        "{preflight:?}"
+    );
+    assert!(
+        !env.join(".release").exists(),
+        "a preflight creates nothing"
+    );
+
+    // A folder that cannot be created blocks.
+    let env = TestEnv::new();
+    env.write("release.yaml", LOCAL_CONFIG)
+        .write(".release", "a file, not a folder");
+    let step = Step::new(&env, "r-1", true);
+    let preflight = action().preflight(&step.ctx_reading_output()).await;
+    assert_eq!(preflight.verdict, Verdict::Blocked, "{preflight:?}");
+    assert!(
+        preflight.reason.contains("is not a folder"),
+        "{preflight:?}"
+    );
+
+    // So does a token that is not set.
+    let env = TestEnv::new();
+    env.write(
+        "release.yaml",
+        "version: 1\nincidents: github\ngithub: { repo: octo/shop, api_url: \"http://127.0.0.1:9\", token_env: RELEASE_TEST_TOKEN_NEVER_SET }\ncomponents:\n  api: {}\n",
+    );
+    let step = Step::new(&env, "r-1", true);
+    let preflight = action().preflight(&step.ctx_reading_output()).await;
+    assert_eq!(preflight.verdict, Verdict::Blocked, "{preflight:?}");
+    assert!(
+        preflight
+            .reason
+            .contains("RELEASE_TEST_TOKEN_NEVER_SET is not set"),
         "{preflight:?}"
     );
 }
@@ -1251,4 +1382,145 @@ async fn real_run_github_opens_one_issue_without_showing_the_token() {
         "opened issue #1 in octo/shop: https://github.example.com/octo/shop/issues/1",
     );
     assert_no_token(&env, &run);
+}
+
+/// An incident whose body reads the output of the step before it.
+const RUNBOOK_READING_OUTPUT: &str = r#"name: incident
+steps:
+  - id: prev
+    run: [echo, hello]
+  - id: incident
+    incident_issue:
+      title: "Rollback: {{ component }}"
+      labels: [incident]
+      body: "prev said: {{ steps.prev.stdout }}"
+"#;
+
+#[tokio::test]
+async fn dry_run_reading_step_output_still_checks_the_token_and_the_repository() {
+    let github = Github::start().await;
+    let env = TestEnv::new();
+    env.write("release.yaml", &github_config(&github.api_url()))
+        .write("rb.yaml", RUNBOOK_READING_OUTPUT);
+    let run = release_with_env(&env, DRY_RUN, &[]).await;
+    run.assert_code(1)
+        .assert_stdout_contains("GITHUB_TOKEN is not set");
+    assert!(github.all_requests().await.is_empty());
+
+    let run = release_with_env(&env, DRY_RUN, &[("GITHUB_TOKEN", TOKEN)]).await;
+    run.assert_code(0)
+        .assert_stdout_contains("repository octo/shop is readable")
+        .assert_stdout_contains("earlier step's output");
+    let requests = github.all_requests().await;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].url.path()),
+        ("GET", "/repos/octo/shop")
+    );
+    assert!(github.issues().is_empty());
+    let log = audit_log(&env);
+    assert!(
+        log.contains("\"verdict\":\"warn\"") && log.contains("\"fidelity\":\"unverifiable\""),
+        "{log}"
+    );
+    assert_no_token(&env, &run);
+}
+
+/// A project whose `api` fails a gate for staging (no README.md), with GitHub issues.
+fn github_gates_config(api_url: &str) -> String {
+    format!(
+        "{}gates:\n  staging:\n    - {{ id: docs, file_exists: [README.md] }}\n",
+        github_config(api_url)
+    )
+}
+
+const FILE_BLOCKERS: &[&str] = &["gates", "api", "--stage", "staging", "--file-blockers"];
+
+/// The open issues of the fake carrying the blocker marker of api for staging.
+fn open_blockers(github: &Github) -> Vec<u64> {
+    github
+        .issues()
+        .iter()
+        .filter(|i| i["state"] == "open")
+        .filter(|i| {
+            i["body"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("<!-- release:blocker=api/staging -->\n")
+        })
+        .map(|i| i["number"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn blockers_filed_at_once_on_github_leave_one_issue_open() {
+    let github = Github::start().await;
+    // Slow listings: the three processes all look before any of them opens.
+    github.state.lock().unwrap().list_delay = Some(std::time::Duration::from_millis(400));
+    let env = TestEnv::new();
+    env.write("release.yaml", &github_gates_config(&github.api_url()));
+    let vars = [("GITHUB_TOKEN", TOKEN)];
+    let (a, b, c) = tokio::join!(
+        release_with_env(&env, FILE_BLOCKERS, &vars),
+        release_with_env(&env, FILE_BLOCKERS, &vars),
+        release_with_env(&env, FILE_BLOCKERS, &vars),
+    );
+    for run in [&a, &b, &c] {
+        run.assert_code(1);
+        assert!(
+            run.stdout.contains("blocker issue: opened #1 ")
+                || run.stdout.contains("blocker issue: updated #1 "),
+            "{}",
+            run.transcript()
+        );
+        assert_no_token(&env, run);
+    }
+    assert_eq!(open_blockers(&github), [1], "{:#?}", github.issues());
+    // The duplicates (if the race opened any) are closed, saying which issue they duplicate.
+    let state = github.state.lock().unwrap();
+    for issue in state.issues.iter().filter(|i| i["state"] == "closed") {
+        let number = usize::try_from(issue["number"].as_u64().unwrap()).unwrap();
+        assert!(
+            state
+                .comments
+                .iter()
+                .any(|(n, text)| *n == number && text == "Duplicate of #1"),
+            "{:?}",
+            state.comments
+        );
+    }
+}
+
+#[tokio::test]
+async fn passing_gates_close_every_blocker_carrying_the_marker_on_github() {
+    let github = Github::start().await;
+    {
+        // Two blockers for the same component and stage, filed at once by an older version.
+        let mut state = github.state.lock().unwrap();
+        let labels = strings(&[
+            "component:api",
+            "target:staging",
+            "blocker",
+            "quality-gate-failure",
+        ]);
+        for n in 1..=2 {
+            let issue = FakeGithub::issue(
+                &state.base,
+                n,
+                "Quality gates block api → staging",
+                "Failing\n\n<!-- release:blocker=api/staging -->\n",
+                &labels,
+            );
+            state.issues.push(issue);
+        }
+    }
+    let env = TestEnv::new();
+    env.write("release.yaml", &github_gates_config(&github.api_url()))
+        .write("README.md", "# api\n");
+    let run = release_with_env(&env, FILE_BLOCKERS, &[("GITHUB_TOKEN", TOKEN)]).await;
+    run.assert_code(0).assert_stdout_contains(
+        "blocker issue: closed #1 https://github.example.com/octo/shop/issues/1, \
+         #2 https://github.example.com/octo/shop/issues/2 (the gates pass now)",
+    );
+    assert!(open_blockers(&github).is_empty(), "{:#?}", github.issues());
 }

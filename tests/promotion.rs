@@ -1683,6 +1683,111 @@ fn file_blockers_opens_one_issue_updates_it_and_closes_it_when_the_gates_pass() 
     assert_eq!(incidents(&env).len(), 2);
 }
 
+const DOCS_FOR_STAGING: &str =
+    "  staging:\n    - { id: docs, file_exists: [\"src/{{ component }}/README.md\"] }\n";
+
+#[test]
+fn file_blockers_at_once_open_one_issue() {
+    let env = project(DOCS_FOR_STAGING);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            env.command()
+                .args(["gates", "api", "--stage", "staging", "--file-blockers"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start release")
+        })
+        .collect();
+    let runs: Vec<Run> = children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().expect("release ends");
+            Run {
+                code: output.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        })
+        .collect();
+    for run in &runs {
+        run.assert_code(1);
+    }
+    assert_eq!(incidents(&env).len(), 1, "{runs:#?}");
+    let opened = runs
+        .iter()
+        .filter(|r| r.stdout.contains("blocker issue: opened #1 "))
+        .count();
+    let updated = runs
+        .iter()
+        .filter(|r| r.stdout.contains("blocker issue: updated #1 "))
+        .count();
+    assert_eq!((opened, updated), (1, 3), "{runs:#?}");
+}
+
+#[test]
+fn file_blockers_leaves_alone_an_incident_quoting_the_blocker_marker() {
+    let env = project(DOCS_FOR_STAGING);
+    env.write(
+        "rb.yaml",
+        "name: incident\nsteps:\n  - id: incident\n    incident_issue:\n      title: \"Rollback: {{ component }}\"\n      labels: [incident]\n      body: \"{{ run.reason }}\"\n",
+    );
+    let reason = "the gates said:\n<!-- release:blocker=api/staging -->";
+    env.release(&[
+        "run",
+        "rb.yaml",
+        "--component",
+        "api",
+        "--stage",
+        "staging",
+        "--yes",
+        "--reason",
+        reason,
+    ])
+    .assert_code(0);
+    let incident = incidents(&env)[0].clone();
+    let before = std::fs::read_to_string(&incident).unwrap();
+    assert!(before.contains(reason), "{before}");
+
+    env.release(&["gates", "api", "--stage", "staging", "--file-blockers"])
+        .assert_code(1)
+        .assert_stdout_contains("blocker issue: opened #2 ");
+    assert_eq!(std::fs::read_to_string(&incident).unwrap(), before);
+    env.write("src/api/README.md", "# api\n");
+    env.release(&["gates", "api", "--stage", "staging", "--file-blockers"])
+        .assert_code(0)
+        .assert_stdout_contains("blocker issue: closed #2 ");
+    assert_eq!(std::fs::read_to_string(&incident).unwrap(), before);
+}
+
+#[test]
+fn promote_closes_every_blocker_of_the_stage() {
+    let env = project(DOCS_FOR_STAGING);
+    env.release(&["gates", "api", "--stage", "staging", "--file-blockers"])
+        .assert_code(1)
+        .assert_stdout_contains("blocker issue: opened #1 ");
+    // A duplicate, as runs filing at once opened them before they were one step.
+    let first = incidents(&env)[0].clone();
+    std::fs::write(
+        first.with_file_name("0002-quality-gates-block-api-staging.md"),
+        std::fs::read_to_string(&first).unwrap(),
+    )
+    .unwrap();
+    env.write("src/api/README.md", "# api\n");
+    let run = env.release(&["promote", "api", "--to", "staging", "--reason", "fixed"]);
+    run.assert_code(0)
+        .assert_stdout_contains("blocker issue: closed #1 ")
+        .assert_stdout_contains(", #2 ");
+    for issue in incidents(&env) {
+        assert_eq!(
+            front(&std::fs::read_to_string(&issue).unwrap(), "state"),
+            "closed",
+            "{}",
+            issue.display()
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // `release promote`
 

@@ -6,7 +6,9 @@
 //! opening, the step looks for an open issue carrying it, so a resumed run (or a retried
 //! step) reuses the issue it opened instead of opening a second.
 //! The dry-run renders the issue, checks the tracker (the folder can be written; the token
-//! is set and the repository readable, with one GET) and opens nothing.
+//! is set and the repository readable, with one GET) and opens nothing. When the title,
+//! body or labels read an earlier step's output, the tracker is checked all the same (a
+//! failed check blocks) and the step warns that the text is known only in a real run.
 
 use std::future::Future;
 use std::time::Duration;
@@ -121,31 +123,35 @@ impl StepAction for IncidentIssueAction {
         let tracker_name = tracker
             .as_ref()
             .map_or_else(|_| "the tracker".to_owned(), Tracker::describe);
-        let issue = render_issue(self, ctx);
-        if ctx.reads_step_output {
-            let would = issue.map_or_else(
-                |_| format!("open an issue titled {:?} in {tracker_name}", self.title),
-                |issue| describe_issue(&issue, &tracker_name),
-            );
-            return Preflight {
-                verdict: Verdict::Warn,
-                fidelity: Fidelity::Unverifiable,
-                reason: "its inputs come from an earlier step's output, known only in a real run"
-                    .into(),
-                would,
-                output: None,
-            };
-        }
-        let issue = match issue {
-            Ok(issue) => issue,
+        // Text that reads an earlier step's output cannot be rendered now, but the tracker
+        // it goes to can still be checked: the check blocks the dry-run, the text only warns.
+        let unverifiable = ctx.reads_step_output;
+        let would = match render_issue(self, ctx) {
+            Ok(issue) => describe_issue(&issue, &tracker_name),
+            Err(_) if unverifiable => {
+                format!("open an issue titled {:?} in {tracker_name}", self.title)
+            }
             Err(e) => return blocked(e, String::new()),
         };
-        let would = describe_issue(&issue, &tracker_name);
         let tracker = match tracker {
             Ok(tracker) => tracker,
             Err(e) => return blocked(e, would),
         };
         match bounded(ctx, tracker.check()).await {
+            Ok(Ok(checked)) if unverifiable => Preflight {
+                verdict: Verdict::Warn,
+                fidelity: Fidelity::Unverifiable,
+                reason: format!(
+                    "{}{}; but its title, body or labels come from an earlier step's output, known only in a real run",
+                    checked.summary,
+                    checked
+                        .warning
+                        .map(|w| format!(" (though {w})"))
+                        .unwrap_or_default()
+                ),
+                would,
+                output: None,
+            },
             Ok(Ok(checked)) => Preflight {
                 verdict: if checked.warning.is_some() {
                     Verdict::Warn

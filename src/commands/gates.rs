@@ -18,7 +18,7 @@ use crate::project::{Project, display_path};
 use crate::state::audit::{AuditLog, Entry};
 use crate::state::history::History;
 use crate::state::redact::Redactor;
-use crate::trackers::{self, NewIssue, Tracker};
+use crate::trackers::{self, NewIssue, Opened, Tracker};
 
 /// Evaluate the promotion rules and the gates for entering a stage.
 #[derive(Debug, clap::Args)]
@@ -264,27 +264,16 @@ async fn file_blockers(
     let tracker = Tracker::from_config(&project.config, &project.root)?;
     let labels = trackers::blocker_labels(component, target);
     let marker = trackers::blocker_marker(component, target);
-    let open = tracker.find_open_with_marker(&labels, &marker).await?;
-    if let Some(why) = settled {
-        return match open {
-            Some(issue) => {
-                let closed = tracker.close(&issue).await?;
-                Ok(format!("closed {} ({why})", closed.reference()))
-            }
-            None => Ok(format!("none open, none opened ({why})")),
-        };
-    }
-    if evaluation.passed {
-        return match open {
-            Some(issue) => {
-                let closed = tracker.close(&issue).await?;
-                Ok(format!(
-                    "closed {} (the gates pass now)",
-                    closed.reference()
-                ))
-            }
-            None => Ok("none open".into()),
-        };
+    if settled.is_some() || evaluation.passed {
+        // Every open one goes, duplicates opened by runs filing at once included.
+        let closed = tracker.close_all_with_marker(&labels, &marker).await?;
+        let closed: Vec<String> = closed.iter().map(trackers::Issue::reference).collect();
+        return Ok(match (settled, closed.is_empty()) {
+            (Some(why), true) => format!("none open, none opened ({why})"),
+            (Some(why), false) => format!("closed {} ({why})", closed.join(", ")),
+            (None, true) => "none open".into(),
+            (None, false) => format!("closed {} (the gates pass now)", closed.join(", ")),
+        });
     }
     let mut body = format!(
         "The quality gates block the promotion of `{component}` from {} to {target}.\n\nFailing:\n",
@@ -302,18 +291,19 @@ async fn file_blockers(
         evaluation.evaluated_at.format("%Y-%m-%d %H:%M UTC"),
         evaluation.actor
     );
-    if let Some(issue) = open {
-        let updated = tracker.update(&issue, &body).await?;
-        return Ok(format!("updated {}", updated.reference()));
+    // One step, so that runs filing at once open one issue (see `Tracker::open_or_reuse`).
+    let new = NewIssue {
+        title: format!("Quality gates block {component} → {target}"),
+        body,
+        labels,
+        marker,
+        run_id: run_id.to_owned(),
+    };
+    match tracker.open_or_reuse(&new).await? {
+        (opened, Opened::New) => Ok(format!("opened {}", opened.reference())),
+        (open, Opened::Reused) => {
+            let updated = tracker.update(&open, &new.body).await?;
+            Ok(format!("updated {}", updated.reference()))
+        }
     }
-    let opened = tracker
-        .open(&NewIssue {
-            title: format!("Quality gates block {component} → {target}"),
-            body,
-            labels,
-            marker,
-            run_id: run_id.to_owned(),
-        })
-        .await?;
-    Ok(format!("opened {}", opened.reference()))
 }

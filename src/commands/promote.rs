@@ -311,8 +311,9 @@ fn complete(
     Ok(0)
 }
 
-/// Closes the component's open blocker issue for `target` (opened by `release gates
-/// --file-blockers`), now that it is there; its reference, or `None` when none is open.
+/// Closes the component's open blocker issues for `target` (opened by `release gates
+/// --file-blockers`; more than one only when runs filed at once), now that it is there;
+/// their references, or `None` when none is open.
 fn close_blocker(
     project: &Project,
     component: &str,
@@ -323,10 +324,14 @@ fn close_blocker(
     runtime.block_on(async {
         let labels = trackers::blocker_labels(component, target);
         let marker = trackers::blocker_marker(component, target);
-        match tracker.find_open_with_marker(&labels, &marker).await? {
-            Some(issue) => Ok(Some(tracker.close(&issue).await?.reference())),
-            None => Ok(None),
-        }
+        let closed = tracker.close_all_with_marker(&labels, &marker).await?;
+        Ok((!closed.is_empty()).then(|| {
+            closed
+                .iter()
+                .map(trackers::Issue::reference)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }))
     })
 }
 

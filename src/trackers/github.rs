@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{Checked, Issue, IssueState, NewIssue, compose_body, split_body};
+use super::{Checked, Issue, IssueState, NewIssue, Opened, compose_body, split_body};
 use crate::actions::secret_from_env;
 use crate::project::config::GithubConfig;
 use crate::state::redact::REDACTED;
@@ -30,6 +30,9 @@ use crate::state::redact::REDACTED;
 const PER_PAGE: u32 = 100;
 /// At most this many pages are read when listing (10 000 issues).
 const MAX_PAGES: usize = 100;
+/// At most this many pages of the newest open issues are read when a marker is not found
+/// among the issues with its labels (1 000 issues): someone changed the labels by hand.
+const UNLABELLED_PAGES: usize = 10;
 /// Attempts for a GET or PATCH that meets a 5xx answer or a dropped connection.
 const ATTEMPTS: u32 = 3;
 const FIRST_DELAY: Duration = Duration::from_millis(300);
@@ -377,8 +380,14 @@ impl GithubTracker {
     }
 
     /// Open issues (not pull requests) with all of `labels`, every page, or only the first
-    /// `max_pages`, newest first.
-    async fn list_open(&self, labels: &[String], max_pages: usize) -> Result<Vec<Issue>, String> {
+    /// `max_pages`, newest first; with `until`, no page after the first that holds an issue
+    /// carrying that marker.
+    async fn list_open(
+        &self,
+        labels: &[String],
+        max_pages: usize,
+        until: Option<&str>,
+    ) -> Result<Vec<Issue>, String> {
         let doing = "list issues";
         let mut query = vec![
             ("state", "open".to_owned()),
@@ -397,13 +406,19 @@ impl GithubTracker {
             .map_err(|e| self.explain(&e, doing, Subject::Repository))?;
         let mut issues = Vec::new();
         for pages in 1.. {
+            let before = issues.len();
             issues.extend(
                 page.take_items()
                     .into_iter()
                     .filter(|i| i.pull_request.is_none())
                     .map(ApiIssue::into_issue),
             );
-            if pages >= max_pages {
+            let found = until.is_some_and(|marker| {
+                issues[before..]
+                    .iter()
+                    .any(|i| i.marker.as_deref() == Some(marker))
+            });
+            if found || pages >= max_pages {
                 break;
             }
             let next = page.next.clone();
@@ -422,30 +437,47 @@ impl GithubTracker {
     }
 
     pub async fn list_open_with_labels(&self, labels: &[String]) -> Result<Vec<Issue>, String> {
-        self.list_open(labels, MAX_PAGES).await
+        self.list_open(labels, MAX_PAGES, None).await
     }
 
-    /// The open issue whose body carries `marker`: among the issues labelled `labels`, then,
-    /// since GitHub drops the labels of a token that may not set them, among the newest
-    /// open issues.
+    /// The open issues whose body carries `marker`, oldest first: among the issues labelled
+    /// `labels`, then, since GitHub drops the labels of a token that may not set them (and
+    /// people change labels by hand), among the 1 000 newest open issues.
+    pub async fn find_all_open_with_marker(
+        &self,
+        labels: &[String],
+        marker: &str,
+    ) -> Result<Vec<Issue>, String> {
+        let carries = |issue: &Issue| issue.marker.as_deref() == Some(marker);
+        let mut found: Vec<Issue> = self
+            .list_open(labels, MAX_PAGES, None)
+            .await?
+            .into_iter()
+            .filter(carries)
+            .collect();
+        if found.is_empty() && !labels.is_empty() {
+            found = self
+                .list_open(&[], UNLABELLED_PAGES, Some(marker))
+                .await?
+                .into_iter()
+                .filter(carries)
+                .collect();
+        }
+        found.sort_by_key(|issue| issue.number);
+        Ok(found)
+    }
+
+    /// The oldest open issue carrying `marker` (see [`Self::find_all_open_with_marker`]).
     pub async fn find_open_with_marker(
         &self,
         labels: &[String],
         marker: &str,
     ) -> Result<Option<Issue>, String> {
-        let carries = |issue: &Issue| issue.marker.as_deref() == Some(marker);
-        if let Some(found) = self
-            .list_open(labels, MAX_PAGES)
+        Ok(self
+            .find_all_open_with_marker(labels, marker)
             .await?
             .into_iter()
-            .find(carries)
-        {
-            return Ok(Some(found));
-        }
-        if labels.is_empty() {
-            return Ok(None);
-        }
-        Ok(self.list_open(&[], 1).await?.into_iter().find(carries))
+            .next())
     }
 
     pub async fn open(&self, new: &NewIssue) -> Result<Issue, String> {
@@ -456,6 +488,83 @@ impl GithubTracker {
             .await
             .map(ApiIssue::into_issue)
             .map_err(|e| self.explain(&e, "open an issue", Subject::Repository))
+    }
+
+    /// The open issue carrying the new issue's marker if there is one, else a new issue.
+    ///
+    /// GitHub cannot open an issue only if none carries a marker, so processes that looked
+    /// at once may each open one. Each lists the issues carrying the marker again after
+    /// opening, keeps the oldest (lowest number) and closes the newer ones as its
+    /// duplicates: every issue older than one's own is in one's list, so all converge on the
+    /// same survivor. The survivor comes back as reused when it is not the one just opened.
+    pub async fn open_or_reuse(&self, new: &NewIssue) -> Result<(Issue, Opened), String> {
+        if let Some(found) = self.find_open_with_marker(&new.labels, &new.marker).await? {
+            return Ok((found, Opened::Reused));
+        }
+        let opened = match self.open(new).await {
+            Ok(opened) => opened,
+            // The connection may have dropped after GitHub opened it: look once more.
+            Err(error) => {
+                return match self.find_open_with_marker(&new.labels, &new.marker).await {
+                    Ok(Some(found)) => Ok((found, Opened::Reused)),
+                    _ => Err(error),
+                };
+            }
+        };
+        if new.marker.is_empty() {
+            return Ok((opened, Opened::New));
+        }
+        let carrying = match self
+            .find_all_open_with_marker(&new.labels, &new.marker)
+            .await
+        {
+            Ok(carrying) => carrying,
+            Err(e) => {
+                tracing::warn!(
+                    "opened issue #{} in {}, but could not look for a duplicate opened at the same time: {e}",
+                    opened.number,
+                    self.repo()
+                );
+                return Ok((opened, Opened::New));
+            }
+        };
+        let survivor = match carrying.first() {
+            Some(oldest) if oldest.number < opened.number => oldest.clone(),
+            _ => return Ok((opened, Opened::New)),
+        };
+        let mut duplicates: Vec<&Issue> = carrying[1..].iter().collect();
+        if !duplicates.iter().any(|d| d.number == opened.number) {
+            duplicates.push(&opened);
+        }
+        for duplicate in duplicates {
+            self.close_as_duplicate(duplicate, survivor.number).await;
+        }
+        Ok((survivor, Opened::Reused))
+    }
+
+    /// Closes `duplicate` with the comment `Duplicate of #N`. Failures are warnings: the
+    /// survivor is what the caller needs, and the next run closes what is left over.
+    async fn close_as_duplicate(&self, duplicate: &Issue, survivor: u64) {
+        let number = duplicate.number;
+        let route = self.route(&format!("/issues/{number}/comments"));
+        let comment = json!({ "body": format!("Duplicate of #{survivor}") });
+        // A comment is not sent twice (a retry could post it twice); it only explains.
+        let commented = match self.client() {
+            Ok(client) => client
+                .post::<_, serde_json::Value>(route, Some(&comment))
+                .await
+                .map(drop)
+                .map_err(|e| self.explain(&e, "comment on an issue", Subject::Issue(number))),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = commented {
+            tracing::warn!("could not say on issue #{number} that it duplicates #{survivor}: {e}");
+        }
+        if let Err(e) = self.close(duplicate).await {
+            tracing::warn!(
+                "issue #{number} duplicates #{survivor} (both opened at once) but could not be closed: {e}; close it by hand"
+            );
+        }
     }
 
     async fn patch(

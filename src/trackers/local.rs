@@ -16,11 +16,13 @@
 //! <!-- release:run=20250101T120000Z-3f2a step=incident -->
 //! ```
 //!
-//! Values are written as JSON strings, which YAML reads as they are (a run id is never
-//! taken for a number or a date); files people edit by hand are read with a YAML parser.
+//! Values are written as YAML double-quoted strings (a run id is never taken for a number or
+//! a date), with `\uXXXX` for every character YAML refuses raw, so that every file written
+//! reads back; files people edit by hand are read with the same YAML parser.
 //! Every write goes to a temporary file first, then is renamed into place, so a reader
-//! never sees half a file; new numbers are taken under a lock (`.lock` in the folder), so
-//! two runs opening issues at once never share one.
+//! never sees half a file; every write is made under a lock (`.lock` in the folder), so two
+//! runs opening issues at once never share a number, and looking for an issue's marker then
+//! opening it is one step (two runs filing the same blocker at once open one issue).
 
 use std::fmt::Write as _;
 use std::io::ErrorKind;
@@ -28,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Checked, Issue, IssueState, NewIssue, compose_body, split_body};
+use super::{Checked, Issue, IssueState, NewIssue, Opened, compose_body, split_body};
 
 /// The folder of the local tracker, relative to the project root.
 pub const FOLDER: &str = ".release/incidents";
@@ -80,7 +82,6 @@ impl Record {
     }
 
     fn render(&self) -> String {
-        let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
         let labels: Vec<String> = self.front.labels.iter().map(|l| quote(l)).collect();
         let mut text = String::from("---\n");
         let _ = writeln!(text, "title: {}", quote(&self.front.title));
@@ -100,6 +101,36 @@ impl Record {
         text.push_str(&self.stored_body);
         text
     }
+}
+
+/// `value` as a YAML double-quoted scalar on one line. Every character YAML does not allow
+/// unescaped (controls, DEL, C1 controls, U+FFFE/U+FFFF) and every line break YAML 1.1
+/// knows (NEL, U+2028/U+2029) is written `\uXXXX`, and the byte order mark too: whatever a
+/// title or label holds, the file reads back.
+fn quote(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\t' => quoted.push_str("\\t"),
+            '\r' => quoted.push_str("\\r"),
+            '\0'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{feff}'
+            | '\u{fffe}'
+            | '\u{ffff}' => {
+                let _ = write!(quoted, "\\u{:04X}", u32::from(c));
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 fn now() -> String {
@@ -298,22 +329,32 @@ impl LocalTracker {
             .ok_or_else(|| format!("issue #{number} is not in {}", self.dir.display()))
     }
 
-    pub fn find_open_with_marker(&self, marker: &str) -> Result<Option<Issue>, String> {
+    /// The open issues whose marker (the last marker line of their body, as GitHub's are
+    /// read) is `marker`, oldest first: a body that only quotes a marker, e.g. an incident
+    /// whose reason cites a blocker's, is not taken for that issue.
+    pub fn find_all_open_with_marker(&self, marker: &str) -> Result<Vec<Issue>, String> {
+        let carries = |stored: &str| split_body(stored).1.as_deref() == Some(marker);
+        let mut found = Vec::new();
         for (record, text, path) in self.records(false)? {
             match record {
-                Some(r) if r.front.state == IssueState::Open && r.stored_body.contains(marker) => {
-                    return Ok(Some(r.to_issue()));
+                Some(r) if r.front.state == IssueState::Open && carries(&r.stored_body) => {
+                    found.push(r.to_issue());
                 }
-                None if text.contains(marker) => {
+                None if carries(&text) => {
                     return Err(format!(
-                        "{} carries this run's marker but cannot be read: fix or remove it",
+                        "{} carries the marker looked for ({marker}) but cannot be read: fix or remove it",
                         path.display()
                     ));
                 }
                 _ => {}
             }
         }
-        Ok(None)
+        Ok(found)
+    }
+
+    /// The oldest open issue carrying `marker` (see [`Self::find_all_open_with_marker`]).
+    pub fn find_open_with_marker(&self, marker: &str) -> Result<Option<Issue>, String> {
+        Ok(self.find_all_open_with_marker(marker)?.into_iter().next())
     }
 
     pub fn list_open_with_labels(&self, labels: &[String]) -> Result<Vec<Issue>, String> {
@@ -345,9 +386,40 @@ impl LocalTracker {
         Ok(temporary)
     }
 
-    pub fn open(&self, new: &NewIssue) -> Result<Issue, String> {
+    /// Runs `work` holding the folder's lock (`.lock`), which every write takes: two runs
+    /// opening issues at once never share a number, and a lookup followed by an open is
+    /// one step, so two runs filing the same blocker at once open one issue.
+    fn locked<T>(&self, work: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| format!("cannot create folder {}: {e}", self.dir.display()))?;
+        let lock_path = self.dir.join(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|file| file.lock().map(|()| file))
+            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        let result = work();
+        drop(lock);
+        result
+    }
+
+    pub fn open(&self, new: &NewIssue) -> Result<Issue, String> {
+        self.locked(|| self.open_locked(new))
+    }
+
+    /// The open issue carrying the new issue's marker if there is one, else a new issue:
+    /// both under the folder's lock, so that processes doing this at once open one issue.
+    pub fn open_or_reuse(&self, new: &NewIssue) -> Result<(Issue, Opened), String> {
+        self.locked(|| match self.find_open_with_marker(&new.marker)? {
+            Some(found) => Ok((found, Opened::Reused)),
+            None => self.open_locked(new).map(|issue| (issue, Opened::New)),
+        })
+    }
+
+    /// Opens an issue; the caller holds the lock.
+    fn open_locked(&self, new: &NewIssue) -> Result<Issue, String> {
         let mut record = Record {
             path: PathBuf::new(),
             number: 0,
@@ -362,16 +434,6 @@ impl LocalTracker {
             },
             stored_body: compose_body(&new.body, (!new.marker.is_empty()).then_some(&*new.marker)),
         };
-        // Numbers are taken under a lock, so that two runs opening issues at once never
-        // share one, whatever their titles.
-        let lock_path = self.dir.join(".lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .and_then(|file| file.lock().map(|()| file))
-            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
         let temporary = self.write_temporary(&record.render())?;
         let result = self.records(false).and_then(|records| {
             let mut number = records
@@ -394,7 +456,6 @@ impl LocalTracker {
                 .map(|()| (path.clone(), number))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         });
-        drop(lock);
         let _ = std::fs::remove_file(&temporary);
         let (path, number) = result?;
         record.path = path;
@@ -412,23 +473,27 @@ impl LocalTracker {
     }
 
     pub fn update(&self, issue: &Issue, body: &str) -> Result<Issue, String> {
-        let mut record = self.record(issue.number)?;
-        let (_, marker) = split_body(&record.stored_body);
-        record.stored_body = compose_body(body, marker.as_deref());
-        record.front.updated = Some(now());
-        self.rewrite(&record)?;
-        Ok(record.to_issue())
+        self.locked(|| {
+            let mut record = self.record(issue.number)?;
+            let (_, marker) = split_body(&record.stored_body);
+            record.stored_body = compose_body(body, marker.as_deref());
+            record.front.updated = Some(now());
+            self.rewrite(&record)?;
+            Ok(record.to_issue())
+        })
     }
 
     pub fn close(&self, issue: &Issue) -> Result<Issue, String> {
-        let mut record = self.record(issue.number)?;
-        if record.front.state == IssueState::Closed {
-            return Ok(record.to_issue());
-        }
-        record.front.state = IssueState::Closed;
-        record.front.closed = Some(now());
-        self.rewrite(&record)?;
-        Ok(record.to_issue())
+        self.locked(|| {
+            let mut record = self.record(issue.number)?;
+            if record.front.state == IssueState::Closed {
+                return Ok(record.to_issue());
+            }
+            record.front.state = IssueState::Closed;
+            record.front.closed = Some(now());
+            self.rewrite(&record)?;
+            Ok(record.to_issue())
+        })
     }
 }
 
@@ -605,6 +670,35 @@ mod tests {
     }
 
     #[test]
+    fn runs_filing_the_same_issue_at_once_open_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracker = LocalTracker::in_project(dir.path());
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (tracker, start) = (tracker.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    tracker
+                        .open_or_reuse(&new_issue("Blocker", &["blocker"], "same"))
+                        .unwrap()
+                })
+            })
+            .collect();
+        let results: Vec<(Issue, Opened)> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(
+            results
+                .iter()
+                .filter(|(_, how)| *how == Opened::New)
+                .count(),
+            1
+        );
+        assert!(results.iter().all(|(issue, _)| issue.number == 1));
+        assert_eq!(tracker.list_open_with_labels(&[]).unwrap().len(), 1);
+    }
+
+    #[test]
     fn update_replaces_the_body_and_keeps_the_marker() {
         let dir = tempfile::tempdir().unwrap();
         let tracker = LocalTracker::in_project(dir.path());
@@ -623,6 +717,49 @@ mod tests {
         );
         let text = std::fs::read_to_string(&issue.location).unwrap();
         assert!(text.contains("\nupdated: \""), "{text}");
+    }
+
+    #[test]
+    fn a_body_quoting_a_marker_is_not_taken_for_its_issue() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracker = LocalTracker::in_project(dir.path());
+        let blocker = crate::trackers::blocker_marker("api", "production");
+        for (i, body) in [
+            format!("Reason: see {blocker} for the gates"),
+            format!("Reason:\n{blocker}"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            tracker
+                .open(&NewIssue {
+                    body,
+                    ..new_issue("Rollback", &["incident"], &format!("r-{i}"))
+                })
+                .unwrap();
+        }
+        assert_eq!(tracker.find_open_with_marker(&blocker).unwrap(), None);
+        assert_eq!(
+            tracker
+                .find_open_with_marker(&run_marker("r-1", "incident"))
+                .unwrap()
+                .map(|i| i.number),
+            Some(2)
+        );
+        // A broken file that only quotes it is no error either; one that carries it is.
+        std::fs::write(
+            tracker.dir().join("0003-broken.md"),
+            format!("no front matter\n{blocker}\n\n{}\n", run_marker("r-9", "s")),
+        )
+        .unwrap();
+        assert_eq!(tracker.find_open_with_marker(&blocker).unwrap(), None);
+        let error = tracker
+            .find_open_with_marker(&run_marker("r-9", "s"))
+            .unwrap_err();
+        assert!(
+            error.contains("0003-broken.md") && error.contains("fix or remove it"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -680,6 +817,83 @@ mod tests {
         std::fs::write(file.path().join(".release"), "a file").unwrap();
         let error = LocalTracker::in_project(file.path()).check().unwrap_err();
         assert!(error.contains("is not a folder"), "{error}");
+    }
+
+    #[test]
+    fn titles_and_labels_with_characters_yaml_refuses_raw_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracker = LocalTracker::in_project(dir.path());
+        let title = "db\u{7f}down \u{85}\u{9f}\u{fffe}\u{ffff}\u{feff}\u{2028}\"q\" \\ \t\r\n\0 é";
+        let issue = tracker
+            .open(&new_issue(title, &["critical", "odd\u{80}label"], "r-1"))
+            .unwrap();
+        let text = std::fs::read_to_string(&issue.location).unwrap();
+        assert!(
+            text.contains("title: \"db\\u007Fdown \\u0085\\u009F\\uFFFE\\uFFFF\\uFEFF\\u2028\\\"q\\\" \\\\ \\t\\r\\n\\u0000 é\"\n"),
+            "{text}"
+        );
+        let open = tracker
+            .list_open_with_labels(&labels(&["critical"]))
+            .unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].title, title);
+        assert_eq!(open[0].labels, ["critical", "odd\u{80}label"]);
+        assert_eq!(
+            tracker
+                .find_open_with_marker(&run_marker("r-1", "incident"))
+                .unwrap()
+                .map(|i| i.number),
+            Some(1)
+        );
+        // Closing rewrites the file: it still reads back.
+        tracker.close(&issue).unwrap();
+        assert!(tracker.list_open_with_labels(&[]).unwrap().is_empty());
+    }
+
+    /// Any characters, control characters included (`any::<String>()` leaves them out).
+    fn any_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy as _;
+        proptest::collection::vec(proptest::prelude::any::<char>(), 0..24)
+            .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256),
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Whatever a title, a label or a run id holds, the front matter written reads back.
+        #[test]
+        fn any_front_matter_round_trips(
+            title in any_text(),
+            labels in proptest::collection::vec(any_text(), 0..4),
+            run in any_text(),
+        ) {
+            let record = Record {
+                path: PathBuf::new(),
+                number: 1,
+                front: FrontMatter {
+                    title: title.clone(),
+                    labels: labels.clone(),
+                    state: IssueState::Open,
+                    run: Some(run.clone()),
+                    created: Some(now()),
+                    updated: None,
+                    closed: None,
+                },
+                stored_body: "text\n".into(),
+            };
+            let text = record.render();
+            let (front, body) = parse(&text).map_err(|e| {
+                proptest::test_runner::TestCaseError::fail(format!("{e}\n{text}"))
+            })?;
+            proptest::prop_assert_eq!(front.title, title);
+            proptest::prop_assert_eq!(front.labels, labels);
+            proptest::prop_assert_eq!(front.run, Some(run));
+            proptest::prop_assert_eq!(body, "text\n");
+        }
     }
 
     #[test]

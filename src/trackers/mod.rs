@@ -6,11 +6,12 @@
 //! Enterprise issues through octocrab).
 //!
 //! Issues that `release` opens carry a hidden marker, an HTML comment such as
-//! `<!-- release:run=<run id> step=<step id> -->` at the end of the body: whoever opens an
-//! issue looks for an open one carrying its marker first, so a resumed run (or a gate
-//! evaluated again) reuses its issue instead of opening a second one. Markers are found by
-//! listing open issues (by label on GitHub) and scanning their bodies, never with the search
-//! API, whose index lags behind by minutes.
+//! `<!-- release:run=<run id> step=<step id> -->` on the last line of the body: whoever
+//! opens an issue looks for an open one carrying its marker first, so a resumed run (or a
+//! gate evaluated again) reuses its issue instead of opening a second one. Markers are found
+//! by listing open issues (by label on GitHub) and comparing the marker line of each body
+//! exactly (a body that quotes another marker is not that issue), never with the search API,
+//! whose index lags behind by minutes.
 
 pub mod github;
 pub mod local;
@@ -217,8 +218,20 @@ impl Tracker {
         }
     }
 
-    /// The open issue carrying `marker`, among the open issues labelled `labels` on GitHub
-    /// (every open issue in the local tracker).
+    /// The open issues carrying `marker`, oldest first, among the open issues labelled
+    /// `labels` on GitHub (every open issue in the local tracker).
+    pub async fn find_all_open_with_marker(
+        &self,
+        labels: &[String],
+        marker: &str,
+    ) -> Result<Vec<Issue>, String> {
+        match self {
+            Tracker::Local(t) => t.find_all_open_with_marker(marker),
+            Tracker::Github(t) => t.find_all_open_with_marker(labels, marker).await,
+        }
+    }
+
+    /// The oldest open issue carrying `marker` (see [`Tracker::find_all_open_with_marker`]).
     pub async fn find_open_with_marker(
         &self,
         labels: &[String],
@@ -262,25 +275,30 @@ impl Tracker {
         }
     }
 
-    /// The open issue carrying the new issue's marker if there is one, else a new issue.
+    /// Closes every open issue carrying `marker` (see [`Tracker::find_all_open_with_marker`]),
+    /// and returns them: duplicates opened before they could be told apart go too.
+    pub async fn close_all_with_marker(
+        &self,
+        labels: &[String],
+        marker: &str,
+    ) -> Result<Vec<Issue>, String> {
+        let mut closed = Vec::new();
+        for issue in self.find_all_open_with_marker(labels, marker).await? {
+            closed.push(self.close(&issue).await?);
+        }
+        Ok(closed)
+    }
+
+    /// The open issue carrying the new issue's marker if there is one, else a new issue;
+    /// never a second issue carrying the same marker, even when processes do this at once:
+    /// the local tracker looks and opens under its folder's lock; on GitHub, which cannot
+    /// do that, whoever opened a duplicate closes it ([`GithubTracker::open_or_reuse`]).
     /// When opening fails in a way that may have opened it all the same (the connection
     /// dropped before the answer), the marker is looked for once more before giving up.
     pub async fn open_or_reuse(&self, issue: &NewIssue) -> Result<(Issue, Opened), String> {
-        if let Some(found) = self
-            .find_open_with_marker(&issue.labels, &issue.marker)
-            .await?
-        {
-            return Ok((found, Opened::Reused));
-        }
-        match self.open(issue).await {
-            Ok(opened) => Ok((opened, Opened::New)),
-            Err(error) => match self
-                .find_open_with_marker(&issue.labels, &issue.marker)
-                .await
-            {
-                Ok(Some(found)) => Ok((found, Opened::Reused)),
-                _ => Err(error),
-            },
+        match self {
+            Tracker::Local(t) => t.open_or_reuse(issue),
+            Tracker::Github(t) => t.open_or_reuse(issue).await,
         }
     }
 }
