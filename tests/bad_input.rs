@@ -1084,6 +1084,20 @@ steps:
 "#,
         at "2:57: step `f`: `ftp://cdn.example.com/x` is not an http(s) URL: `ftp:` is not http or https";
 
+    cache_clear_header_names_that_cannot_be_sent: RUNBOOK, 2, r#"
+steps:
+  - { id: f, cache_clear: { http: { url: "https://cdn.example.com/x", headers: { "Bad Header": x }, headers_env: { "Other:Bad": PURGE_TOKEN } } } }
+"#,
+        at "2:80: step `f`: `Bad Header` is not a valid header name",
+        "help: header names are letters, digits and `-` (no spaces or colons), e.g. `X-Purge-Token`",
+        "2:114: step `f`: `Other:Bad` is not a valid header name";
+
+    cache_clear_redis_without_pattern_is_one_error: RUNBOOK, 1, r#"
+steps:
+  - { id: r, cache_clear: { redis: { url_env: REDIS_URL } } }
+"#,
+        at "2:36: step `r`: `redis`: missing required key `pattern`";
+
     gate_uptime_prometheus_not_a_url: CONFIG, 1, r#"
 version: 1
 gates:

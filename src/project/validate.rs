@@ -1536,9 +1536,10 @@ fn check_migration_rollback(
 }
 
 fn check_cache_clear(c: &mut Checker<'_>, cc: &CacheClearAction, label: &str, action_node: &Node) {
-    let set = [cc.redis.is_some(), cc.http.is_some(), cc.run.is_some()]
+    // Counted as written: a `redis` with a missing field is still the one given.
+    let set = ["redis", "http", "run"]
         .iter()
-        .filter(|b| **b)
+        .filter(|key| action_node.get(key).is_some())
         .count();
     if set != 1 {
         c.hint(
@@ -1574,6 +1575,32 @@ fn check_cache_clear(c: &mut Checker<'_>, cc: &CacheClearAction, label: &str, ac
                 format!("{label}: `{}` is not an HTTP method", http.method.value),
                 "write it in capitals: POST, PURGE, DELETE, GET, PUT, BAN",
             );
+        }
+        let headers_node = |key: &str| action_node.get("http").and_then(|h| h.get(key));
+        for (key, names) in [
+            ("headers", http.headers.keys().collect::<Vec<_>>()),
+            ("headers_env", http.headers_env.keys().collect()),
+        ] {
+            for name in names {
+                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    c.hint(
+                        headers_node(key).map_or(action_node.span, |n| n.span),
+                        format!("{label}: `{name}` is not a valid header name"),
+                        "header names are letters, digits and `-` (no spaces or colons), e.g. `X-Purge-Token`",
+                    );
+                }
+            }
+        }
+        for (name, value) in &http.headers {
+            if !crate::template::is_template(value)
+                && reqwest::header::HeaderValue::from_str(value).is_err()
+            {
+                c.hint(
+                    headers_node("headers").map_or(action_node.span, |n| n.span),
+                    format!("{label}: the value of header `{name}` holds a character a header cannot"),
+                    "a header value is one line of visible characters",
+                );
+            }
         }
         for var in http.headers_env.values() {
             if !is_identifier(var) {
