@@ -1092,10 +1092,10 @@ steps:
         "help: header names are letters, digits and `-` (no spaces or colons), e.g. `X-Purge-Token`",
         "2:114: step `f`: `Other:Bad` is not a valid header name";
 
-    cache_clear_redis_without_pattern_is_one_error: RUNBOOK, 1, r#"
+    cache_clear_redis_without_pattern_is_one_error: RUNBOOK, 1, r"
 steps:
   - { id: r, cache_clear: { redis: { url_env: REDIS_URL } } }
-"#,
+",
         at "2:36: step `r`: `redis`: missing required key `pattern`";
 
     gate_uptime_prometheus_not_a_url: CONFIG, 1, r#"
