@@ -351,7 +351,46 @@ async fn redis_password_is_used_and_never_shown() {
         .await
         .unwrap_err();
     assert!(error.contains("needs a password"), "{error}");
+    // With a database, selecting it is the command refused: the same hint.
+    let error = clear_redis(&format!("{none}/3"), "CACHE_URL", "px:*", true)
+        .await
+        .unwrap_err();
+    assert!(
+        error.contains("the Redis in CACHE_URL needs a password and the URL has none"),
+        "{error}"
+    );
     assert_eq!(redis.dbsize(), 3);
+}
+
+/// Something else than Redis on the port: its parser's complaint, on one line.
+#[tokio::test]
+async fn a_server_that_is_not_redis_is_said_on_one_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 512];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.0 400 Bad Request\r\nServer: x\r\n\r\n<html>\n<p>no</p>\n</html>\n",
+            );
+        }
+    });
+    let error = clear_redis(
+        &format!("redis://127.0.0.1:{port}"),
+        "CACHE_URL",
+        "px:*",
+        true,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.starts_with("cannot connect to the Redis in CACHE_URL: Incompatible type"),
+        "{error}"
+    );
+    assert!(!error.contains('\n'), "{error}");
 }
 
 #[tokio::test]

@@ -112,7 +112,14 @@ impl Redis<'_> {
     }
 
     /// A library's account of an error, without the URL or its credentials.
+    /// A library's message, on one line (a table cell), without the URL or its password.
     fn scrub(&self, text: &str) -> String {
+        let text = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         let mut text = text.replace(self.url, "(the URL)");
         if let Some(password) = reqwest::Url::parse(self.url)
             .ok()
@@ -133,6 +140,10 @@ impl Redis<'_> {
             }
             (_, Some("NOAUTH")) => format!(
                 "{name} needs a password and the URL has none (redis://:PASSWORD@HOST:PORT)"
+            ),
+            // Selecting the database (`/3`) is the first command, and the one refused.
+            _ if error.to_string().contains("Authentication required") => format!(
+                "{name} needs a password and the URL has none (redis://:PASSWORD@HOST:PORT/DB)"
             ),
             (redis::ErrorKind::Io, _) => {
                 let why = self.scrub(&error.to_string());

@@ -1597,7 +1597,9 @@ fn check_cache_clear(c: &mut Checker<'_>, cc: &CacheClearAction, label: &str, ac
             {
                 c.hint(
                     headers_node("headers").map_or(action_node.span, |n| n.span),
-                    format!("{label}: the value of header `{name}` holds a character a header cannot"),
+                    format!(
+                        "{label}: the value of header `{name}` holds a character a header cannot"
+                    ),
                     "a header value is one line of visible characters",
                 );
             }
