@@ -788,3 +788,31 @@ fn a_failed_connection_names_its_cause_without_library_log_lines() {
         .assert_stdout_contains("cannot connect: tls handshake eof");
     assert!(!run.stderr.contains("ERROR"), "{}", run.transcript());
 }
+
+/// A password in a health check's URL is sent (basic auth) but never shown: not in the
+/// report, the progress lines or the audit log, dry or real.
+#[test]
+fn a_password_in_a_health_url_is_never_shown() {
+    let env = TestEnv::initialized();
+    let server = Server::start(|_, _| (503, "down".into()));
+    env.write(
+        "h.yaml",
+        &format!(
+            "steps:\n  - id: health\n    health_check: {{ url: \"http://admin:hunter2pw@127.0.0.1:{}/h\", attempts: 1, timeout: 1s }}\n",
+            server.port
+        ),
+    );
+    for extra in [&["--dry-run"][..], &[][..]] {
+        let run = release_with(&env, &[], &run_args("h.yaml", extra));
+        run.assert_stdout_contains(&format!("http://127.0.0.1:{}/h", server.port));
+        for text in [&run.stdout, &run.stderr, &audit(&env)] {
+            assert!(!text.contains("hunter2pw"), "{}", run.transcript());
+        }
+    }
+    let authorization = server.seen()[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.clone());
+    assert_eq!(authorization.as_deref(), Some("Basic YWRtaW46aHVudGVyMnB3"));
+}
