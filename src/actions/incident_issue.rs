@@ -10,10 +10,9 @@
 //! body or labels read an earlier step's output, the tracker is checked all the same (a
 //! failed check blocks) and the step warns that the text is known only in a real run.
 
-use std::future::Future;
-use std::time::Duration;
-
-use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict};
+use super::{
+    Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Stop, Verdict, bounded,
+};
 use crate::engine::process::Line;
 use crate::project::runbook::IncidentIssueAction;
 use crate::trackers::{NewIssue, Opened, Tracker, run_marker};
@@ -75,29 +74,6 @@ fn describe_issue(issue: &NewIssue, tracker: &str) -> String {
     )
 }
 
-/// What stopped a piece of work before it ended.
-enum Stopped {
-    Interrupted,
-    TimedOut(Duration),
-}
-
-/// Runs `work` until it ends, the step's timeout expires, or the run is cancelled.
-async fn bounded<T>(ctx: &StepContext<'_>, work: impl Future<Output = T>) -> Result<T, Stopped> {
-    let mut cancel = ctx.cancel.clone();
-    let timed = async {
-        match ctx.timeout {
-            Some(limit) => tokio::time::timeout(limit, work)
-                .await
-                .map_err(|_| Stopped::TimedOut(limit)),
-            None => Ok(work.await),
-        }
-    };
-    tokio::select! {
-        result = timed => result,
-        _ = cancel.wait_for(|c| *c) => Err(Stopped::Interrupted),
-    }
-}
-
 fn blocked(reason: String, would: String) -> Preflight {
     Preflight {
         verdict: Verdict::Blocked,
@@ -137,7 +113,7 @@ impl StepAction for IncidentIssueAction {
             Ok(tracker) => tracker,
             Err(e) => return blocked(e, would),
         };
-        match bounded(ctx, tracker.check()).await {
+        match bounded(tracker.check(), ctx.timeout, ctx.cancel.clone()).await {
             Ok(Ok(checked)) if unverifiable => Preflight {
                 verdict: Verdict::Warn,
                 fidelity: Fidelity::Unverifiable,
@@ -167,8 +143,8 @@ impl StepAction for IncidentIssueAction {
                 output: None,
             },
             Ok(Err(e)) => blocked(e, would),
-            Err(Stopped::Interrupted) => blocked("interrupted".into(), would),
-            Err(Stopped::TimedOut(limit)) => blocked(
+            Err(Stop::Interrupted) => blocked("interrupted".into(), would),
+            Err(Stop::TimedOut(limit)) => blocked(
                 format!(
                     "checking {tracker_name} timed out after {}",
                     crate::engine::reporter::human_duration(limit)
@@ -187,7 +163,13 @@ impl StepAction for IncidentIssueAction {
             Ok(tracker) => tracker,
             Err(e) => return failed(e),
         };
-        match bounded(ctx, tracker.open_or_reuse(&issue)).await {
+        match bounded(
+            tracker.open_or_reuse(&issue),
+            ctx.timeout,
+            ctx.cancel.clone(),
+        )
+        .await
+        {
             Ok(Ok((opened, how))) => {
                 let shown = match &tracker {
                     Tracker::Local(_) => std::path::Path::new(&opened.location)
@@ -220,11 +202,11 @@ impl StepAction for IncidentIssueAction {
                 "cannot open the issue in {}: {e}",
                 tracker.describe()
             )),
-            Err(Stopped::Interrupted) => Execution {
+            Err(Stop::Interrupted) => Execution {
                 interrupted: true,
                 ..failed("interrupted while opening the issue".into())
             },
-            Err(Stopped::TimedOut(limit)) => Execution {
+            Err(Stop::TimedOut(limit)) => Execution {
                 outcome: Outcome::TimedOut,
                 ..failed(format!(
                     "opening the issue in {} timed out after {}",
