@@ -116,6 +116,12 @@ fn is_unknown_callable(error: &minijinja::Error) -> bool {
 
 /// A context where every dotted path in `vars` holds a placeholder string.
 pub fn placeholder_context(vars: &BTreeSet<String>) -> minijinja::Value {
+    placeholder_context_with(vars, "x")
+}
+
+/// [`placeholder_context`] with `value` as the placeholder (`""` takes the other branch of
+/// an `{% if %}`).
+pub fn placeholder_context_with(vars: &BTreeSet<String>, value: &str) -> minijinja::Value {
     let mut context = serde_json::Map::new();
     for path in vars {
         let mut map = &mut context;
@@ -124,7 +130,7 @@ pub fn placeholder_context(vars: &BTreeSet<String>) -> minijinja::Value {
             let last = i + 1 == parts.len();
             let entry = map.entry((*part).to_owned()).or_insert_with(|| {
                 if last {
-                    "x".into()
+                    value.into()
                 } else {
                     serde_json::Value::Object(serde_json::Map::new())
                 }

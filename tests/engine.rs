@@ -884,11 +884,11 @@ steps:
     );
 }
 
-/// Ordinary shell syntax around a value: an apostrophe in a comment, quotes nested in
-/// `$( )`, a here-document, a control block and the `{% raw %}` of docker's `-f` idiom.
-/// The value reaches each command whole (it used to be dropped, split or globbed, and the
-/// blocks went to `sh` unrendered); the places that cannot hold a value are found by
-/// `runbook validate`.
+/// Ordinary shell syntax around a value: an apostrophe in a comment, a function after
+/// `set --` and `shift`, a here-document, a control block and the `{% raw %}` of docker's
+/// `-f` idiom. The value reaches each command whole (it used to be dropped, or in a
+/// function taken for the function's own argument, and the blocks went to `sh`
+/// unrendered); the places that cannot hold a value safely are found by `runbook validate`.
 #[test]
 fn script_values_survive_comments_nesting_here_documents_and_blocks() {
     let env = TestEnv::initialized();
@@ -903,7 +903,8 @@ steps:
       script: |
         # it's the comment that used to open a quote
         printf '%s' {{ params.msg }} > plain
-        echo \"$(printf '[%s]' \"{{ params.msg }}\")\" > nested
+        nested() { printf '[%s]\\n' \"{{ params.msg }}\"; }
+        set -- other; shift; nested > nested
         cat > doc <<EOF
         it's {{ params.msg }}
         EOF
@@ -933,12 +934,18 @@ steps:
 steps:
   - id: sum
     run: { script: 'echo $(( {{ params.n }} + 1 ))', shell: true }
+  - id: nested
+    run: { script: 'echo \"$(printf %s \"{{ params.n }}\")\"', shell: true }
 ",
     );
     env.release(&["runbook", "validate", "rb/sum.yaml"])
         .assert_code(2)
         .assert_stderr_contains("step `sum`: `script` cannot hold a value where it stands")
-        .assert_stderr_contains("would be evaluated by the shell as arithmetic");
+        .assert_stderr_contains("where the shell evaluates it as arithmetic")
+        .assert_stderr_contains("step `nested`: `script` cannot hold a value where it stands")
+        .assert_stderr_contains(
+            "a value inside `$( … )` cannot be quoted safely there: set a variable to it on a line of its own",
+        );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,23 +1,31 @@
 //! `run: {script, shell: true}`: the script is rendered whole (control blocks, `{% raw %}`
 //! and all), but no value it prints becomes shell text. Each `{{ … }}` leaves a marker in
-//! the rendered text and its value is kept aside; then a reading of the text as `sh` reads
-//! it (quotes, `$( )`, backquotes, `${ }`, comments, here-documents) puts in each marker's
-//! place a positional reference that fits where it stands, and the value is passed as that
-//! argument. The value is thus always exactly one word, never split, globbed or run:
+//! the rendered text and its value is kept aside, passed to `sh -c` as positional argument
+//! N. The script starts by copying the arguments to variables (`__release_N="$N";`), so
+//! that functions, `set --` and `shift` cannot change what a reference means; then a
+//! reading of the text as `sh` reads it puts in each marker's place a reference to that
+//! variable which fits where it stands:
 //!
 //! | where | reference |
 //! |---|---|
-//! | outside quotes (in `$( )` and backquotes too) | `"${N}"` |
-//! | inside double quotes, `${ … }` within them, an expanding here-document | `${N}` |
-//! | inside single quotes | `'"${N}"'` (leave, insert quoted, re-enter) |
+//! | outside quotes | `"${__release_N}"` |
+//! | inside double quotes, in a here-document with an unquoted delimiter | `${__release_N}` |
+//! | inside single quotes | `'"${__release_N}"'` (leave, insert quoted, re-enter) |
 //! | in a comment | nothing (the shell ignores it) |
 //!
-//! Braces keep `${10}` from reading as `$1` followed by `0`. Two places cannot hold a value
-//! and are refused: `$(( … ))`, where the shell would evaluate it as arithmetic, and a
-//! here-document with a quoted delimiter (`<<'EOF'`), where the shell expands nothing.
+//! So the value is one word, never split, globbed or run by this script. Everywhere else
+//! is refused, because no reference is safe there in every shell: inside `$( … )`,
+//! backquotes, `${ … }` (a pattern there is a glob), `$(( … ))` (arithmetic evaluates
+//! it), a here-document with a quoted delimiter (nothing expands) or inside a substitution
+//! of an expanding one, and right after a `\` or `$`, which would change the reference.
+//! The fix the message gives: set a variable on a line of its own (`v={{ … }}`) and use
+//! `"$v"` there. Macros, `{% set %}` blocks and `{% filter %}` blocks print text made of
+//! the script itself, which cannot be told from a value: refused too.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
+
+use minijinja::Environment;
 
 use crate::engine::context::Templater;
 
@@ -25,62 +33,96 @@ use crate::engine::context::Templater;
 const OPEN: char = '\u{e000}';
 const CLOSE: char = '\u{e001}';
 
+/// Why a value printed by a block cannot be placed.
+const BLOCK_OUTPUT: &str = "a macro, a `{% set %}` block or a `{% filter %}` block prints \
+    script text and values together, which cannot be kept apart: print each value with its \
+    own `{{ … }}`";
+
+/// The fix for a value where no reference is safe.
+const USE_A_VARIABLE: &str =
+    "set a variable to it on a line of its own (`v={{ … }}`) and use \"$v\" there";
+
 /// The script for `sh -c` and the values of its positional arguments, in order.
 pub fn render(templater: &Templater, script: &str) -> Result<(String, Vec<String>), String> {
     if script.contains([OPEN, CLOSE]) {
         return Err("the script holds the private-use characters U+E000 or U+E001".into());
     }
     let values = Arc::new(Mutex::new(Vec::new()));
-    let collected = values.clone();
-    let marked = templater.render_with(script, move |value| {
-        let mut values = collected
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        values.push(value);
-        format!("{OPEN}{}{CLOSE}", values.len())
-    })?;
-    let text = place_references(&marked)?;
-    let values = std::mem::take(
-        &mut *values
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
+    let marked = templater.render_with(script, marker_for(values.clone()))?;
+    let values = std::mem::take(&mut *lock(&values));
+    if values.iter().any(|v| v.contains([OPEN, CLOSE])) {
+        return Err(BLOCK_OUTPUT.into());
+    }
+    let mut text = String::new();
+    for n in 1..=values.len() {
+        let _ = write!(text, "{}=\"${{{n}}}\" ", variable(n));
+    }
+    if !values.is_empty() {
+        // On the script's first line, so that the shell's line numbers stay the script's.
+        text.pop();
+        text.push(';');
+    }
+    text.push_str(&place_references(&marked)?);
     Ok((text, values))
 }
 
-/// What keeps a script's values from fitting where they stand (a value inside `$(( ))` or
-/// a quoted here-document), found by rendering it with a placeholder for every variable:
-/// for `runbook validate`, so that it is known before the day. `None` when nothing does,
-/// or when the template itself is wrong (reported on its own).
+/// The variable holding the value of the script's N-th `{{ … }}`.
+fn variable(n: usize) -> String {
+    format!("__release_{n}")
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a printed value becomes in the rendered text: a numbered marker, the value kept.
+fn marker_for(values: Arc<Mutex<Vec<String>>>) -> impl Fn(String) -> String + Send + Sync {
+    move |value| {
+        let mut values = lock(&values);
+        values.push(value);
+        format!("{OPEN}{}{CLOSE}", values.len())
+    }
+}
+
+/// What keeps a script's values from fitting where they stand, found by rendering it with a
+/// placeholder for every variable, once truthy and once empty (both branches of an `{% if
+/// %}`): for `runbook validate`, so that it is known before the day. `None` when nothing
+/// does, or when the template itself is wrong (reported on its own).
 pub fn shape_problem(script: &str) -> Option<String> {
-    let mut env = crate::template::environment();
+    let env = crate::template::environment();
     let vars = crate::template::template_variables(&env, script).ok()?;
-    let count = Arc::new(Mutex::new(0usize));
-    env.set_formatter(move |out, _, _| {
-        let mut n = count
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *n += 1;
-        std::fmt::Write::write_fmt(out, format_args!("{OPEN}{n}{CLOSE}"))
-            .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
-    });
-    let marked = env
-        .render_str(script, crate::template::placeholder_context(&vars))
-        .ok()?;
-    place_references(&marked).err()
+    ["x", ""].into_iter().find_map(|placeholder| {
+        let values = Arc::new(Mutex::new(Vec::new()));
+        let mut env: Environment<'_> = env.clone();
+        let mark = marker_for(values.clone());
+        env.set_formatter(move |out, _, value| {
+            std::fmt::Write::write_str(out, &mark(value.to_string()))
+                .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
+        });
+        let context = crate::template::placeholder_context_with(&vars, placeholder);
+        let marked = env.render_str(script, context).ok()?;
+        if lock(&values).iter().any(|v| v.contains([OPEN, CLOSE])) {
+            return Some(BLOCK_OUTPUT.to_owned());
+        }
+        place_references(&marked).err()
+    })
 }
 
 /// How `sh` reads the text at a point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Frame {
-    /// Outside quotes: the top level, `$( … )` (with its open parentheses), backquotes.
+    /// Outside quotes: the top level, or `$( … )` with its open parentheses and the
+    /// `case … esac` it is in (whose patterns end with a `)` that closes nothing).
     Plain {
         parens: usize,
+        cases: usize,
     },
     Backquote,
     Single,
     Double,
-    /// `${ … }`: a value there is quoted as the text around the `${` is.
+    /// `${ … }`, inside double quotes or not (where a `'` is a plain character).
     Brace {
         quoted: bool,
     },
@@ -90,29 +132,42 @@ enum Frame {
     },
 }
 
+const TOP: Frame = Frame::Plain {
+    parens: 0,
+    cases: 0,
+};
+
 /// A here-document announced on the current line, whose body starts after it.
 struct HereDoc {
     delimiter: String,
     strip_tabs: bool,
     expands: bool,
+    /// Announced at the top level (not inside `$( )` or backquotes).
+    top: bool,
 }
 
-/// The marked text with a positional reference in place of each marker.
+/// The marked text with a reference in place of each marker, or why a marker stands where
+/// none is safe.
 fn place_references(text: &str) -> Result<String, String> {
     let mut out = String::with_capacity(text.len() + 16);
-    let mut stack = vec![Frame::Plain { parens: 0 }];
+    let mut stack = vec![TOP];
     let mut pending: Vec<HereDoc> = Vec::new();
     let mut rest = text;
-    // Whether the last character copied ends a word (so that `#` starts a comment).
+    // Whether the next character starts a word (so that `#` starts a comment, and `case`
+    // and `esac` are keywords).
     let mut at_word_start = true;
     while let Some(ch) = rest.chars().next() {
-        let frame = *stack.last().unwrap_or(&Frame::Plain { parens: 0 });
+        let frame = *stack.last().unwrap_or(&TOP);
         let unquoted = matches!(frame, Frame::Plain { .. } | Frame::Backquote);
         if ch == OPEN {
             let (n, after) = marker(rest);
-            out.push_str(&reference(frame, n)?);
+            out.push_str(&reference(&stack, &out, n)?);
             rest = after;
             at_word_start = false;
+        } else if rest.starts_with("\\\n") && frame != Frame::Single {
+            // A line continuation: the shell removes it, and the word goes on.
+            out.push_str("\\\n");
+            rest = &rest[2..];
         } else if unquoted && ch == '#' && at_word_start {
             // A comment, to the end of the line: its markers dropped.
             let end = rest.find('\n').unwrap_or(rest.len());
@@ -132,117 +187,189 @@ fn place_references(text: &str) -> Result<String, String> {
                 rest = after;
             }
             at_word_start = true;
+        } else if unquoted && rest.starts_with("<<") && !rest.starts_with("<<<") {
+            let (doc, len) = here_doc(rest, stack.len() == 1);
+            pending.extend(doc);
+            out.push_str(&rest[..len]);
+            rest = &rest[len..];
+            at_word_start = false;
         } else {
-            let copied = if matches!(frame, Frame::Plain { .. })
-                && rest.starts_with("<<")
-                && !rest.starts_with("<<<")
-            {
-                let (doc, len) = here_doc(rest);
-                pending.extend(doc);
-                len
-            } else {
-                transition(&mut stack, rest, ch)
-            };
+            if at_word_start {
+                keyword(&mut stack, rest);
+            }
+            let depth = stack.len();
+            let (copied, closed_substitution) = transition(&mut stack, rest, ch);
             let copied = copied.min(rest.len());
             out.push_str(&rest[..copied]);
-            at_word_start = unquoted && (ch.is_whitespace() || ";&|()`".contains(ch));
+            // A `$(` or backquote just opened starts a command, hence a word.
+            let opened_command = stack.len() > depth
+                && matches!(stack.last(), Some(Frame::Plain { .. } | Frame::Backquote));
+            at_word_start = opened_command
+                || (unquoted
+                    && !closed_substitution
+                    && (matches!(ch, ' ' | '\t' | '\n') || ";&|()".contains(ch)));
             rest = &rest[copied..];
         }
     }
     Ok(out)
 }
 
-/// The reference to argument `n` that fits in `frame`.
-fn reference(frame: Frame, n: usize) -> Result<String, String> {
-    Ok(match frame {
-        Frame::Plain { .. } | Frame::Backquote | Frame::Brace { quoted: false } => {
-            format!("\"${{{n}}}\"")
-        }
-        Frame::Double | Frame::Brace { quoted: true } => format!("${{{n}}}"),
-        Frame::Single => format!("'\"${{{n}}}\"'"),
-        Frame::Arithmetic { .. } => {
-            return Err(
-                "a value inside `$(( … ))` would be evaluated by the shell as \
-                        arithmetic: pass it as a variable and check it is a number first"
-                    .into(),
-            );
-        }
-    })
+/// `case` and `esac` at the start of a word inside `$( … )`: counted, so that a pattern's
+/// `)` is not taken for the end of the substitution.
+fn keyword(stack: &mut [Frame], rest: &str) {
+    let nested = stack.len() > 1;
+    let Some(Frame::Plain { cases, .. }) = stack.last_mut() else {
+        return;
+    };
+    if !nested {
+        return;
+    }
+    let word_is = |word: &str| {
+        rest.strip_prefix(word)
+            .is_some_and(|after| after.is_empty() || after.starts_with([' ', '\t', '\n', ';', ')']))
+    };
+    if word_is("case") {
+        *cases += 1;
+    } else if word_is("esac") && *cases > 0 {
+        *cases -= 1;
+    }
 }
 
-/// Enters or leaves quotes and nestings at `ch` (the start of `rest`); how many bytes to
-/// copy as they are.
-fn transition(stack: &mut Vec<Frame>, rest: &str, ch: char) -> usize {
+/// The reference to value `n` where the reading stands (`stack`), `out` being the text so
+/// far; or why no reference is safe there.
+fn reference(stack: &[Frame], out: &str, n: usize) -> Result<String, String> {
+    let name = variable(n);
+    let inner = stack.last().copied().unwrap_or(TOP);
+    if inner != Frame::Single {
+        check_before(out, "")?;
+    }
+    match stack {
+        [_] => return Ok(format!("\"${{{name}}}\"")),
+        [_, Frame::Double] => return Ok(format!("${{{name}}}")),
+        [_, Frame::Single] => return Ok(format!("'\"${{{name}}}\"'")),
+        _ => {}
+    }
+    let construct = stack[1..]
+        .iter()
+        .find_map(|frame| match frame {
+            Frame::Plain { .. } => Some("`$( … )`"),
+            Frame::Backquote => Some("backquotes"),
+            Frame::Brace { .. } => Some("`${ … }`"),
+            Frame::Arithmetic { .. } => {
+                Some("`$(( … ))`, where the shell evaluates it as arithmetic,")
+            }
+            Frame::Single | Frame::Double => None,
+        })
+        .unwrap_or("nested quotes");
+    Err(format!(
+        "a value inside {construct} cannot be quoted safely there: {USE_A_VARIABLE}"
+    ))
+}
+
+/// A `\` or `$` right before a value would change its reference (escape it, or make
+/// `$$`): refused, in `where`.
+fn check_before(out: &str, place: &str) -> Result<(), String> {
+    match out.chars().last() {
+        Some('\\') => Err(format!(
+            "a `\\` right before a value{place} would escape its reference: {USE_A_VARIABLE}"
+        )),
+        Some('$') => Err(format!(
+            "a `$` right before a value{place} would make it another expansion (`$${{…}}` is the \
+             shell's process id): write `$` apart from `{{{{ … }}}}`, or {USE_A_VARIABLE}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Enters or leaves quotes and nestings at `ch` (the start of `rest`): how many bytes to
+/// copy as they are, and whether this closed a substitution (`)`, `))` or a backquote,
+/// after which the word goes on).
+fn transition(stack: &mut Vec<Frame>, rest: &str, ch: char) -> (usize, bool) {
     let nested = stack.len() > 1;
     let Some(top) = stack.last_mut() else {
-        return ch.len_utf8();
+        return (ch.len_utf8(), false);
     };
     let frame = *top;
-    let opens_quote = matches!(
+    let opens_single = matches!(
         frame,
-        Frame::Plain { .. } | Frame::Backquote | Frame::Brace { .. }
+        Frame::Plain { .. } | Frame::Backquote | Frame::Brace { quoted: false }
     );
+    let opens_double = opens_single || frame == Frame::Brace { quoted: true };
     match (frame, ch) {
-        (Frame::Single, '\'')
-        | (Frame::Double, '"')
-        | (Frame::Backquote, '`')
-        | (Frame::Brace { .. }, '}') => {
+        (Frame::Single, '\'') | (Frame::Double, '"') | (Frame::Brace { .. }, '}') => {
             stack.pop();
-            1
+            (1, false)
         }
-        (Frame::Single, _) => ch.len_utf8(),
-        // An escaped character is copied as it is, quotes included.
-        (_, '\\') => 1 + rest[1..].chars().next().map_or(0, char::len_utf8),
-        (_, '\'') if opens_quote => {
+        (Frame::Backquote, '`') => {
+            stack.pop();
+            (1, true)
+        }
+        (Frame::Single, _) => (ch.len_utf8(), false),
+        // An escaped character is copied as it is, quotes included (not a marker: that is
+        // refused where it is met).
+        (_, '\\') => match rest[1..].chars().next() {
+            Some(OPEN) | None => (1, false),
+            Some(next) => (1 + next.len_utf8(), false),
+        },
+        (_, '\'') if opens_single => {
             stack.push(Frame::Single);
-            1
+            (1, false)
         }
-        (_, '"') if opens_quote => {
+        (_, '"') if opens_double => {
             stack.push(Frame::Double);
-            1
+            (1, false)
         }
         (_, '$') if rest.starts_with("$((") => {
             stack.push(Frame::Arithmetic { parens: 0 });
-            3
+            (3, false)
         }
         (_, '$') if rest.starts_with("$(") => {
-            stack.push(Frame::Plain { parens: 0 });
-            2
+            stack.push(TOP);
+            (2, false)
         }
         (_, '$') if rest.starts_with("${") => {
             let quoted = matches!(frame, Frame::Double | Frame::Brace { quoted: true });
             stack.push(Frame::Brace { quoted });
-            2
+            (2, false)
         }
         (_, '`') => {
             stack.push(Frame::Backquote);
-            1
+            (1, false)
         }
-        (Frame::Plain { parens } | Frame::Arithmetic { parens }, '(') if nested => {
-            *top = with_parens(frame, parens + 1);
-            1
+        (Frame::Plain { parens, cases }, '(') if nested => {
+            *top = Frame::Plain {
+                parens: parens + 1,
+                cases,
+            };
+            (1, false)
         }
-        (Frame::Plain { parens: 0 }, ')') if nested => {
+        (Frame::Plain { cases, .. }, ')') if nested && cases > 0 => (1, false),
+        (Frame::Plain { parens: 0, .. }, ')') if nested => {
             stack.pop();
-            1
+            (1, true)
+        }
+        (Frame::Plain { parens, cases }, ')') if nested => {
+            *top = Frame::Plain {
+                parens: parens - 1,
+                cases,
+            };
+            (1, false)
+        }
+        (Frame::Arithmetic { parens }, '(') => {
+            *top = Frame::Arithmetic { parens: parens + 1 };
+            (1, false)
         }
         (Frame::Arithmetic { parens: 0 }, ')') if rest.starts_with("))") => {
             stack.pop();
-            2
+            (2, true)
         }
-        (Frame::Plain { parens } | Frame::Arithmetic { parens }, ')') if nested => {
-            *top = with_parens(frame, parens.saturating_sub(1));
-            1
+        (Frame::Arithmetic { parens }, ')') => {
+            *top = Frame::Arithmetic {
+                parens: parens.saturating_sub(1),
+            };
+            (1, false)
         }
-        _ => ch.len_utf8(),
-    }
-}
-
-/// `frame` (a `$( )` or a `$(( ))`) with `parens` open parentheses.
-fn with_parens(frame: Frame, parens: usize) -> Frame {
-    match frame {
-        Frame::Arithmetic { .. } => Frame::Arithmetic { parens },
-        _ => Frame::Plain { parens },
+        _ => (ch.len_utf8(), false),
     }
 }
 
@@ -256,7 +383,7 @@ fn marker(text: &str) -> (usize, &str) {
 
 /// A here-document's operator and delimiter word at the start of `text` (`<<EOF`,
 /// `<<-'EOF'`, `<< "EOF"`), and how many bytes they take.
-fn here_doc(text: &str) -> (Option<HereDoc>, usize) {
+fn here_doc(text: &str, top: bool) -> (Option<HereDoc>, usize) {
     let mut i = 2;
     let strip_tabs = text[i..].starts_with('-');
     if strip_tabs {
@@ -264,7 +391,7 @@ fn here_doc(text: &str) -> (Option<HereDoc>, usize) {
     }
     i += text[i..].len() - text[i..].trim_start_matches([' ', '\t']).len();
     let word_len = text[i..]
-        .find(|c: char| c.is_whitespace() || ";&|()<>".contains(c))
+        .find(|c: char| c.is_whitespace() || ";&|()<>`".contains(c))
         .unwrap_or(text.len() - i);
     let word = &text[i..i + word_len];
     if word.is_empty() {
@@ -277,14 +404,17 @@ fn here_doc(text: &str) -> (Option<HereDoc>, usize) {
             delimiter,
             strip_tabs,
             expands,
+            top,
         }),
         i + word_len,
     )
 }
 
 /// A here-document's body (through its delimiter line) with its markers replaced, and the
-/// text after it. In an expanding body quotes are plain characters and a value goes in as
-/// `${N}`: it is expanded, never split or globbed.
+/// text after it. In an expanding body at the top level a value goes in as `${…}`: it is
+/// expanded, never split or globbed (quotes are plain characters there). Inside an open
+/// `$(`, backquote or `${` of the body's line, or in a body the shell does not expand, no
+/// reference is safe.
 fn here_doc_body<'t>(text: &'t str, doc: &HereDoc) -> Result<(String, &'t str), String> {
     let mut body = String::new();
     let mut rest = text;
@@ -304,21 +434,38 @@ fn here_doc_body<'t>(text: &'t str, doc: &HereDoc) -> Result<(String, &'t str), 
         }
         let mut line = line;
         while let Some(at) = line.find(OPEN) {
+            let before = &line[..at];
             if !doc.expands {
                 return Err(format!(
-                    "a value inside the here-document `<<'{}'` would stay as `${{…}}` text: \
-                     its quoted delimiter turns expansion off; write `<<{}` to let the value in",
-                    doc.delimiter, doc.delimiter
+                    "a value inside the here-document `<<'{0}'` would stay as text: its quoted \
+                     delimiter turns expansion off; write `<<{0}` to let the value in",
+                    doc.delimiter
                 ));
             }
-            body.push_str(&line[..at]);
+            if !doc.top || opens_substitution(before) {
+                return Err(format!(
+                    "a value inside a substitution in a here-document cannot be quoted safely \
+                     there: {USE_A_VARIABLE}"
+                ));
+            }
+            body.push_str(before);
+            check_before(&body, " in a here-document")?;
             let (n, after) = marker(&line[at..]);
-            let _ = write!(body, "${{{n}}}");
+            let _ = write!(body, "${{{}}}", variable(n));
             line = after;
         }
         body.push_str(line);
     }
     Ok((body, rest))
+}
+
+/// Whether `text` (a here-document line up to a value) leaves a `$(`, `${` or backquote
+/// open.
+fn opens_substitution(text: &str) -> bool {
+    let open_paren = text.matches("$(").count() > text.matches(')').count();
+    let open_brace = text.matches("${").count() > text.matches('}').count();
+    let backquotes = text.matches('`').count() - text.matches("\\`").count();
+    open_paren || open_brace || backquotes % 2 == 1
 }
 
 #[cfg(test)]
@@ -365,7 +512,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             text,
-            r#"echo "${1}" && rm -rf "${2}"/x ''"${3}"'' \""${4}""#
+            r#"__release_1="${1}" __release_2="${2}" __release_3="${3}" __release_4="${4}";echo "${__release_1}" && rm -rf "${__release_2}"/x ''"${__release_3}"'' \""${__release_4}""#
         );
         assert_eq!(values, ["x", "api", "3", "x"]);
         let (text, values) = render(&templater("x"), "plain").unwrap();
@@ -383,18 +530,23 @@ mod tests {
             r#"printf '[%s]' "<{{ params.v }}>""#,
             "printf '[%s]' '<{{ params.v }}>'",
             "printf '[%s]' x{{ params.v }}y",
-            // A comment's apostrophe is not a quote.
+            "printf '[%s]' 'C:\\{{ params.v }}'",
+            // A comment's apostrophe is not a quote, nor one after a line continuation.
             "# it's fine\nprintf '[%s]' {{ params.v }}",
             "printf '[%s]' {{ params.v }} # it's fine {{ params.v }}",
-            // Quotes inside `$( )` and backquotes within double quotes start afresh.
-            r#"echo "$(printf '[%s]' "{{ params.v }}")""#,
-            r#"echo "$(printf '[%s]' {{ params.v }})""#,
-            r#"echo "`printf '[%s]' {{ params.v }}`""#,
-            r#"x=$(printf '[%s]' "{{ params.v }}"); echo "$x""#,
-            r#"echo "${UNSET:-[{{ params.v }}]}""#,
-            // A here-document: quotes are plain text there.
+            "true \\\n# it's a comment\nprintf '[%s]' \"x'{{ params.v }}\"",
+            // Quotes inside `$( )` and backquotes start afresh, also in a `case`.
+            r#"x=$(case a in a) echo "it's";; esac); printf '[%s]' "{{ params.v }}""#,
+            "x=`echo \"it's\"`; printf '[%s]' \"{{ params.v }}\"",
+            r#"echo "${UNSET:-it's}" >/dev/null; printf '[%s]' "{{ params.v }}""#,
+            // A `#` glued to a substitution is part of the word.
+            "printf '[%s]' $(echo v1)#{{ params.v }}",
+            // Functions, `set --` and `shift` leave the values alone.
+            "f() { printf '[%s]' \"{{ params.v }}\"; }; set -- one two; shift; f other",
+            // Here-documents: quotes are plain text there, also one inside backquotes.
             "cat <<EOF\nit's [{{ params.v }}]\nEOF",
             "cat <<-EOF\n\tit's \"[{{ params.v }}]\"\n\tEOF\necho",
+            "x=`cat <<EOF\nit's\nEOF\n`; printf '[%s]' \"name='{{ params.v }}'\"",
             // Control blocks and raw text render as minijinja renders them.
             "{% if run.dry_run %}echo dry{% else %}printf '[%s]' {{ params.v }}{% endif %}",
             "echo '{% raw %}{{.State}}{% endraw %}' >/dev/null; printf '[%s]' {{ params.v }}",
@@ -410,30 +562,60 @@ mod tests {
     }
 
     #[test]
-    fn validation_finds_the_places_that_cannot_hold_a_value() {
-        assert!(
-            shape_problem("echo $(( {{ params.n }} + 1 ))")
-                .is_some_and(|e| e.contains("arithmetic"))
-        );
-        assert!(shape_problem("cat <<'EOF'\n{{ params.v }}\nEOF").is_some());
-        assert_eq!(
-            shape_problem("# it's\necho \"{{ params.v }}\" '{{ component }}'"),
-            None
-        );
-    }
-
-    #[test]
     fn places_that_cannot_hold_a_value_are_refused() {
         let t = templater("1");
-        let error = render(&t, "echo $(( {{ params.n }} + 1 ))").unwrap_err();
-        assert!(error.contains("arithmetic"), "{error}");
-        let error = render(&t, "cat <<'EOF'\n{{ params.v }}\nEOF").unwrap_err();
-        assert!(error.contains("quoted delimiter"), "{error}");
+        for (script, why) in [
+            ("echo $(( {{ params.n }} + 1 ))", "arithmetic"),
+            ("echo $(( ${N:-{{ params.n }}} ))", "arithmetic"),
+            ("cat <<'EOF'\n{{ params.v }}\nEOF", "quoted"),
+            (r#"echo "$(printf '%s' "{{ params.v }}")""#, "`$( … )`"),
+            (
+                r#"echo "$(case x in x) printf '%s' "{{ params.v }}";; esac)""#,
+                "`$( … )`",
+            ),
+            (
+                "echo \"`printf '%s' \\\"{{ params.v }}\\\"`\"",
+                "backquotes",
+            ),
+            (r#"echo "${x#{{ params.v }}}""#, "`${ … }`"),
+            (
+                "cat <<EOF\n$(printf '%s' {{ params.v }})\nEOF",
+                "substitution in a here-document",
+            ),
+            (r#"echo "C:\{{ params.v }}""#, "escape"),
+            (r#"echo "cost: ${{ params.v }}""#, "process id"),
+            (
+                "{% macro q(x) %}{{ x }}{% endmacro %}echo {{ q(params.v) }}",
+                "macro",
+            ),
+            (
+                "{% filter upper %}echo {{ params.v }}{% endfilter %}",
+                "macro",
+            ),
+        ] {
+            let error = render(&t, script).unwrap_err();
+            assert!(error.contains(why), "{script}: {error}");
+            assert!(shape_problem(script).is_some(), "validate misses {script}");
+        }
         // Arithmetic without a value is fine; so is a quoted here-document without one.
         assert_eq!(run("echo $(( 2 + 1 ))", "x"), "3\n");
         assert_eq!(
             run("cat <<'EOF'\n$HOME\nEOF\necho {{ params.v }}", "x"),
             "$HOME\nx\n"
+        );
+    }
+
+    #[test]
+    fn validation_looks_at_both_branches() {
+        assert!(
+            shape_problem(
+                "{% if params.n %}echo ok{% else %}echo $(( {{ params.n }} )){% endif %}"
+            )
+            .is_some_and(|e| e.contains("arithmetic"))
+        );
+        assert_eq!(
+            shape_problem("# it's\necho \"{{ params.v }}\" '{{ component }}'"),
+            None
         );
     }
 
@@ -449,13 +631,13 @@ mod tests {
                 "printf '%s' {{ params.v }}",
                 r#"printf '%s' "{{ params.v }}""#,
                 "printf '%s' '{{ params.v }}'",
-                r#"printf '%s' "$(printf '%s' "{{ params.v }}")""#,
+                "f() { printf '%s' {{ params.v }}; }; set -- a b; f c",
                 "# it's\nprintf '%s' {{ params.v }}",
-                r#"printf '%s' "${NOPE:-{{ params.v }}}""#,
+                "cat <<EOF\n{{ params.v }}\nEOF",
             ][place];
             let printed = run(script, &value);
-            // `$( )` drops trailing newlines, as the shell always does.
-            let expected = if place == 3 { value.trim_end_matches('\n') } else { value.as_str() };
+            // A here-document's body is the value and the line's end.
+            let expected = if place == 5 { format!("{value}\n") } else { value.clone() };
             proptest::prop_assert_eq!(printed, expected);
         }
     }
