@@ -111,7 +111,6 @@ impl Redis<'_> {
         format!("the Redis in {}", self.url_env)
     }
 
-    /// A library's account of an error, without the URL or its credentials.
     /// A library's message, on one line (a table cell), without the URL or its password.
     fn scrub(&self, text: &str) -> String {
         let text = text
@@ -573,7 +572,7 @@ impl PurgeRequest {
         })
     }
 
-    /// The request as people see it: method and URL without path or query.
+    /// The request as people see it: method and the URL as written, without user info.
     pub fn shown(&self) -> String {
         format!("{} {}", self.method, http::shown_url(self.url.as_str()))
     }
@@ -613,8 +612,9 @@ impl PurgeRequest {
         }
         let mut error = format!(
             "{shown} {}",
+            // Where a server redirects may hold a signature: shown as scheme://host/… only.
             answer.status_text(|to| match self.url.join(to) {
-                Ok(to) => self.scrub(&http::shown_url(to.as_str())),
+                Ok(to) => http::redacted_url(to.as_str()),
                 Err(_) => "(not a URL)".into(),
             })
         );

@@ -107,7 +107,7 @@ impl StepAction for HealthCheckAction {
                 reason: "its inputs come from an earlier step's output, known only in a real run; nothing was sent".into(),
                 would: format!(
                     "GET {} up to {} times, {} apart, until it answers {}",
-                    self.url, // the template as written: not rendered in a dry-run
+                    http::shown_template(&self.url), // not rendered in a dry-run
                     self.attempts.value,
                     self.interval,
                     self.expect_status.value

@@ -20,7 +20,9 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        // Clearly shorter than the request's: a connection that never came up is a
+        // connection error (sent again), not a request that timed out (maybe received).
+        .connect_timeout((timeout / 2).min(Duration::from_secs(5)))
         .user_agent(concat!("release/", env!("CARGO_PKG_VERSION")))
         // A redirect is answered, not followed: following one turns a webhook's POST into
         // a GET that delivers nothing while the 200 at its end reads as delivered, and
@@ -40,6 +42,20 @@ pub fn redacted_url(url: &str) -> String {
             _ => "(a URL)".into(),
         },
         Err(_) => "(not a URL)".into(),
+    }
+}
+
+/// A URL template as written (not rendered), without the user info of a URL in it.
+pub fn shown_template(text: &str) -> String {
+    let Some(scheme_end) = text.find("://").map(|i| i + 3) else {
+        return text.to_owned();
+    };
+    let authority_end = text[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(text.len(), |i| scheme_end + i);
+    match text[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &text[..scheme_end], &text[scheme_end + at + 1..]),
+        None => text.to_owned(),
     }
 }
 

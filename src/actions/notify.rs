@@ -15,8 +15,8 @@ use crate::engine::process::Line;
 use crate::project::config::{Channel, ChannelKind};
 use crate::project::runbook::NotifyAction;
 
-/// How long one request waits for its answer; the step's `timeout` bounds the whole step,
-/// retries included.
+/// How long one request waits for its answer without a step `timeout`; the step's
+/// `timeout` bounds the whole step, retries included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn failed(error: String) -> Execution {
@@ -170,7 +170,12 @@ impl StepAction for NotifyAction {
                 interrupted: false,
             };
         };
-        let client = match http::client(REQUEST_TIMEOUT) {
+        // With a step timeout, a request may take all of it; the step's own deadline (a
+        // moment sooner) then says the message may have arrived.
+        let per_request = ctx
+            .timeout
+            .map_or(REQUEST_TIMEOUT, |t| t + Duration::from_secs(1));
+        let client = match http::client(per_request) {
             Ok(c) => c,
             Err(e) => return failed(e),
         };

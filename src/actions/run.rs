@@ -16,7 +16,7 @@ const PLAN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The most of a plan's output a dry-run keeps (shown with `--json`, recorded in the audit
 /// log); a note says how much more it printed.
-const MAX_PLAN_OUTPUT: usize = 64 * 1024;
+pub const MAX_PLAN_OUTPUT: usize = 64 * 1024;
 
 /// The command ready to run: argv, environment and folder.
 struct Prepared {

@@ -10,14 +10,14 @@ use crate::engine::{self, Report, Request, RunOutcome, confirm, reporter, schedu
 use crate::error::Error;
 use crate::project::runbook::{Action, Runbook};
 use crate::project::yaml::suggest;
-
-/// The lines of a plan's output the dry-run's table shows.
-const SHOWN_PLAN_LINES: usize = 40;
 use crate::project::{Project, display_path};
 use crate::state::audit::{Actor, AuditLog, Entry};
 use crate::state::history::History;
 use crate::state::lock::{self, Acquired, LockError, LockHolder};
 use crate::state::redact::Redactor;
+
+/// The lines of a plan's output the dry-run's table shows.
+const SHOWN_PLAN_LINES: usize = 40;
 
 /// Run any runbook file for a component at a stage.
 #[derive(Debug, clap::Args)]
@@ -578,11 +578,12 @@ fn plan_output(out: &mut String, width: usize, output: &str) {
     if more > 0 {
         let _ = writeln!(
             out,
-            "  {:width$}  {:7}  {:12}  | … {more} more line{} (--json and the audit log keep the first 64 KiB)",
+            "  {:width$}  {:7}  {:12}  | … {more} more line{} (--json and the audit log keep the first {} KiB)",
             "",
             "",
             "",
-            if more == 1 { "" } else { "s" }
+            if more == 1 { "" } else { "s" },
+            crate::actions::run::MAX_PLAN_OUTPUT / 1024
         );
     }
     if let Some(note) = note {
