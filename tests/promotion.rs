@@ -2072,6 +2072,45 @@ fn promote_dry_run_evaluates_everything_and_changes_nothing() {
 // ---------------------------------------------------------------------------------------
 // The verify action
 
+/// A `verify` step keeps to its `timeout`: a hung test suite in the re-verify of a
+/// rollback is stopped (its process group ended) and the step is `timed_out` (it used to
+/// run to its end, whatever the timeout).
+#[test]
+fn verify_step_keeps_to_its_timeout() {
+    let env = project(
+        "  staging:
+    - { id: slow, run: [sh, -c, \"sleep 30; touch finished\"] }
+",
+    );
+    env.write(
+        "runbooks/verify.yaml",
+        "name: verify staging\nsteps:\n  - id: verify\n    timeout: 1s\n    verify: { stage: staging }\n",
+    );
+    let started = std::time::Instant::now();
+    let run = env.release(&[
+        "run",
+        "runbooks/verify.yaml",
+        "--component",
+        "api",
+        "--stage",
+        "staging",
+        "--reason",
+        "check",
+    ]);
+    run.assert_code(1).assert_stdout_contains(
+        "the gates of staging took longer than the step's timeout (1.0s); their commands were stopped",
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let finished = of_kind(&env, "step.finished");
+    assert_eq!(finished.last().unwrap()["data"]["outcome"], "timed_out");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!env.join("finished").exists(), "the gate's command went on");
+}
+
 #[test]
 fn verify_step_reevaluates_the_stage_gates_but_not_the_entry_ones() {
     let now = Utc::now();

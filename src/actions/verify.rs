@@ -13,6 +13,7 @@ use chrono::Utc;
 
 use super::{Execution, Fidelity, Outcome, Preflight, StepAction, StepContext, Verdict};
 use crate::engine::process::Line;
+use crate::gates::GateResult;
 use crate::gates::evaluate::{Subject, evaluate, kind_name};
 use crate::project::config::{Config, Gate, GateKind};
 use crate::project::display_path;
@@ -98,6 +99,7 @@ impl StepAction for VerifyAction {
             Ok(Err(e)) => return failed(format!("cannot read the audit log: {e}"), String::new()),
             Err(e) => return failed(format!("cannot read the audit log: {e}"), String::new()),
         };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let subject = Subject {
             root: ctx.root,
             config: ctx.config,
@@ -107,9 +109,9 @@ impl StepAction for VerifyAction {
             current: stage,
             actor: &ctx.run.actor,
             now: Utc::now(),
-            cancel: ctx.cancel.clone(),
+            cancel: stop_rx,
         };
-        let results = evaluate(&subject, &gates).await;
+        let (results, timed_out) = evaluate_until_stopped(&subject, &gates, &stop_tx, ctx).await;
         let mut stdout = String::new();
         for r in &results {
             let line = format!(
@@ -139,6 +141,18 @@ impl StepAction for VerifyAction {
             .filter(|r| !r.passed)
             .map(|r| format!("{}: {}", r.id, r.summary))
             .collect();
+        if timed_out {
+            return Execution {
+                outcome: Outcome::TimedOut,
+                error: Some(format!(
+                    "the gates of {stage} took longer than the step's timeout ({}); their \
+                     commands were stopped",
+                    crate::engine::reporter::human_duration(ctx.timeout.unwrap_or_default())
+                )),
+                stdout,
+                interrupted: false,
+            };
+        }
         if *ctx.cancel.borrow() {
             return Execution {
                 outcome: Outcome::Failed,
@@ -164,6 +178,39 @@ impl StepAction for VerifyAction {
                 ),
                 stdout,
             )
+        }
+    }
+}
+
+/// The gates' results, and whether the step's timeout cut them short. The gates stop
+/// (their processes ended, TERM then KILL) when the run is interrupted or the step's
+/// timeout expires: `stop` tells them, through the receiver in `subject`.
+async fn evaluate_until_stopped(
+    subject: &Subject<'_>,
+    gates: &[Gate],
+    stop: &tokio::sync::watch::Sender<bool>,
+    ctx: &StepContext<'_>,
+) -> (Vec<GateResult>, bool) {
+    let mut run_cancel = ctx.cancel.clone();
+    let stopped = async {
+        let deadline = async {
+            match ctx.timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = deadline => true,
+            _ = run_cancel.wait_for(|c| *c) => false,
+        }
+    };
+    let evaluation = evaluate(subject, gates);
+    tokio::pin!(evaluation);
+    tokio::select! {
+        results = &mut evaluation => (results, false),
+        by_timeout = stopped => {
+            let _ = stop.send(true);
+            (evaluation.await, by_timeout)
         }
     }
 }
