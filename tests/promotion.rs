@@ -2902,3 +2902,52 @@ fn promoting_into_the_first_stage_names_the_next_promotion() {
         .assert_code(3)
         .assert_stdout_contains("fix: api is at staging: its next promotion is `--to production`");
 }
+
+/// A hang-up (a dropped ssh session) while the gates run is an interrupt, as in a run:
+/// the gates' commands are stopped, the lock is freed, exit 130 (the process used to die
+/// of the signal, leaving the gate's command running and, for `promote`, its lock).
+#[test]
+fn a_hang_up_during_the_gates_stops_their_commands_and_frees_the_lock() {
+    let env = project(
+        "  staging:
+    - { id: slow, run: [sh, -c, \"touch started; sleep 30; touch finished\"] }
+",
+    );
+    init_git(&env, "alice@example.com");
+    for args in [
+        &["gates", "api", "--stage", "staging"][..],
+        &["promote", "api", "--to", "staging"][..],
+    ] {
+        let _ = std::fs::remove_file(env.join("started"));
+        let mut child = env
+            .command()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !env.join("started").exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            env.join("started").exists(),
+            "{args:?}: the gate never started"
+        );
+        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(130), "{args:?}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!env.join("finished").exists(), "{args:?}: the gate went on");
+        let locks = std::fs::read_dir(env.join(".release/locks"))
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "lock"))
+                })
+                .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(locks, 0, "{args:?}: a lock was left behind");
+    }
+}

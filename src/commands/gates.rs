@@ -171,7 +171,7 @@ pub fn secrets(project: &Project) -> Redactor {
     redactor
 }
 
-/// Evaluates rules and gates now; `None` when interrupted (SIGINT/SIGTERM), after the
+/// Evaluates rules and gates now; `None` when interrupted (SIGINT/SIGTERM/SIGHUP), after the
 /// gate commands were stopped.
 pub async fn evaluate(
     project: &Project,
@@ -196,19 +196,9 @@ pub async fn evaluate(
     };
     let evaluation = gates::evaluate_promotion(&subject, !all_gates);
     tokio::pin!(evaluation);
-    let interrupted = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    };
+    // SIGHUP too: a dropped ssh session must not leave the gates' commands running.
+    let mut signals = crate::engine::scheduler::Signals::install();
+    let interrupted = signals.recv();
     tokio::select! {
         done = &mut evaluation => Some(done),
         () = interrupted => {

@@ -55,7 +55,7 @@ enum State {
 }
 
 /// SIGINT, SIGTERM and SIGHUP as one stream.
-struct Signals {
+pub struct Signals {
     interrupt: Option<tokio::signal::unix::Signal>,
     terminate: Option<tokio::signal::unix::Signal>,
     hangup: Option<tokio::signal::unix::Signal>,
@@ -71,7 +71,7 @@ async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 impl Signals {
-    fn install() -> Self {
+    pub fn install() -> Self {
         Self {
             interrupt: signal(SignalKind::interrupt()).ok(),
             terminate: signal(SignalKind::terminate()).ok(),
@@ -79,7 +79,7 @@ impl Signals {
         }
     }
 
-    async fn recv(&mut self) {
+    pub async fn recv(&mut self) {
         tokio::select! {
             () = next(&mut self.interrupt) => {}
             () = next(&mut self.terminate) => {}
