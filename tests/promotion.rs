@@ -2835,7 +2835,21 @@ fn approve_refuses_an_actor_nobody_can_name() {
     release_as_nobody(&env, &["approve", "api", "--to", "staging"])
         .assert_code(2)
         .assert_stderr_contains("cannot tell who you are: set git's user.email (`git config user.email you@example.com`) or $USER");
-    assert!(of_kind(&env, "approval.recorded").is_empty());
+    // An empty or blank $USER names nobody either (it used to record "@host", who counted).
+    for blank in ["", " "] {
+        let mut command = env.command();
+        command.env("USER", blank).env("LOGNAME", blank);
+        command.args(["approve", "api", "--to", "staging"]);
+        Run::of(&mut command).assert_code(2);
+    }
+    // LOGNAME is read when USER says nothing.
+    let mut command = env.command();
+    command.env("USER", "").env("LOGNAME", "bob");
+    command.args(["approve", "api", "--to", "staging"]);
+    Run::of(&mut command)
+        .assert_code(0)
+        .assert_stdout_contains("bob@");
+    assert_eq!(of_kind(&env, "approval.recorded").len(), 1);
 }
 
 #[test]

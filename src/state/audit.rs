@@ -930,9 +930,17 @@ pub fn current_actor(root: &Path) -> String {
 
 /// `$USER@host`, for when git names nobody.
 fn unknown_actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| UNKNOWN_USER.into());
+    // An empty or blank variable names nobody either (`USER= release approve …` must not
+    // record an approver called "@host" who counts as a person).
+    let named = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let user = named("USER")
+        .or_else(|| named("LOGNAME"))
+        .unwrap_or_else(|| UNKNOWN_USER.into());
     let uname = rustix::system::uname();
     format!("{user}@{}", uname.nodename().to_string_lossy())
 }
