@@ -1331,9 +1331,20 @@ fn audit_verify_accepts_a_fresh_log_and_prints_its_head() {
         .assert_stdout_contains(&head);
     env.release(&["audit", "verify", "--expect-head", &head])
         .assert_code(0);
-    let wrong = sha256_hex(lines[lines.len() - 2].as_bytes());
+    // A head kept before later records were appended still vouches for its lines.
+    let earlier = sha256_hex(lines[lines.len() - 3].as_bytes());
+    env.release(&["audit", "verify", "--expect-head", &earlier])
+        .assert_code(0)
+        .assert_stdout_contains("the expected head is line 6's: 2 records appended since");
+    let wrong = sha256_hex(b"not a line of this log");
     env.release(&["audit", "verify", "--expect-head", &wrong])
-        .assert_code(1);
+        .assert_code(1)
+        .assert_stderr_contains("but no line of it hashes to the expected");
+    // The last records removed: the head kept then is nowhere in the chain.
+    write_lines(&env, &lines[..lines.len() - 1]);
+    env.release(&["audit", "verify", "--expect-head", &head])
+        .assert_code(1)
+        .assert_stderr_contains("records up to that head were removed or rewritten");
 }
 
 #[test]

@@ -133,10 +133,12 @@ fn verify(
 ) -> Result<i32, Error> {
     let expected = args.expect_head.as_deref().map(expected_head).transpose()?;
     let missing = !audit.path().exists();
-    let v = audit.verify().map_err(failed)?;
+    let v = audit.verify_finding(expected.as_deref()).map_err(failed)?;
+    // The head kept earlier is the last line, or an earlier one (records were appended
+    // since, as they are every day): either way it vouches for the lines up to it.
     let head_ok = expected
         .as_deref()
-        .is_none_or(|want| v.head.as_deref() == Some(want));
+        .is_none_or(|want| v.head.as_deref() == Some(want) || v.kept_at.is_some());
     let ok = v.problem.is_none() && head_ok;
     if ctx.output.json {
         ctx.output.json_value(&serde_json::json!({
@@ -145,6 +147,7 @@ fn verify(
             "head": v.head,
             "problem": v.problem,
             "expected_head": expected,
+            "expected_head_line": v.kept_at,
             "missing": missing,
         }));
     } else if let Some(p) = &v.problem {
@@ -170,19 +173,28 @@ fn verify(
     } else if !head_ok {
         ctx.output.error(&Error::Failed {
             message: format!(
-                "{}: the chain verifies but ends at {} instead of the expected {}: records were removed or rewritten at the end",
+                "{}: the chain verifies ({} records, head {}) but no line of it hashes to the expected {}: records up to that head were removed or rewritten",
                 audit.path().display(),
+                v.records,
                 v.head.as_deref().unwrap_or("nothing"),
                 expected.as_deref().unwrap_or_default()
             ),
-            hint: None,
+            hint: Some("compare with a copy of the log, or the head kept by whoever checked it last".into()),
         });
     } else {
-        ctx.output.result(&format!(
+        let mut text = format!(
             "ok: {} records, head {}",
             v.records,
             v.head.as_deref().unwrap_or("(empty log)")
-        ));
+        );
+        if let Some(line) = v.kept_at.filter(|&line| line < v.records) {
+            let _ = write!(
+                text,
+                "\nthe expected head is line {line}'s: {} records appended since",
+                v.records - line
+            );
+        }
+        ctx.output.result(&text);
     }
     Ok(i32::from(!ok))
 }

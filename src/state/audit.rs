@@ -469,14 +469,21 @@ impl AuditLog {
 
     /// Checks the whole chain, streaming.
     pub fn verify(&self) -> Result<Verification, AuditError> {
+        self.verify_finding(None)
+    }
+
+    /// [`Self::verify`], also telling which line hashes to `kept` (a head hash kept
+    /// earlier): the log has grown since, and everything up to that line is vouched for.
+    pub fn verify_finding(&self, kept: Option<&str>) -> Result<Verification, AuditError> {
         let Some(file) = self.open()? else {
             return Ok(Verification {
                 records: 0,
                 head: None,
                 problem: None,
+                kept_at: None,
             });
         };
-        verify_reader(BufReader::with_capacity(256 * 1024, file)).map_err(|e| self.io(e))
+        verify_reader(BufReader::with_capacity(256 * 1024, file), kept).map_err(|e| self.io(e))
     }
 }
 
@@ -488,6 +495,8 @@ pub struct Verification {
     /// SHA-256 of the last good line.
     pub head: Option<String>,
     pub problem: Option<Problem>,
+    /// The line whose hash is the head hash asked about, when a line has it.
+    pub kept_at: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -521,11 +530,15 @@ struct Link<'a> {
 }
 
 /// Verifies a stream of lines; memory stays flat whatever its length.
-pub fn verify_reader(mut reader: impl BufRead) -> std::io::Result<Verification> {
+pub fn verify_reader(
+    mut reader: impl BufRead,
+    kept: Option<&str>,
+) -> std::io::Result<Verification> {
     let mut buffer = Vec::with_capacity(1024);
     let mut line_no = 0u64;
     let mut head: Option<String> = None;
     let mut last_seq = 0u64;
+    let mut kept_at = None;
     loop {
         buffer.clear();
         if reader.read_until(b'\n', &mut buffer)? == 0 {
@@ -533,6 +546,7 @@ pub fn verify_reader(mut reader: impl BufRead) -> std::io::Result<Verification> 
                 records: line_no,
                 head,
                 problem: None,
+                kept_at,
             });
         }
         let line_number = line_no + 1;
@@ -544,6 +558,7 @@ pub fn verify_reader(mut reader: impl BufRead) -> std::io::Result<Verification> 
                 kind,
                 message,
             }),
+            kept_at,
         };
         if buffer.last() != Some(&b'\n') {
             return Ok(fail(
@@ -586,7 +601,11 @@ pub fn verify_reader(mut reader: impl BufRead) -> std::io::Result<Verification> 
             ));
         }
         last_seq = parsed.seq;
-        head = Some(line_hash(line));
+        let hash = line_hash(line);
+        if kept == Some(hash.as_str()) {
+            kept_at = Some(line_number);
+        }
+        head = Some(hash);
         line_no = line_number;
     }
 }
