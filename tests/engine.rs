@@ -1347,6 +1347,48 @@ fn audit_verify_accepts_a_fresh_log_and_prints_its_head() {
         .assert_stderr_contains("records up to that head were removed or rewritten");
 }
 
+/// Rewrites every `prev` after line `from` (1-based) so that the chain of hashes holds
+/// again: a forger's log, whose only flaw is what they changed in it.
+fn rechain(lines: &mut [String], from: usize) {
+    for i in from..lines.len() {
+        let prev = sha256_hex(lines[i - 1].as_bytes());
+        let mut record: Value = serde_json::from_str(&lines[i]).unwrap();
+        record["prev"] = Value::String(prev);
+        lines[i] = serde_json::to_string(&record).unwrap();
+    }
+}
+
+/// `audit verify` and the commands that decide from the log agree on what a record is: a
+/// `seq` out of order is refused by both (the deciders used to accept it), and so is a
+/// `ts` that is not a time (`verify` used to accept it while the deciders refused it and
+/// pointed at `verify`).
+#[test]
+fn audit_verify_and_the_deciding_commands_refuse_the_same_records() {
+    let env = logged();
+    let original = audit_lines(&env);
+    for (field, value, says) in [
+        ("seq", Value::from(2), "`seq` is 2 where 3 was expected"),
+        (
+            "ts",
+            Value::from("yesterday"),
+            "`ts` yesterday is not an RFC 3339 time",
+        ),
+    ] {
+        let mut lines = original.clone();
+        let mut record: Value = serde_json::from_str(&lines[2]).unwrap();
+        record[field] = value;
+        lines[2] = serde_json::to_string(&record).unwrap();
+        rechain(&mut lines, 3);
+        write_lines(&env, &lines);
+        env.release(&["audit", "verify"])
+            .assert_code(1)
+            .assert_stderr_contains(says);
+        env.release(&["status"]).assert_code(1);
+        env.release(&["attest", C, "security-review"])
+            .assert_code(1);
+    }
+}
+
 #[test]
 fn audit_verify_names_an_edited_line() {
     let env = logged();

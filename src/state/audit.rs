@@ -526,6 +526,8 @@ struct Link<'a> {
     v: u32,
     seq: u64,
     #[serde(borrow)]
+    ts: &'a str,
+    #[serde(borrow)]
     prev: &'a str,
 }
 
@@ -578,6 +580,14 @@ pub fn verify_reader(
             return Ok(fail(
                 ProblemKind::NotARecord,
                 format!("unknown record version {}", parsed.v),
+            ));
+        }
+        // As the commands that decide from the log read it: a record they refuse is one
+        // `verify` refuses too.
+        if chrono::DateTime::parse_from_rfc3339(parsed.ts).is_err() {
+            return Ok(fail(
+                ProblemKind::NotARecord,
+                format!("`ts` {} is not an RFC 3339 time", parsed.ts),
             ));
         }
         let expected_prev = head.as_deref().unwrap_or(ZERO_HASH);
@@ -718,6 +728,8 @@ enum Source {
 struct Chain {
     /// The hex hash the next line's `prev` must hold.
     expected: [u8; 64],
+    /// The `seq` of the line before.
+    seq: u64,
     /// A link was broken: nothing after it is trusted.
     broken: bool,
 }
@@ -726,19 +738,24 @@ impl Default for Chain {
     fn default() -> Self {
         Chain {
             expected: [b'0'; 64],
+            seq: 0,
             broken: false,
         }
     }
 }
 
 impl Chain {
-    /// Checks that `line` links to the line before and moves on to it; false (and broken
-    /// from then on) when it does not.
+    /// Checks that `line` links to the line before and follows its `seq`, as `audit
+    /// verify` checks, and moves on to it; false (and broken from then on) when not.
     fn follow(&mut self, line: &[u8]) -> bool {
-        if self.broken || prev_field(line) != Some(&self.expected[..]) {
+        if self.broken
+            || prev_field(line) != Some(&self.expected[..])
+            || seq_field(line) != Some(self.seq + 1)
+        {
             self.broken = true;
             return false;
         }
+        self.seq += 1;
         hex::encode_to_slice(Sha256::digest(line), &mut self.expected)
             .expect("64 hex digits for 32 bytes");
         true
@@ -810,6 +827,17 @@ fn check_chain(
 
 /// The top-level `prev` of a record line as written (its last field), without parsing it.
 /// Inside a JSON string a quote is escaped, so `"prev":"` only matches a key.
+/// The `seq` a line holds: a record starts `{"v":1,"seq":N,`, so its first `"seq":` is it.
+fn seq_field(line: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"seq\":";
+    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&line[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
 fn prev_field(line: &[u8]) -> Option<&[u8]> {
     const KEY: &[u8] = b"\"prev\":\"";
     let at = line.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();

@@ -355,6 +355,13 @@ impl History {
             let view: View<'_> =
                 serde_json::from_slice(line).map_err(|e| corrupt(number, e.to_string()))?;
             history.records += 1;
+            // Every record's time is checked, as `audit verify` checks it.
+            let Some(at) = parse_ts(&view.ts) else {
+                return Err(corrupt(
+                    number,
+                    format!("`ts` {} is not an RFC 3339 time", view.ts),
+                ));
+            };
             if view.kind.starts_with("step.") {
                 // A step that started did (some of) its work: the run changed something.
                 if view.kind == "step.started"
@@ -366,12 +373,6 @@ impl History {
             }
             let Some(component) = view.component.as_deref() else {
                 continue;
-            };
-            let Some(at) = parse_ts(&view.ts) else {
-                return Err(corrupt(
-                    number,
-                    format!("`ts` {} is not an RFC 3339 time", view.ts),
-                ));
             };
             let line = Line {
                 view: &view,
