@@ -1106,6 +1106,18 @@ gates:
 "#,
         at "4:39: gate `up`: `not a url` is not an http(s) URL";
 
+    gates_that_can_never_mean_anything: CONFIG, 3, r#"
+version: 1
+gates:
+  staging:
+    - { id: f, file_exists: [""] }
+    - { id: u, uptime: { prometheus: "http://127.0.0.1:9090", query: "", min: 0.9 } }
+    - { id: r, rollback_tested: { within: 0s } }
+"#,
+        at "4:13: gate `f`: `file_exists` lists an empty path",
+        "5:13: gate `u`: `uptime` has an empty `query`",
+        "6:13: gate `r`: `rollback_tested` within 0s can never pass";
+
     gate_freeze_without_windows: CONFIG, 1, r"
 version: 1
 gates:

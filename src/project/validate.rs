@@ -942,6 +942,33 @@ fn check_gate_no_ops(c: &mut Checker<'_>, gate: &GateSpec) {
             "name the check `release attest` records, e.g. `check: security-review`",
         );
     }
+    if let Some(paths) = &gate.file_exists
+        && paths.iter().any(|p| p.trim().is_empty())
+    {
+        c.hint(
+            id.span,
+            format!("gate `{id}`: `file_exists` lists an empty path"),
+            "remove it, or write the path, e.g. `\"src/{{ component }}/README.md\"`",
+        );
+    }
+    if let Some(uptime) = &gate.uptime
+        && uptime.query.trim().is_empty()
+    {
+        c.hint(
+            id.span,
+            format!("gate `{id}`: `uptime` has an empty `query`"),
+            "write the PromQL, e.g. `avg_over_time(up{job=\"{{ component }}\"}[7d])`",
+        );
+    }
+    if let Some(tested) = &gate.rollback_tested
+        && tested.within.0.is_zero()
+    {
+        c.hint(
+            id.span,
+            format!("gate `{id}`: `rollback_tested` within 0s can never pass"),
+            "give the window a length, e.g. `within: 30d`",
+        );
+    }
     if let Some(issues) = &gate.no_open_issues {
         if issues.labels.is_empty() {
             c.hint(
