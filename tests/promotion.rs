@@ -2963,3 +2963,17 @@ fn a_hang_up_during_the_gates_stops_their_commands_and_frees_the_lock() {
         assert_eq!(locks, 0, "{args:?}: a lock was left behind");
     }
 }
+
+/// A report that cannot be written fails `gates`, after the results are shown (they were
+/// evaluated and recorded; the table used to be lost).
+#[test]
+fn gates_show_their_results_when_the_report_cannot_be_written() {
+    let env = project("  staging:\n    - { id: docs, file_exists: [release.yaml] }\n");
+    std::fs::create_dir(env.join("workflow_report_api.json")).unwrap();
+    let run = env.release(&["gates", "api", "--stage", "staging"]);
+    run.assert_code(1)
+        .assert_stdout_contains("PASSED: all")
+        .assert_stdout_contains("report: not written (see below)")
+        .assert_stderr_contains("cannot write workflow_report_api.json");
+    assert_eq!(of_kind(&env, "gates.evaluated").len(), 1);
+}

@@ -63,9 +63,10 @@ pub fn cmd_gates(ctx: &Context<'_>, args: &GatesArgs) -> Result<i32, Error> {
         target,
         record,
     )?;
+    // A report that cannot be written fails the command, but after the results are shown:
+    // they were evaluated and recorded.
     let report = gates::write_report(&project.root, &evaluation)
-        .map_err(|e| Error::io(format!("cannot write workflow_report_{component}.json"), e))?;
-    let report = display_path(&ctx.cwd, &report).display().to_string();
+        .map(|path| display_path(&ctx.cwd, &path).display().to_string());
     let blockers = if args.file_blockers {
         let standing = gates::rules::standing(&project.config, &history, component);
         let settled = if history
@@ -94,7 +95,10 @@ pub fn cmd_gates(ctx: &Context<'_>, args: &GatesArgs) -> Result<i32, Error> {
     };
     if ctx.output.json {
         let mut value = evaluation.report();
-        value["report_file"] = json!(report);
+        value["report_file"] = match &report {
+            Ok(path) => json!(path),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
         if let Some(b) = &blockers {
             value["blocker_issue"] = match b {
                 Ok(text) => json!(text),
@@ -106,11 +110,22 @@ pub fn cmd_gates(ctx: &Context<'_>, args: &GatesArgs) -> Result<i32, Error> {
         let mut text = evaluation.table();
         text.push('\n');
         text.push_str(&verdict_line(&evaluation));
-        let _ = write!(text, "\nreport: {report}");
+        match &report {
+            Ok(path) => {
+                let _ = write!(text, "\nreport: {path}");
+            }
+            Err(_) => text.push_str("\nreport: not written (see below)"),
+        }
         if let Some(Ok(done)) = &blockers {
             let _ = write!(text, "\nblocker issue: {done}");
         }
         ctx.output.result(&text);
+    }
+    if let Err(e) = report {
+        return Err(Error::io(
+            format!("cannot write workflow_report_{component}.json"),
+            e,
+        ));
     }
     if let Some(Err(e)) = blockers {
         return Err(Error::Failed {
