@@ -2977,3 +2977,43 @@ fn gates_show_their_results_when_the_report_cannot_be_written() {
         .assert_stderr_contains("cannot write workflow_report_api.json");
     assert_eq!(of_kind(&env, "gates.evaluated").len(), 1);
 }
+
+/// A component is not promoted out of a stage while a run of it there holds the lock (a
+/// rollback under way there may find it should not move on); once the run ends, it is.
+#[test]
+fn promote_waits_for_a_rollback_under_way_in_the_stage_it_leaves() {
+    let env = project(
+        "  staging:
+    - { id: docs, file_exists: [release.yaml] }
+  production:
+    - { id: docs, file_exists: [release.yaml] }
+",
+    );
+    env.write(
+        "runbooks/staging/rollback.yaml",
+        "steps:\n  - id: slow\n    run: [sh, -c, \"touch started; sleep 3\"]\n",
+    );
+    init_git(&env, "alice@example.com");
+    env.release(&["promote", "api", "--to", "staging", "--reason", "r"])
+        .assert_code(0);
+    let child = env
+        .command()
+        .args(["rollback", "api", "--stage", "staging", "--reason", "5xx"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !env.join("started").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    env.release(&["promote", "api", "--to", "production", "--reason", "r"])
+        .assert_code(3)
+        .assert_stderr_contains(
+            "api cannot leave staging while a run of it there holds the lock (a rollback may be under way)",
+        );
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    env.release(&["promote", "api", "--to", "production", "--dry-run"])
+        .assert_code(0);
+}

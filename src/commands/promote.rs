@@ -15,14 +15,15 @@ use serde_json::json;
 use crate::commands::Context;
 use crate::commands::gates::{append, evaluate, runtime, secrets, verdict_line};
 use crate::commands::run::{
-    Job, RunOptions, audit_log, check_target, load_history, print_report, refuse_unrunnable,
-    resolve_params, run_job, take_lock,
+    Job, RunOptions, audit_log, check_target, load_history, locks_dir, print_report,
+    refuse_unrunnable, resolve_params, run_job, take_lock,
 };
 use crate::engine;
 use crate::error::Error;
 use crate::gates::{self, Evaluation};
 use crate::project::{Project, display_path};
 use crate::state::history::History;
+use crate::state::lock::{self, LockError};
 use crate::trackers::{self, Tracker};
 
 /// Promote a component into the next stage: rules, gates, the stage's promote runbook.
@@ -95,6 +96,9 @@ fn promote(
     let dry_run = args.options.dry_run;
     let history = load_history(project, audit)?;
     unanswerable_unless_refused(project, &history, component, target, unrunnable)?;
+    if !dry_run {
+        leaving_is_quiet(project, &history, component, target)?;
+    }
     // A dry-run says everything that would block; a real promotion stops at the rules.
     // (The runtime ends with this statement: the promote runbook starts its own.)
     let Some(evaluation) = runtime()?.block_on(evaluate(
@@ -309,6 +313,37 @@ fn complete(
         ctx.output.result(&text);
     }
     Ok(0)
+}
+
+/// Refuses (exit 3) to promote a component out of a stage where a run of it holds the lock:
+/// a rollback there may be under way, and what it finds decides whether the component
+/// should move on at all (`stable_for` would count it only once it started).
+fn leaving_is_quiet(
+    project: &Project,
+    history: &History,
+    component: &str,
+    target: &str,
+) -> Result<(), Error> {
+    let leaving = gates::rules::standing(&project.config, history, component).stage;
+    if leaving == target {
+        return Ok(());
+    }
+    match lock::check(&locks_dir(project), component, &leaving, &lock::this_host()) {
+        Ok(_) => Ok(()),
+        Err(e @ LockError::Held { .. }) => Err(Error::Refused {
+            message: format!(
+                "{component} cannot leave {leaving} while a run of it there holds the lock (a rollback may be under way): {e}"
+            ),
+            hint: Some(format!(
+                "promote once that run has ended{}",
+                e.hint().map(|h| format!("; {h}")).unwrap_or_default()
+            )),
+        }),
+        Err(e) => Err(Error::Failed {
+            message: e.to_string(),
+            hint: None,
+        }),
+    }
 }
 
 /// Closes the component's open blocker issues for `target` (opened by `release gates
