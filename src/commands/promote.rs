@@ -328,7 +328,7 @@ fn leaving_is_quiet(
     if leaving == target {
         return Ok(());
     }
-    match lock::check(&locks_dir(project), component, &leaving, &lock::this_host()) {
+    match lock::check(&locks_dir(project), component, leaving, &lock::this_host()) {
         Ok(_) => Ok(()),
         Err(e @ LockError::Held { .. }) => Err(Error::Refused {
             message: format!(
