@@ -638,6 +638,19 @@ fn notifications_and_purges_do_not_follow_redirects() {
         elsewhere.port
     ));
     assert_eq!(cdn.seen().len(), 1);
+
+    env.write(
+        "h.yaml",
+        &format!(
+            "steps:\n  - id: health\n    health_check: {{ url: \"{}\", attempts: 1 }}\n",
+            cdn.url("/health")
+        ),
+    );
+    release_with(&env, &[], &run_args("h.yaml", &[]))
+        .assert_code(1)
+        .assert_stdout_contains(&format!(
+            "status 307, expected 200: a redirect to {landing} (not followed: use that URL)"
+        ));
     assert!(
         elsewhere.seen().is_empty(),
         "nothing reached the other server: {:?}",

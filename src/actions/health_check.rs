@@ -77,10 +77,25 @@ impl Check {
         match client.get(&self.url).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| response.url().join(l).ok());
                 let body = http::read_body(response)
                     .await
                     .map_err(|e| format!("status {status}, but {e}"))?;
-                Ok((status, body))
+                match location {
+                    // Not followed: said, so that the fix (the URL it points to) is plain.
+                    Some(to) if status != self.status && (300..400).contains(&status) => {
+                        Err(format!(
+                            "status {status}, expected {}: a redirect to {} (not followed: use that URL)",
+                            self.status,
+                            shown_url(to.as_str())
+                        ))
+                    }
+                    _ => Ok((status, body)),
+                }
             }
             Err(e) => Err(http::failure(&e)),
         }
