@@ -232,7 +232,8 @@ where
 /// Appends a line to the captured stdout, never past [`MAX_CAPTURE`].
 fn keep(captured: &mut String, line: &str) {
     let room = MAX_CAPTURE.saturating_sub(captured.len());
-    if room == 0 {
+    // A line cut at a character boundary leaves up to 3 bytes: nothing goes after it.
+    if room < 4 {
         return;
     }
     if line.len() < room {
