@@ -3017,3 +3017,35 @@ fn promote_waits_for_a_rollback_under_way_in_the_stage_it_leaves() {
     env.release(&["promote", "api", "--to", "production", "--dry-run"])
         .assert_code(0);
 }
+
+/// An attestation, like an approval, needs someone to name: by nobody in particular it is
+/// refused (exit 2), and one recorded so before (an older release) never passes the gate.
+/// An approval of a deprecated component, which can never count, is refused (exit 3).
+#[test]
+fn attestations_need_a_name_and_deprecated_components_take_no_approval() {
+    let env = project("  staging:\n    - { id: sec, attested: { check: security-review } }\n");
+    release_as_nobody(&env, &["attest", "api", "security-review"])
+        .assert_code(2)
+        .assert_stderr_contains("cannot tell who you are");
+    assert!(of_kind(&env, "attestation.recorded").is_empty());
+    // An attestation recorded by nobody (before attest refused): the gate does not pass.
+    env.release(&["attest", "api", "security-review"])
+        .assert_code(0);
+    let log = env.read(".release/audit.jsonl");
+    let mut record: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    record["actor"] = json!("unknown@vm");
+    record["prev"] = json!("0".repeat(64));
+    env.write(
+        ".release/audit.jsonl",
+        &(serde_json::to_string(&record).unwrap() + "\n"),
+    );
+    env.release(&["gates", "api", "--stage", "staging"])
+        .assert_code(1)
+        .assert_stdout_contains("names nobody, so it vouches for nothing");
+
+    env.release(&["deprecate", "api", "--reason", "replaced"])
+        .assert_code(0);
+    env.release(&["approve", "api", "--to", "staging"])
+        .assert_code(3)
+        .assert_stderr_contains("api is deprecated: it can no longer be promoted");
+}

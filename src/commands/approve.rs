@@ -46,6 +46,17 @@ pub fn cmd_approve(ctx: &Context<'_>, args: &ApproveArgs) -> Result<i32, Error> 
         });
     }
     let history = load_history(&project, &audit)?;
+    if history
+        .get(component)
+        .is_some_and(|h| h.deprecated.is_some())
+    {
+        return Err(Error::Refused {
+            message: format!(
+                "{component} is deprecated: it can no longer be promoted, so no approval of it can count"
+            ),
+            hint: None,
+        });
+    }
     let here = standing(&project.config, &history, component);
     let stages: Vec<&str> = project.config.stages().collect();
     let target_position = stages.iter().position(|s| *s == target).unwrap_or(0);

@@ -38,6 +38,16 @@ pub fn cmd_attest(ctx: &Context<'_>, args: &AttestArgs) -> Result<i32, Error> {
         });
     }
     let audit = audit_log(&project, secrets(&project));
+    // An attestation vouches for a check: by nobody in particular, it vouches for nothing.
+    if crate::state::audit::is_unidentified(audit.actor()) {
+        return Err(Error::InvalidInput {
+            message: "cannot tell who you are: set git's user.email (`git config user.email you@example.com`) or $USER".into(),
+            hint: Some(format!(
+                "the attestation would be recorded as {}, which names no person and never counts",
+                audit.actor()
+            )),
+        });
+    }
     let history = load_history(&project, &audit)?;
     let stage = standing(&project.config, &history, component)
         .stage

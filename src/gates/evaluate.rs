@@ -495,6 +495,13 @@ fn attested(subject: &Subject<'_>, history: &ComponentHistory, gate: &AttestedGa
         "within": gate.within.map(|w| w.to_string()),
     });
     let when = format!("{} on {}", found.actor, found.at.format("%Y-%m-%d"));
+    if crate::state::audit::is_unidentified(&found.actor) {
+        return Verdict::fail(
+            format!("the last {check} ({when}) names nobody, so it vouches for nothing"),
+            evidence,
+            fix,
+        );
+    }
     if within(subject.now, found.at, gate.within.as_ref()) {
         Verdict::pass(format!("{check} attested by {when}"), evidence)
     } else {
