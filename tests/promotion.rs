@@ -773,6 +773,11 @@ fn uptime_gate_fails_on_a_vector_below_min_judging_its_worst_series() {
     assert_eq!(uptime["passed"], false, "{uptime:#}");
     assert_eq!(uptime["evidence"]["value"], 0.95);
     assert!(summary(uptime).contains("0.95 < 0.995"), "{uptime:#}");
+    // The series below the objective are named in the summary, what the table shows.
+    assert!(
+        summary(uptime).contains(r#"(1 of 2 series below: {instance="b",job="api"})"#),
+        "{uptime:#}"
+    );
     assert_eq!(
         uptime["evidence"]["series"].as_array().map(Vec::len),
         Some(2)

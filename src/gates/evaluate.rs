@@ -446,12 +446,29 @@ async fn uptime_gate(templates: &Templates, gate: &UptimeGate) -> Verdict {
                 "series": sample.series,
                 "min": gate.min,
             });
-            let summary = format!(
+            let mut summary = format!(
                 "{} {} {}",
                 sample.value,
                 if sample.value >= gate.min { "≥" } else { "<" },
                 gate.min
             );
+            // With several series, the ones below the objective are named: they are what
+            // to look at.
+            let below: Vec<&str> = sample
+                .series
+                .iter()
+                .filter(|(_, v)| *v < gate.min)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if sample.series.len() > 1 && !below.is_empty() {
+                let _ = write!(
+                    summary,
+                    " ({} of {} series below: {})",
+                    below.len(),
+                    sample.series.len(),
+                    below.join(", ")
+                );
+            }
             if sample.value >= gate.min {
                 Verdict::pass(summary, evidence)
             } else {
