@@ -2888,6 +2888,19 @@ fn coverage_and_uptime_failures_get_a_fix_for_their_kind_of_problem() {
     let (_, report) = evaluate(&env, "billing", "staging");
     let cov = gate(&report, "cov");
     assert!(fix(cov).starts_with("regenerate the report"), "{cov:#}");
+    // A folder where the report should be is named as such, with its own fix.
+    std::fs::remove_file(env.join("coverage/api.info")).unwrap();
+    std::fs::create_dir(env.join("coverage/api.info")).unwrap();
+    let (_, report) = evaluate(&env, "api", "staging");
+    let cov = gate(&report, "cov");
+    assert!(
+        summary(cov).contains("is a folder, not a report file"),
+        "{cov:#}"
+    );
+    assert!(
+        fix(cov).starts_with("point `report:` at the report file"),
+        "{cov:#}"
+    );
     // Unreachable is its own problem.
     let env = project(&format!(
         "  staging:\n{}",

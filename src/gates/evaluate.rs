@@ -268,6 +268,13 @@ fn coverage_gate(subject: &Subject<'_>, templates: &Templates, gate: &CoverageGa
         Err(e) => return Verdict::fail(e, json!({}), "fix the gate's template in release.yaml"),
     };
     let path = subject.root.join(&report);
+    if path.is_dir() {
+        return Verdict::fail(
+            format!("the coverage report {report} is a folder, not a report file"),
+            json!({ "report": report, "min": min }),
+            "point `report:` at the report file the coverage tool writes in it (e.g. `coverage/coverage.xml`)",
+        );
+    }
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) => {
