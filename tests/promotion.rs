@@ -1515,6 +1515,17 @@ fn no_open_issues_gate_reads_the_local_tracker() {
     }
     let issues = incidents(&env);
     assert_eq!(issues.len(), 2, "{issues:?}");
+    // A file whose front matter is broken fails the gate, with the fix for a local file.
+    env.write(
+        ".release/incidents/0009-broken.md",
+        "---\ntitle: [\n---\nbody\n",
+    );
+    let (_, report) = evaluate(&env, "api", "staging");
+    assert!(
+        fix(gate(&report, "no-critical-bugs")).starts_with("fix or remove the issue file"),
+        "{report:#}"
+    );
+    std::fs::remove_file(env.join(".release/incidents/0009-broken.md")).unwrap();
     let (run, report) = evaluate(&env, "api", "staging");
     run.assert_code(1);
     assert_gate(&report, "no-critical-bugs", false, "1 open:");

@@ -806,10 +806,20 @@ async fn no_open_issues(
                 )
             }
         }
-        Err(e) => Verdict::fail(
-            e,
-            json!({ "tracker": tracker.describe(), "labels": labels }),
-            "check the tracker is reachable and its token set, then evaluate again",
-        ),
+        Err(e) => {
+            let fix = match tracker {
+                Tracker::Local(_) => {
+                    "fix or remove the issue file the message names (its front matter must be YAML), then evaluate again"
+                }
+                Tracker::Github(_) => {
+                    "check the tracker is reachable and its token set, then evaluate again"
+                }
+            };
+            Verdict::fail(
+                e,
+                json!({ "tracker": tracker.describe(), "labels": labels }),
+                fix,
+            )
+        }
     }
 }
