@@ -34,9 +34,9 @@ const OPEN: char = '\u{e000}';
 const CLOSE: char = '\u{e001}';
 
 /// Why a value printed by a block cannot be placed.
-const BLOCK_OUTPUT: &str = "a macro, a `{% set %}` block or a `{% filter %}` block prints \
-    script text and values together, which cannot be kept apart: print each value with its \
-    own `{{ … }}`";
+const BLOCK_OUTPUT: &str = "a value holds the private-use characters U+E000 or U+E001, or a \
+    macro, a `{% set %}` block or a `{% filter %}` block printed script text and values \
+    together, which cannot be kept apart: print each value with its own `{{ … }}`";
 
 /// The fix for a value where no reference is safe.
 const USE_A_VARIABLE: &str =
@@ -87,13 +87,17 @@ fn marker_for(values: Arc<Mutex<Vec<String>>>) -> impl Fn(String) -> String + Se
 }
 
 /// What keeps a script's values from fitting where they stand, found by rendering it with a
-/// placeholder for every variable, once truthy and once empty (both branches of an `{% if
-/// %}`): for `runbook validate`, so that it is known before the day. `None` when nothing
+/// placeholder for every variable, a number, a word and empty (both branches of an `{% if
+/// %}`, and filters that want a number): for `runbook validate`, so that it is known before the day. `None` when nothing
 /// does, or when the template itself is wrong (reported on its own).
 pub fn shape_problem(script: &str) -> Option<String> {
+    if script.contains([OPEN, CLOSE]) {
+        return Some("the script holds the private-use characters U+E000 or U+E001".into());
+    }
     let env = crate::template::environment();
     let vars = crate::template::template_variables(&env, script).ok()?;
-    ["x", ""].into_iter().find_map(|placeholder| {
+    // A number passes the `int` and `float` filters; an empty value takes the `else`.
+    ["1", "x", ""].into_iter().find_map(|placeholder| {
         let values = Arc::new(Mutex::new(Vec::new()));
         let mut env: Environment<'_> = env.clone();
         let mark = marker_for(values.clone());
@@ -113,11 +117,9 @@ pub fn shape_problem(script: &str) -> Option<String> {
 /// How `sh` reads the text at a point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Frame {
-    /// Outside quotes: the top level, or `$( … )` with its open parentheses and the
-    /// `case … esac` it is in (whose patterns end with a `)` that closes nothing).
+    /// Outside quotes: the top level, or `$( … )` with its open parentheses.
     Plain {
         parens: usize,
-        cases: usize,
     },
     Backquote,
     Single,
@@ -132,10 +134,7 @@ enum Frame {
     },
 }
 
-const TOP: Frame = Frame::Plain {
-    parens: 0,
-    cases: 0,
-};
+const TOP: Frame = Frame::Plain { parens: 0 };
 
 /// A here-document announced on the current line, whose body starts after it.
 struct HereDoc {
@@ -147,19 +146,28 @@ struct HereDoc {
 }
 
 /// The marked text with a reference in place of each marker, or why a marker stands where
-/// none is safe.
+/// none is safe. Past a construct the reading cannot follow with certainty (a here-document
+/// announced inside a substitution, a `case` inside `$( )`, bash's `$'…'`), the reading is
+/// lost: no later value is placed, each is refused.
 fn place_references(text: &str) -> Result<String, String> {
     let mut out = String::with_capacity(text.len() + 16);
     let mut stack = vec![TOP];
     let mut pending: Vec<HereDoc> = Vec::new();
     let mut rest = text;
+    let mut lost: Option<&'static str> = None;
     // Whether the next character starts a word (so that `#` starts a comment, and `case`
-    // and `esac` are keywords).
+    // is a keyword).
     let mut at_word_start = true;
     while let Some(ch) = rest.chars().next() {
         let frame = *stack.last().unwrap_or(&TOP);
         let unquoted = matches!(frame, Frame::Plain { .. } | Frame::Backquote);
         if ch == OPEN {
+            if let Some(why) = lost {
+                return Err(format!(
+                    "a value after {why} cannot be placed with certainty: {USE_A_VARIABLE}, \
+                     before that point"
+                ));
+            }
             let (n, after) = marker(rest);
             out.push_str(&reference(&stack, &out, n)?);
             rest = after;
@@ -168,8 +176,9 @@ fn place_references(text: &str) -> Result<String, String> {
             // A line continuation: the shell removes it, and the word goes on.
             out.push_str("\\\n");
             rest = &rest[2..];
-        } else if unquoted && ch == '#' && at_word_start {
-            // A comment, to the end of the line: its markers dropped.
+        } else if matches!(frame, Frame::Plain { .. }) && ch == '#' && at_word_start {
+            // A comment, to the end of the line: its markers dropped. (Inside backquotes the
+            // closing backquote comes first: no comment is looked for there.)
             let end = rest.find('\n').unwrap_or(rest.len());
             let mut comment = &rest[..end];
             while let Some(at) = comment.find(OPEN) {
@@ -178,7 +187,7 @@ fn place_references(text: &str) -> Result<String, String> {
             }
             out.push_str(comment);
             rest = &rest[end..];
-        } else if unquoted && ch == '\n' && !pending.is_empty() {
+        } else if ch == '\n' && !pending.is_empty() && stack.len() == 1 {
             out.push('\n');
             rest = &rest[1..];
             for doc in pending.drain(..) {
@@ -187,15 +196,35 @@ fn place_references(text: &str) -> Result<String, String> {
                 rest = after;
             }
             at_word_start = true;
-        } else if unquoted && rest.starts_with("<<") && !rest.starts_with("<<<") {
-            let (doc, len) = here_doc(rest, stack.len() == 1);
-            pending.extend(doc);
+        } else if ch == '\n' && !pending.is_empty() {
+            // The line that announced a here-document goes on inside a substitution or
+            // quotes: where its body starts is the shell's to know.
+            lost.get_or_insert("a here-document announced on a line that goes on past it");
+            pending.clear();
+            out.push('\n');
+            rest = &rest[1..];
+        } else if unquoted && rest.starts_with("<<<") {
+            // bash's here-string (dash refuses it): not a here-document.
+            out.push_str("<<<");
+            rest = &rest[3..];
+            at_word_start = false;
+        } else if unquoted && rest.starts_with("<<") {
+            let (doc, len) = here_doc(rest, stack.len() == 1)?;
+            match doc {
+                Some(doc) => pending.push(doc),
+                None => {
+                    lost.get_or_insert("a here-document whose delimiter cannot be read");
+                }
+            }
             out.push_str(&rest[..len]);
             rest = &rest[len..];
             at_word_start = false;
         } else {
-            if at_word_start {
-                keyword(&mut stack, rest);
+            if unquoted && rest.starts_with("$'") {
+                lost.get_or_insert("bash's `$'…'` quoting");
+            }
+            if at_word_start && stack.len() > 1 && starts_word(rest, "case") {
+                lost.get_or_insert("a `case` inside a substitution");
             }
             let depth = stack.len();
             let (copied, closed_substitution) = transition(&mut stack, rest, ch);
@@ -214,25 +243,11 @@ fn place_references(text: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// `case` and `esac` at the start of a word inside `$( … )`: counted, so that a pattern's
-/// `)` is not taken for the end of the substitution.
-fn keyword(stack: &mut [Frame], rest: &str) {
-    let nested = stack.len() > 1;
-    let Some(Frame::Plain { cases, .. }) = stack.last_mut() else {
-        return;
-    };
-    if !nested {
-        return;
-    }
-    let word_is = |word: &str| {
-        rest.strip_prefix(word)
-            .is_some_and(|after| after.is_empty() || after.starts_with([' ', '\t', '\n', ';', ')']))
-    };
-    if word_is("case") {
-        *cases += 1;
-    } else if word_is("esac") && *cases > 0 {
-        *cases -= 1;
-    }
+/// Whether `rest` starts with the word `word` (followed by a blank, an operator or the end).
+fn starts_word(rest: &str, word: &str) -> bool {
+    rest.strip_prefix(word).is_some_and(|after| {
+        after.is_empty() || after.starts_with([' ', '\t', '\n', ';', ')', '&', '|'])
+    })
 }
 
 /// The reference to value `n` where the reading stands (`stack`), `out` being the text so
@@ -336,23 +351,16 @@ fn transition(stack: &mut Vec<Frame>, rest: &str, ch: char) -> (usize, bool) {
             stack.push(Frame::Backquote);
             (1, false)
         }
-        (Frame::Plain { parens, cases }, '(') if nested => {
-            *top = Frame::Plain {
-                parens: parens + 1,
-                cases,
-            };
+        (Frame::Plain { parens }, '(') if nested => {
+            *top = Frame::Plain { parens: parens + 1 };
             (1, false)
         }
-        (Frame::Plain { cases, .. }, ')') if nested && cases > 0 => (1, false),
-        (Frame::Plain { parens: 0, .. }, ')') if nested => {
+        (Frame::Plain { parens: 0 }, ')') if nested => {
             stack.pop();
             (1, true)
         }
-        (Frame::Plain { parens, cases }, ')') if nested => {
-            *top = Frame::Plain {
-                parens: parens - 1,
-                cases,
-            };
+        (Frame::Plain { parens }, ')') if nested => {
+            *top = Frame::Plain { parens: parens - 1 };
             (1, false)
         }
         (Frame::Arithmetic { parens }, '(') => {
@@ -382,56 +390,94 @@ fn marker(text: &str) -> (usize, &str) {
 }
 
 /// A here-document's operator and delimiter word at the start of `text` (`<<EOF`,
-/// `<<-'EOF'`, `<< "EOF"`), and how many bytes they take.
-fn here_doc(text: &str, top: bool) -> (Option<HereDoc>, usize) {
+/// `<<-'EOF'`, `<< "END OF NOTES"`), and how many bytes they take; `None` for a word that
+/// cannot be read (an unclosed quote). The word ends at a blank, a newline or an operator
+/// outside quotes (a `\r` is part of it, as for the shell). A value in it is refused.
+fn here_doc(text: &str, top: bool) -> Result<(Option<HereDoc>, usize), String> {
     let mut i = 2;
     let strip_tabs = text[i..].starts_with('-');
     if strip_tabs {
         i += 1;
     }
     i += text[i..].len() - text[i..].trim_start_matches([' ', '\t']).len();
-    let word_len = text[i..]
-        .find(|c: char| c.is_whitespace() || ";&|()<>`".contains(c))
-        .unwrap_or(text.len() - i);
-    let word = &text[i..i + word_len];
-    if word.is_empty() {
-        return (None, i);
+    let start = i;
+    let mut delimiter = String::new();
+    let mut quoted = false;
+    let mut chars = text[i..].char_indices();
+    let mut end = text.len();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' | ';' | '&' | '|' | '(' | ')' | '<' | '>' => {
+                end = start + at;
+                break;
+            }
+            OPEN => {
+                return Err(format!(
+                    "a value in a here-document's delimiter would be lost: {USE_A_VARIABLE}"
+                ));
+            }
+            '\'' | '"' => {
+                quoted = true;
+                let mut closed = false;
+                for (_, q) in chars.by_ref() {
+                    if q == c {
+                        closed = true;
+                        break;
+                    }
+                    delimiter.push(q);
+                }
+                if !closed {
+                    return Ok((None, text.len()));
+                }
+            }
+            '\\' => {
+                quoted = true;
+                if let Some((_, next)) = chars.next() {
+                    delimiter.push(next);
+                }
+            }
+            _ => delimiter.push(c),
+        }
     }
-    let expands = !word.contains(['\'', '"', '\\']);
-    let delimiter: String = word.chars().filter(|c| !"'\"\\".contains(*c)).collect();
-    (
+    if end == start || delimiter.is_empty() {
+        return Ok((None, end));
+    }
+    Ok((
         Some(HereDoc {
             delimiter,
             strip_tabs,
-            expands,
+            expands: !quoted,
             top,
         }),
-        i + word_len,
-    )
+        end,
+    ))
 }
 
 /// A here-document's body (through its delimiter line) with its markers replaced, and the
 /// text after it. In an expanding body at the top level a value goes in as `${…}`: it is
-/// expanded, never split or globbed (quotes are plain characters there). Inside an open
-/// `$(`, backquote or `${` of the body's line, or in a body the shell does not expand, no
-/// reference is safe.
+/// expanded, never split or globbed (quotes are plain characters there). After a `$(`,
+/// backquote or `${` anywhere earlier in the body, or in a body the shell does not expand,
+/// no reference is safe. A line continued by `\` is never the delimiter line.
 fn here_doc_body<'t>(text: &'t str, doc: &HereDoc) -> Result<(String, &'t str), String> {
     let mut body = String::new();
     let mut rest = text;
+    let mut continued = false;
     while !rest.is_empty() {
         let end = rest.find('\n').map_or(rest.len(), |i| i + 1);
         let line = &rest[..end];
         rest = &rest[end..];
-        let bare = line.trim_end_matches('\n');
+        let bare = line.strip_suffix('\n').unwrap_or(line);
         let bare = if doc.strip_tabs {
             bare.trim_start_matches('\t')
         } else {
             bare
         };
-        if bare == doc.delimiter {
+        if !continued && bare == doc.delimiter {
             body.push_str(line);
             return Ok((body, rest));
         }
+        let backslashes = bare.len() - bare.trim_end_matches('\\').len();
+        continued = doc.expands && line.ends_with('\n') && backslashes % 2 == 1;
         let mut line = line;
         while let Some(at) = line.find(OPEN) {
             let before = &line[..at];
@@ -442,13 +488,13 @@ fn here_doc_body<'t>(text: &'t str, doc: &HereDoc) -> Result<(String, &'t str), 
                     doc.delimiter
                 ));
             }
-            if !doc.top || opens_substitution(before) {
+            body.push_str(before);
+            if !doc.top || opens_substitution(&body) {
                 return Err(format!(
-                    "a value inside a substitution in a here-document cannot be quoted safely \
-                     there: {USE_A_VARIABLE}"
+                    "a value in a here-document after a substitution (`$(`, a backquote, \
+                     `${{`) cannot be placed with certainty: {USE_A_VARIABLE}"
                 ));
             }
-            body.push_str(before);
             check_before(&body, " in a here-document")?;
             let (n, after) = marker(&line[at..]);
             let _ = write!(body, "${{{}}}", variable(n));
@@ -459,13 +505,10 @@ fn here_doc_body<'t>(text: &'t str, doc: &HereDoc) -> Result<(String, &'t str), 
     Ok((body, rest))
 }
 
-/// Whether `text` (a here-document line up to a value) leaves a `$(`, `${` or backquote
-/// open.
-fn opens_substitution(text: &str) -> bool {
-    let open_paren = text.matches("$(").count() > text.matches(')').count();
-    let open_brace = text.matches("${").count() > text.matches('}').count();
-    let backquotes = text.matches('`').count() - text.matches("\\`").count();
-    open_paren || open_brace || backquotes % 2 == 1
+/// Whether a here-document's body so far holds a substitution: past one, where a value
+/// would stand is the shell's to know.
+fn opens_substitution(body: &str) -> bool {
+    body.contains("$(") || body.contains("${") || body.contains('`')
 }
 
 #[cfg(test)]
@@ -536,7 +579,6 @@ mod tests {
             "printf '[%s]' {{ params.v }} # it's fine {{ params.v }}",
             "true \\\n# it's a comment\nprintf '[%s]' \"x'{{ params.v }}\"",
             // Quotes inside `$( )` and backquotes start afresh, also in a `case`.
-            r#"x=$(case a in a) echo "it's";; esac); printf '[%s]' "{{ params.v }}""#,
             "x=`echo \"it's\"`; printf '[%s]' \"{{ params.v }}\"",
             r#"echo "${UNSET:-it's}" >/dev/null; printf '[%s]' "{{ params.v }}""#,
             // A `#` glued to a substitution is part of the word.
@@ -546,7 +588,11 @@ mod tests {
             // Here-documents: quotes are plain text there, also one inside backquotes.
             "cat <<EOF\nit's [{{ params.v }}]\nEOF",
             "cat <<-EOF\n\tit's \"[{{ params.v }}]\"\n\tEOF\necho",
-            "x=`cat <<EOF\nit's\nEOF\n`; printf '[%s]' \"name='{{ params.v }}'\"",
+            // Cases of the second review, read as dash reads them.
+            "cat <<\"END OF NOTES\"\nDeployed.\nEND OF NOTES\nprintf '[%s]' {{ params.v }}",
+            "cat <<EOF\r\nnotes\r\nEOF\r\nprintf '[%s]' {{ params.v }}\r\n",
+            "cat <<EOF\nshare: \\\\srv\\drops\\\nEOF\necho \"shipped\nEOF\nprintf '[%s]' {{ params.v }}",
+            "when=`date +%F # day`; printf '[%s]' {{ params.v }}",
             // Control blocks and raw text render as minijinja renders them.
             "{% if run.dry_run %}echo dry{% else %}printf '[%s]' {{ params.v }}{% endif %}",
             "echo '{% raw %}{{.State}}{% endraw %}' >/dev/null; printf '[%s]' {{ params.v }}",
@@ -571,8 +617,39 @@ mod tests {
             (r#"echo "$(printf '%s' "{{ params.v }}")""#, "`$( … )`"),
             (
                 r#"echo "$(case x in x) printf '%s' "{{ params.v }}";; esac)""#,
-                "`$( … )`",
+                "certainty",
             ),
+            (
+                r#"x=$(case a in a) echo "it's";; esac); printf '[%s]' "{{ params.v }}""#,
+                "certainty",
+            ),
+            // Cases of the second review: the reading would have been wrong.
+            (
+                "cat <<EOF\nline (1) $(printf '<%s>' {{ params.v }})\nEOF",
+                "substitution",
+            ),
+            (
+                "cat <<EOF\n$(printf '<%s>' \\\n  {{ params.v }})\nEOF",
+                "substitution",
+            ),
+            (
+                "cat <<EOF; printf '[%s]' $(\n  printf '%s' {{ params.v }})\nnotes\nEOF",
+                "certainty",
+            ),
+            (
+                "x=`cat <<EOF\nit's\nEOF\n`; printf '[%s]' \"name='{{ params.v }}'\"",
+                "certainty",
+            ),
+            (
+                "cat <<EOF; x=$(\n  true)\nnotes\nEOF\nprintf '%s' {{ params.v }}",
+                "certainty",
+            ),
+            ("cat <<{{ params.v }}\nhello\n{{ params.v }}", "delimiter"),
+            (
+                "x=$(case a in a) echo esac ;; *) echo;; esac); printf '%s' {{ params.v }}",
+                "certainty",
+            ),
+            ("echo $'it\\'s' {{ params.v }}", "certainty"),
             (
                 "echo \"`printf '%s' \\\"{{ params.v }}\\\"`\"",
                 "backquotes",
@@ -580,7 +657,7 @@ mod tests {
             (r#"echo "${x#{{ params.v }}}""#, "`${ … }`"),
             (
                 "cat <<EOF\n$(printf '%s' {{ params.v }})\nEOF",
-                "substitution in a here-document",
+                "after a substitution",
             ),
             (r#"echo "C:\{{ params.v }}""#, "escape"),
             (r#"echo "cost: ${{ params.v }}""#, "process id"),
