@@ -3,6 +3,7 @@
 //! records `gates.evaluated`; exit 0 when all pass, 1 otherwise.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use chrono::Utc;
 use serde_json::json;
@@ -217,8 +218,10 @@ pub async fn evaluate(
     tokio::select! {
         done = &mut evaluation => Some(done),
         () = interrupted => {
-            eprintln!("interrupted: stopping the gate commands");
+            // The commands first: after a hang-up the terminal is gone, and writing to it
+            // must neither come first nor fail the command (eprintln! would panic).
             let _ = cancel_tx.send(true);
+            let _ = writeln!(std::io::stderr(), "interrupted: stopping the gate commands");
             let _ = evaluation.await;
             None
         }
