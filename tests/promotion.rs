@@ -3078,3 +3078,53 @@ fn attestations_need_a_name_and_deprecated_components_take_no_approval() {
         .assert_code(3)
         .assert_stderr_contains("api is deprecated: it can no longer be promoted");
 }
+
+/// The check is made again after the gates: a run that took the leaving stage's lock while
+/// they ran stops the promotion too (it was checked once, before them).
+#[test]
+fn promote_checks_the_stage_it_leaves_again_after_the_gates() {
+    let env = project("  staging:\n    - { id: slow, run: [sh, -c, \"touch gating; sleep 2\"] }\n");
+    env.write(
+        "rb/work.yaml",
+        "steps:\n  - id: work\n    run: [sh, -c, \"touch running; sleep 4\"]\n",
+    );
+    init_git(&env, "alice@example.com");
+    let wait_for = |file: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !env.join(file).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(env.join(file).exists(), "{file} never appeared");
+    };
+    let spawn = |args: &[&str]| {
+        env.command()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let promote = spawn(&["promote", "api", "--to", "staging", "--reason", "r"]);
+    wait_for("gating");
+    let run = spawn(&[
+        "run",
+        "rb/work.yaml",
+        "--component",
+        "api",
+        "--stage",
+        "development",
+        "--reason",
+        "w",
+    ]);
+    wait_for("running");
+    let promoted = promote.wait_with_output().unwrap();
+    assert_eq!(promoted.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&promoted.stderr)
+            .contains("api cannot leave development while a run of it there holds the lock"),
+        "{}",
+        String::from_utf8_lossy(&promoted.stderr)
+    );
+    assert!(of_kind(&env, "promotion.completed").is_empty());
+    assert_eq!(run.wait_with_output().unwrap().status.code(), Some(0));
+}

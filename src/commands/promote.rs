@@ -134,6 +134,10 @@ fn promote(
     if !evaluation.passed {
         return refuse(ctx, audit, run_id, &evaluation, dry_run, &text);
     }
+    if !dry_run {
+        // Again: a run may have started there while the gates ran.
+        leaving_is_quiet(project, &history, component, target)?;
+    }
     if !ctx.output.json {
         ctx.output.result(&text);
     }
@@ -251,6 +255,8 @@ fn complete(
     shown: Shown<'_>,
 ) -> Result<i32, Error> {
     let (component, target) = (&evaluation.component, &evaluation.target);
+    // And once more, right before the record: the promote runbook took its time too.
+    leaving_is_quiet(project, shown.history, component, target)?;
     let commit = head_commit(project);
     if commit.is_none() {
         ctx.output.warn(&format!(
