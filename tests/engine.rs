@@ -1387,6 +1387,24 @@ fn audit_verify_and_the_deciding_commands_refuse_the_same_records() {
         env.release(&["attest", C, "security-review"])
             .assert_code(1);
     }
+    // An unknown version on the last line: refused by both.
+    let mut lines = original.clone();
+    let last = lines.len() - 1;
+    lines[last] = lines[last].replacen("\"v\":1,", "\"v\":2,", 1);
+    write_lines(&env, &lines);
+    env.release(&["audit", "verify"]).assert_code(1);
+    env.release(&["status"]).assert_code(1);
+    // Valid JSON written otherwise (a blank after a colon, an escaped letter): accepted by both.
+    let mut lines = original.clone();
+    lines[last] = lines[last].replacen("\"seq\":", "\"seq\": ", 1).replacen(
+        "Z\",\"run\"",
+        "\\u005a\",\"run\"",
+        1,
+    );
+    assert!(lines[last].contains("\\u005a"), "{}", lines[last]);
+    write_lines(&env, &lines);
+    env.release(&["audit", "verify"]).assert_code(0);
+    env.release(&["status"]).assert_code(0);
 }
 
 #[test]

@@ -526,7 +526,7 @@ struct Link<'a> {
     v: u32,
     seq: u64,
     #[serde(borrow)]
-    ts: &'a str,
+    ts: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     prev: &'a str,
 }
@@ -584,7 +584,7 @@ pub fn verify_reader(
         }
         // As the commands that decide from the log read it: a record they refuse is one
         // `verify` refuses too.
-        if chrono::DateTime::parse_from_rfc3339(parsed.ts).is_err() {
+        if chrono::DateTime::parse_from_rfc3339(&parsed.ts).is_err() {
             return Ok(fail(
                 ProblemKind::NotARecord,
                 format!("`ts` {} is not an RFC 3339 time", parsed.ts),
@@ -750,7 +750,8 @@ impl Chain {
     fn follow(&mut self, line: &[u8]) -> bool {
         if self.broken
             || prev_field(line) != Some(&self.expected[..])
-            || seq_field(line) != Some(self.seq + 1)
+            || number_field(line, b"\"seq\":") != Some(self.seq + 1)
+            || number_field(line, b"\"v\":") != Some(1)
         {
             self.broken = true;
             return false;
@@ -825,19 +826,27 @@ fn check_chain(
     }
 }
 
-/// The top-level `prev` of a record line as written (its last field), without parsing it.
-/// Inside a JSON string a quote is escaped, so `"prev":"` only matches a key.
-/// The `seq` a line holds: a record starts `{"v":1,"seq":N,`, so its first `"seq":` is it.
-fn seq_field(line: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"seq\":";
-    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&line[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
+/// The whole number a line holds under `key` (its first occurrence: a record starts
+/// `{"v":1,"seq":N,`), read as `audit verify`'s JSON parser reads it: blanks after the
+/// colon allowed, and anything but digits (`4.0`, `-1`) is no number.
+fn number_field(line: &[u8], key: &[u8]) -> Option<u64> {
+    let at = line.windows(key.len()).position(|w| w == key)? + key.len();
+    let rest = &line[at..];
+    let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    let token = &rest[start..];
+    let end = token
+        .iter()
+        .position(|b| matches!(b, b',' | b'}') || b.is_ascii_whitespace())
+        .unwrap_or(token.len());
+    let token = &token[..end];
+    if token.is_empty() || !token.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(token).ok()?.parse().ok()
 }
 
+/// The top-level `prev` of a record line as written (its last field), without parsing it.
+/// Inside a JSON string a quote is escaped, so `"prev":"` only matches a key.
 fn prev_field(line: &[u8]) -> Option<&[u8]> {
     const KEY: &[u8] = b"\"prev\":\"";
     let at = line.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
