@@ -2095,7 +2095,8 @@ fn promote_dry_run_evaluates_everything_and_changes_nothing() {
 fn verify_step_keeps_to_its_timeout() {
     let env = project(
         "  staging:
-    - { id: slow, run: [sh, -c, \"sleep 30; touch finished\"] }
+    - { id: slow, run: [sh, -c, \"echo started1 >> log; sleep 30; touch finished\"] }
+    - { id: later, run: [sh, -c, \"echo started2 >> log\"] }
 ",
     );
     env.write(
@@ -2125,6 +2126,11 @@ fn verify_step_keeps_to_its_timeout() {
     assert_eq!(finished.last().unwrap()["data"]["outcome"], "timed_out");
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(!env.join("finished").exists(), "the gate's command went on");
+    assert_eq!(
+        env.read("log"),
+        "started1\n",
+        "a gate command started after the timeout"
+    );
 }
 
 #[test]

@@ -203,6 +203,14 @@ async fn run_gate(subject: &Subject<'_>, templates: &Templates, argv: &[String])
     };
     // Quoted as the runbook dry-run shows argv: pasted into a shell, it runs the same.
     let shown = crate::actions::run::show_argv(&argv);
+    // Stopped (an interrupt, a `verify` step's timeout): no further command starts.
+    if *subject.cancel.borrow() {
+        return Verdict::fail(
+            format!("`{shown}` was not started: the evaluation was stopped"),
+            json!({ "argv": argv }),
+            "evaluate the gates again",
+        );
+    }
     let (lines, mut receiver) = mpsc::unbounded_channel();
     // The output is kept, not streamed: the last lines go in the evidence.
     let collect = async move {
