@@ -107,6 +107,16 @@ fn records(env: &TestEnv) -> Vec<Value> {
         .collect()
 }
 
+/// Waits (10 s at most) for a step or gate to create `file` in the project: it has started.
+#[track_caller]
+fn wait_for_file(env: &TestEnv, file: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !env.join(file).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(env.join(file).exists(), "{file} never appeared");
+}
+
 fn of_kind(env: &TestEnv, kind: &str) -> Vec<Value> {
     records(env)
         .into_iter()
@@ -2975,14 +2985,7 @@ fn a_hang_up_during_the_gates_stops_their_commands_and_frees_the_lock() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !env.join("started").exists() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(
-            env.join("started").exists(),
-            "{args:?}: the gate never started"
-        );
+        wait_for_file(&env, "started");
         let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
         rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
         assert_eq!(child.wait().unwrap().code(), Some(130), "{args:?}");
@@ -3038,10 +3041,7 @@ fn promote_waits_for_a_rollback_under_way_in_the_stage_it_leaves() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !env.join("started").exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_file(&env, "started");
     env.release(&["promote", "api", "--to", "production", "--reason", "r"])
         .assert_code(3)
         .assert_stderr_contains(
@@ -3095,13 +3095,6 @@ fn promote_checks_the_stage_it_leaves_again_after_the_gates() {
         "steps:\n  - id: work\n    run: [sh, -c, \"touch running; sleep 4\"]\n",
     );
     init_git(&env, "alice@example.com");
-    let wait_for = |file: &str| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !env.join(file).exists() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(env.join(file).exists(), "{file} never appeared");
-    };
     let spawn = |args: &[&str]| {
         env.command()
             .args(args)
@@ -3111,7 +3104,7 @@ fn promote_checks_the_stage_it_leaves_again_after_the_gates() {
             .unwrap()
     };
     let promote = spawn(&["promote", "api", "--to", "staging", "--reason", "r"]);
-    wait_for("gating");
+    wait_for_file(&env, "gating");
     let run = spawn(&[
         "run",
         "rb/work.yaml",
@@ -3122,7 +3115,7 @@ fn promote_checks_the_stage_it_leaves_again_after_the_gates() {
         "--reason",
         "w",
     ]);
-    wait_for("running");
+    wait_for_file(&env, "running");
     let promoted = promote.wait_with_output().unwrap();
     assert_eq!(promoted.status.code(), Some(3));
     assert!(
