@@ -1407,6 +1407,22 @@ fn audit_verify_and_the_deciding_commands_refuse_the_same_records() {
     env.release(&["status"]).assert_code(0);
 }
 
+/// `status` says when the log ends with a torn line, which it leaves out of the board (it
+/// used to say nothing).
+#[test]
+fn status_warns_of_a_torn_last_line() {
+    let env = logged();
+    let mut text = env.read(AUDIT);
+    text.push_str("{\"v\":1,\"seq\":9,\"ts\":\"2026");
+    env.write(AUDIT, &text);
+    env.release(&["status"])
+        .assert_code(0)
+        .assert_stderr_contains(
+            "ends with a torn line (a crash mid-write?), left out of this board",
+        );
+    env.release(&["audit", "verify"]).assert_code(1);
+}
+
 #[test]
 fn audit_verify_names_an_edited_line() {
     let env = logged();

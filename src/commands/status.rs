@@ -48,6 +48,12 @@ pub fn cmd_status(ctx: &Context<'_>, args: &StatusArgs) -> Result<i32, Error> {
     if let Some(component) = &args.component {
         check_component(&project, &history, component)?;
     }
+    if audit.has_torn_tail() {
+        ctx.output.warn(&format!(
+            "{} ends with a torn line (a crash mid-write?), left out of this board: `release audit verify` shows it; the next record moves it aside",
+            audit.path().display()
+        ));
+    }
     let board = Board::build(&project, &history, args.component.as_deref(), Utc::now());
     if ctx.output.json {
         let value = serde_json::to_value(board.document()).unwrap_or_default();

@@ -423,6 +423,19 @@ impl AuditLog {
         }
     }
 
+    /// Whether the log ends with a torn line (bytes after its last newline: a crash
+    /// mid-write), which readers leave out; found from the last byte alone.
+    pub fn has_torn_tail(&self) -> bool {
+        use std::io::{Read as _, Seek as _};
+        let Ok(Some(mut file)) = self.open() else {
+            return false;
+        };
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::End(-1))
+            .and_then(|_| file.read_exact(&mut last))
+            .is_ok_and(|()| last[0] != b'\n')
+    }
+
     /// The records, streamed, each checked against the hash chain: a broken link ends the
     /// stream with [`AuditError::BrokenChain`] (after the lines before it). For every reader
     /// that decides something (gates, promotions, status), so that no decision rests on a
