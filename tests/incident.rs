@@ -1524,3 +1524,36 @@ async fn passing_gates_close_every_blocker_carrying_the_marker_on_github() {
     );
     assert!(open_blockers(&github).is_empty(), "{:#?}", github.issues());
 }
+
+/// A step waiting for the local tracker's lock (another process opening an issue) still
+/// keeps to its `timeout`: the wait happens off the runtime, whose timers end the step.
+#[test]
+fn a_held_tracker_lock_does_not_outlast_the_step_timeout() {
+    let env = TestEnv::initialized();
+    env.write(
+        "rb/incident.yaml",
+        "steps:\n  - id: incident\n    timeout: 1s\n    incident_issue: { title: \"Rollback: {{ component }}\", body: b, labels: [incident] }\n",
+    );
+    std::fs::create_dir_all(env.join(".release/incidents")).unwrap();
+    let lock = std::fs::File::create(env.join(".release/incidents/.lock")).unwrap();
+    lock.lock().unwrap();
+    let started = std::time::Instant::now();
+    let run = env.release(&[
+        "run",
+        "rb/incident.yaml",
+        "--component",
+        "orchestration",
+        "--stage",
+        "staging",
+        "--reason",
+        "r",
+    ]);
+    let took = started.elapsed();
+    lock.unlock().unwrap();
+    run.assert_code(1);
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "{took:?}\n{}",
+        run.transcript()
+    );
+}

@@ -442,6 +442,9 @@ pub fn run_job(
             .run()
             .await
     });
+    // The run is over: work a step left behind off the runtime (a tracker write still
+    // waiting for its folder's lock after the step's timeout) does not hold the process.
+    runtime.shutdown_background();
     if let Some(lock) = lock {
         let _ = lock.release();
     }

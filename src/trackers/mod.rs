@@ -254,7 +254,10 @@ impl Tracker {
     /// Opens a new issue (see [`Tracker::open_or_reuse`] to avoid duplicates).
     pub async fn open(&self, issue: &NewIssue) -> Result<Issue, String> {
         match self {
-            Tracker::Local(t) => t.open(issue),
+            Tracker::Local(t) => {
+                let issue = issue.clone();
+                off_runtime(t, move |t| t.open(&issue)).await
+            }
             Tracker::Github(t) => t.open(issue).await,
         }
     }
@@ -262,7 +265,10 @@ impl Tracker {
     /// Replaces the body of `issue`, keeping its marker.
     pub async fn update(&self, issue: &Issue, body: &str) -> Result<Issue, String> {
         match self {
-            Tracker::Local(t) => t.update(issue, body),
+            Tracker::Local(t) => {
+                let (issue, body) = (issue.clone(), body.to_owned());
+                off_runtime(t, move |t| t.update(&issue, &body)).await
+            }
             Tracker::Github(t) => t.update(issue, body).await,
         }
     }
@@ -270,7 +276,10 @@ impl Tracker {
     /// Closes `issue` (closing a closed issue changes nothing).
     pub async fn close(&self, issue: &Issue) -> Result<Issue, String> {
         match self {
-            Tracker::Local(t) => t.close(issue),
+            Tracker::Local(t) => {
+                let issue = issue.clone();
+                off_runtime(t, move |t| t.close(&issue)).await
+            }
             Tracker::Github(t) => t.close(issue).await,
         }
     }
@@ -297,10 +306,27 @@ impl Tracker {
     /// dropped before the answer), the marker is looked for once more before giving up.
     pub async fn open_or_reuse(&self, issue: &NewIssue) -> Result<(Issue, Opened), String> {
         match self {
-            Tracker::Local(t) => t.open_or_reuse(issue),
+            Tracker::Local(t) => {
+                let issue = issue.clone();
+                off_runtime(t, move |t| t.open_or_reuse(&issue)).await
+            }
             Tracker::Github(t) => t.open_or_reuse(issue).await,
         }
     }
+}
+
+/// Runs a local tracker's write off the async runtime: it waits for the folder's lock
+/// (another process opening an issue), and that wait must not stop the runtime, whose
+/// timers and signals end a step (its timeout, Ctrl-C). A write cut short that way still
+/// finishes; the issue it opens carries its marker, so a resumed run finds it.
+async fn off_runtime<T: Send + 'static>(
+    tracker: &LocalTracker,
+    work: impl FnOnce(&LocalTracker) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let tracker = tracker.clone();
+    tokio::task::spawn_blocking(move || work(&tracker))
+        .await
+        .map_err(|e| format!("the local tracker stopped: {e}"))?
 }
 
 #[cfg(test)]
