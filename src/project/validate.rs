@@ -924,50 +924,44 @@ fn check_gate<'g>(c: &mut Checker<'_>, gate: &'g GateSpec, ids: &mut HashMap<&'g
 /// Gate values that make it always pass, or block on anything.
 fn check_gate_no_ops(c: &mut Checker<'_>, gate: &GateSpec) {
     let id = &gate.id;
-    if let Some(windows) = &gate.freeze
-        && windows.is_empty()
-    {
-        c.hint(
-            id.span,
-            format!("gate `{id}`: `freeze` lists no window, so it always passes"),
+    // Gates that can never mean anything: what is wrong, and the fix.
+    let meaningless = [
+        (
+            gate.freeze.as_ref().is_some_and(Vec::is_empty),
+            "`freeze` lists no window, so it always passes",
             "list the windows, e.g. `freeze: [{ weekly: { from: \"fri 16:00\", to: \"mon 08:00\" } }]`, or remove the gate",
-        );
-    }
-    if let Some(attested) = &gate.attested
-        && attested.check.trim().is_empty()
-    {
-        c.hint(
-            id.span,
-            format!("gate `{id}`: `attested` has an empty `check`"),
+        ),
+        (
+            gate.attested
+                .as_ref()
+                .is_some_and(|a| a.check.trim().is_empty()),
+            "`attested` has an empty `check`",
             "name the check `release attest` records, e.g. `check: security-review`",
-        );
-    }
-    if let Some(paths) = &gate.file_exists
-        && paths.iter().any(|p| p.trim().is_empty())
-    {
-        c.hint(
-            id.span,
-            format!("gate `{id}`: `file_exists` lists an empty path"),
+        ),
+        (
+            gate.file_exists
+                .as_ref()
+                .is_some_and(|paths| paths.iter().any(|p| p.trim().is_empty())),
+            "`file_exists` lists an empty path",
             "remove it, or write the path, e.g. `\"src/{{ component }}/README.md\"`",
-        );
-    }
-    if let Some(uptime) = &gate.uptime
-        && uptime.query.trim().is_empty()
-    {
-        c.hint(
-            id.span,
-            format!("gate `{id}`: `uptime` has an empty `query`"),
+        ),
+        (
+            gate.uptime
+                .as_ref()
+                .is_some_and(|u| u.query.trim().is_empty()),
+            "`uptime` has an empty `query`",
             "write the PromQL, e.g. `avg_over_time(up{job=\"{{ component }}\"}[7d])`",
-        );
-    }
-    if let Some(tested) = &gate.rollback_tested
-        && tested.within.0.is_zero()
-    {
-        c.hint(
-            id.span,
-            format!("gate `{id}`: `rollback_tested` within 0s can never pass"),
+        ),
+        (
+            gate.rollback_tested
+                .as_ref()
+                .is_some_and(|t| t.within.0.is_zero()),
+            "`rollback_tested` within 0s can never pass",
             "give the window a length, e.g. `within: 30d`",
-        );
+        ),
+    ];
+    for (_, what, fix) in meaningless.into_iter().filter(|(found, ..)| *found) {
+        c.hint(id.span, format!("gate `{id}`: {what}"), fix);
     }
     if let Some(issues) = &gate.no_open_issues {
         if issues.labels.is_empty() {
